@@ -1,0 +1,16 @@
+PYTHON ?= python3
+
+.PHONY: install run test lint
+
+install:
+	PYTHON=$(PYTHON) bash scripts/install.sh
+
+run:
+	PYTHON=$(PYTHON) bash scripts/run.sh
+
+test: install
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m pytest
+
+lint:
+	$(PYTHON) -m ruff check .

@@ -1,0 +1,1 @@
+"""GGUF model server: named GGUF language models through llama-cpp-python."""

@@ -1,0 +1,15 @@
+"""``python -m gguf_model_server`` / ``gguf-model-server``."""
+
+from __future__ import annotations
+
+from gguf_model_server.app import create_app
+from gguf_model_server.settings import GGUFServerSettings
+from serving_core.cli import run_server
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_server("gguf-model-server", GGUFServerSettings, create_app, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,32 @@
+"""GGUF server settings: ``GGUF_*`` environment variables, plus the seed's ``MODEL_DIR`` and ``MODEL_SERVER_PORT``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from gguf_model_server.default_model import DEFAULT_MODEL_NAME
+from serving_core.settings import ServerSettings
+from serving_core.specs import ModelSpec
+
+
+class GGUFServerSettings(ServerSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GGUF_", extra="forbid", env_nested_delimiter="__", populate_by_name=True
+    )
+
+    default_port: ClassVar[int] = 8001
+
+    port: int = Field(
+        default=0, ge=0, le=65535, validation_alias=AliasChoices("GGUF_PORT", "MODEL_SERVER_PORT"),
+        description="0 means 8001",
+    )
+    model_dir: str | None = Field(
+        default=None, validation_alias=AliasChoices("GGUF_MODEL_DIR", "MODEL_DIR"),
+        description="base directory for relative model paths",
+    )
+
+    def default_models(self) -> list[ModelSpec]:
+        return [ModelSpec(name=DEFAULT_MODEL_NAME, backend="llama_cpp")]

@@ -1,0 +1,1 @@
+"""Shared loading core for the model servers: specs, registry, health, errors, settings."""

@@ -1,0 +1,129 @@
+"""One JSON error shape for every server: ``{"error": {"code", "type", "message"}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("serving_core.errors")
+
+
+class ServingError(Exception):
+    """An error with an HTTP status, a stable code and a message meant for the client."""
+
+    status_code = 500
+    code = "internal_error"
+    type = "server_error"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+        self.extra = extra
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
+
+
+class BadRequest(ServingError):
+    status_code = 400
+    code = "invalid_request"
+    type = "invalid_request_error"
+
+
+class ModelNotFound(ServingError):
+    status_code = 404
+    code = "model_not_found"
+    type = "invalid_request_error"
+
+
+class PayloadTooLarge(ServingError):
+    status_code = 413
+    code = "payload_too_large"
+    type = "invalid_request_error"
+
+
+class UnsupportedMediaType(ServingError):
+    status_code = 415
+    code = "unsupported_media_type"
+    type = "invalid_request_error"
+
+
+class UnprocessableInput(ServingError):
+    status_code = 422
+    code = "unprocessable_input"
+    type = "invalid_request_error"
+
+
+class Overloaded(ServingError):
+    status_code = 429
+    code = "overloaded"
+    type = "rate_limit_error"
+
+
+class ModelLoading(ServingError):
+    status_code = 503
+    code = "model_loading"
+    type = "service_unavailable"
+
+
+class ModelFailed(ServingError):
+    status_code = 503
+    code = "model_failed"
+    type = "service_unavailable"
+
+
+def error_body(code: str, type_: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The body every error response carries."""
+    return {"error": {"code": code, "type": type_, "message": message, **extra}}
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid value')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error, expected or not, through the one JSON shape; never leak a traceback."""
+
+    @app.exception_handler(ServingError)
+    async def _serving(_: Request, exc: ServingError) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.code, exc.type, exc.message, **exc.extra),
+            status_code=exc.status_code,
+            headers=exc.headers(),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            error_body("validation_error", "invalid_request_error", _validation_message(exc)),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, "invalid_request_error", str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            error_body("internal_error", "server_error", "internal server error; see the server log"),
+            status_code=500,
+        )

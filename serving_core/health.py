@@ -1,0 +1,101 @@
+"""Health and model-listing routes, the same contract on every server."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from serving_core.registry import ModelRegistry, ModelState
+
+
+class ModelHealth(BaseModel):
+    state: Literal["pending", "loading", "ready", "failed", "unloaded"]
+    backend: str
+    load_seconds: float | None
+    attempts: int
+    error: str | None
+    since: float
+
+
+class HealthResponse(BaseModel):
+    status: Literal["loading", "healthy", "degraded", "unhealthy"]
+    message: str
+    models: dict[str, ModelHealth]
+    uptime_seconds: float
+
+
+class ModelInfo(ModelHealth):
+    name: str
+
+
+class ModelsResponse(BaseModel):
+    default: str | None
+    models: list[ModelInfo]
+
+
+def overall_status(registry: ModelRegistry) -> tuple[str, str]:
+    """Fold per-model states into one status and a message a person can read."""
+    states = [m.state for m in registry.models.values()]
+    waiting = [s for s in states if s in (ModelState.PENDING, ModelState.LOADING)]
+    ready = states.count(ModelState.READY)
+    if not states:
+        return "unhealthy", "no models configured"
+    if waiting:
+        return "loading", f"{ready}/{len(states)} models ready, {len(waiting)} still loading"
+    if ready == len(states):
+        return "healthy", f"all {ready} models ready"
+    failed = [m.name for m in registry.models.values() if m.state is not ModelState.READY]
+    if ready:
+        return "degraded", f"{ready}/{len(states)} models ready; not serving: {', '.join(failed)}"
+    return "unhealthy", f"no model is ready; not serving: {', '.join(failed)}"
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+    async def health(request: Request) -> JSONResponse:
+        """Overall status and every model's state; 200 when serving, 503 while loading or broken."""
+        registry: ModelRegistry = request.app.state.registry
+        status, message = overall_status(registry)
+        ok = status == "healthy" or (status == "degraded" and not request.app.state.settings.strict_readiness)
+        body = HealthResponse(
+            status=status,  # type: ignore[arg-type]
+            message=message,
+            models=registry.snapshot(),  # type: ignore[arg-type]
+            uptime_seconds=round(request.app.state.uptime(), 3),
+        )
+        headers = {} if ok else {"Retry-After": "1"} if status == "loading" else {}
+        return JSONResponse(body.model_dump(), status_code=200 if ok else 503, headers=headers)
+
+    @router.get("/health/live")
+    async def live() -> dict[str, str]:
+        """200 while the process serves HTTP."""
+        return {"status": "alive"}
+
+    @router.get("/health/ready", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+    async def ready(request: Request) -> JSONResponse:
+        """200 only when every configured model is ready."""
+        registry: ModelRegistry = request.app.state.registry
+        status, message = overall_status(registry)
+        body = HealthResponse(
+            status=status,  # type: ignore[arg-type]
+            message=message,
+            models=registry.snapshot(),  # type: ignore[arg-type]
+            uptime_seconds=round(request.app.state.uptime(), 3),
+        )
+        return JSONResponse(body.model_dump(), status_code=200 if status == "healthy" else 503)
+
+    @router.get("/models", response_model=ModelsResponse)
+    async def models(request: Request) -> ModelsResponse:
+        """Every configured model with its state and load time."""
+        registry: ModelRegistry = request.app.state.registry
+        return ModelsResponse(
+            default=registry.default_name,
+            models=[ModelInfo(name=n, **s) for n, s in registry.snapshot().items()],
+        )
+
+    return router

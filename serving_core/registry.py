@@ -1,0 +1,239 @@
+"""The model registry: owns every managed model and loads them in parallel in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from serving_core.errors import ModelFailed, ModelLoading, ModelNotFound
+from serving_core.scheduling import ModelGuard
+from serving_core.specs import ModelSpec
+
+log = logging.getLogger("serving_core.registry")
+
+
+class ModelState(str, enum.Enum):
+    PENDING = "pending"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    UNLOADED = "unloaded"
+
+
+class PermanentLoadError(Exception):
+    """A load failure that retrying cannot fix (missing file, unknown backend, bad option)."""
+
+
+Loader = Callable[[ModelSpec], Any]
+"""Builds a loaded handle from a spec; raises on failure. Runs in a loader thread."""
+
+Warmup = Callable[[Any], None]
+
+
+@dataclass
+class ManagedModel:
+    """One configured model and everything known about its lifecycle."""
+
+    spec: ModelSpec
+    guard: ModelGuard
+    state: ModelState = ModelState.PENDING
+    attempts: int = 0
+    load_seconds: float | None = None
+    error: str | None = None
+    handle: Any = None
+    transitions: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.transitions[ModelState.PENDING.value] = time.time()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def set_state(self, state: ModelState, **changes: Any) -> None:
+        """Change state and related fields together, so readers never see a half-applied update."""
+        with self._lock:
+            for key, value in changes.items():
+                setattr(self, key, value)
+            self.state = state
+            self.transitions[state.value] = time.time()
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent copy of the public fields."""
+        with self._lock:
+            return {
+                "state": self.state.value,
+                "backend": self.spec.backend,
+                "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 3),
+                "attempts": self.attempts,
+                "error": self.error,
+                "since": self.transitions[self.state.value],
+            }
+
+
+class ModelRegistry:
+    """Loads every spec in a thread pool and hands out ready models by name."""
+
+    def __init__(
+        self,
+        specs: list[ModelSpec],
+        loader: Loader,
+        *,
+        workers: int | None = None,
+        retries: int = 1,
+        retry_delay: float = 0.5,
+        warmup: Warmup | None = None,
+        warmup_default: bool = False,
+        max_waiting: int = 32,
+        compute: asyncio.Semaphore | None = None,
+    ) -> None:
+        compute = compute or asyncio.Semaphore(1)
+        self.models: dict[str, ManagedModel] = {
+            s.name: ManagedModel(spec=s, guard=ModelGuard(s.name, max_waiting, compute)) for s in specs
+        }
+        self.default_name = specs[0].name if specs else None
+        self._loader = loader
+        self._warmup = warmup
+        self._warmup_default = warmup_default
+        self.workers = workers or max(1, len(specs))
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self._executor: ThreadPoolExecutor | None = None
+        self._futures: list[Future[None]] = []
+        self._stopping = threading.Event()
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self._done = threading.Event()
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def start_loading(self) -> None:
+        """Submit every load to the pool and return at once."""
+        self.started_at = time.perf_counter()
+        mode = "parallel" if self.workers > 1 and len(self.models) > 1 else "sequential"
+        if mode == "parallel":
+            log.info(
+                "PERFORMANCE: Using parallel model loading (%d workers for %d models)",
+                self.workers,
+                len(self.models),
+            )
+        else:
+            log.info("PERFORMANCE: Using sequential model loading (%d models)", len(self.models))
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="model-loader")
+        self._futures = [self._executor.submit(self._load_one, m) for m in self.models.values()]
+        remaining = [len(self._futures)]
+        counter_lock = threading.Lock()
+
+        def _one_done(_: Future[None]) -> None:
+            with counter_lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                self._all_done()
+
+        for f in self._futures:
+            f.add_done_callback(_one_done)
+        if not self._futures:
+            self._all_done()
+
+    def _all_done(self) -> None:
+        self.finished_at = time.perf_counter()
+        ready = sum(m.state is ModelState.READY for m in self.models.values())
+        total = self.finished_at - (self.started_at or self.finished_at)
+        log.info(
+            "All models processed: %d/%d ready. Total Loading time: %.2f seconds",
+            ready,
+            len(self.models),
+            total,
+        )
+        self._done.set()
+
+    def _load_one(self, model: ManagedModel) -> None:
+        spec = model.spec
+        warm = spec.warmup if spec.warmup is not None else self._warmup_default
+        max_attempts = 1 + self.retries
+        t0 = time.perf_counter()
+        for attempt in range(1, max_attempts + 1):
+            if self._stopping.is_set():
+                model.set_state(ModelState.UNLOADED, error="server shut down before the model loaded")
+                return
+            model.set_state(ModelState.LOADING, attempts=attempt)
+            log.info("Loading model '%s' (%s), attempt %d/%d", spec.name, spec.backend, attempt, max_attempts)
+            try:
+                handle = self._loader(spec)
+                if handle is None:
+                    raise RuntimeError("backend returned no model handle")
+                if warm and self._warmup is not None:
+                    self._warmup(handle)
+            except PermanentLoadError as exc:
+                self._fail(model, t0, str(exc))
+                return
+            except Exception as exc:  # noqa: BLE001 - any backend failure is reported, not raised
+                message = f"{type(exc).__name__}: {exc}"
+                if attempt < max_attempts:
+                    log.warning("Model '%s' failed to load (%s); retrying in %.1fs", spec.name, message,
+                                self.retry_delay)
+                    time.sleep(self.retry_delay)
+                    continue
+                self._fail(model, t0, message)
+                return
+            seconds = time.perf_counter() - t0
+            model.set_state(ModelState.READY, handle=handle, load_seconds=seconds, error=None)
+            log.info("Model '%s' ready%s. Loading time: %.2f seconds", spec.name,
+                     " (warmed up)" if warm else "", seconds)
+            return
+
+    def _fail(self, model: ManagedModel, t0: float, message: str) -> None:
+        seconds = time.perf_counter() - t0
+        model.set_state(ModelState.FAILED, error=message, load_seconds=seconds)
+        log.error("Model '%s' failed to load: %s. Loading time: %.2f seconds", model.name, message, seconds)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every load finished (ready or failed); for tests and tools."""
+        return self._done.wait(timeout)
+
+    # -- lookup ------------------------------------------------------------------------------
+
+    def get(self, name: str | None) -> ManagedModel:
+        """The ready model called ``name`` (default: the first configured), or a typed error."""
+        key = name or self.default_name
+        model = self.models.get(key) if key else None
+        if model is None:
+            raise ModelNotFound(
+                f"model '{name}' is not configured; available models: {', '.join(self.models) or '(none)'}",
+                available=list(self.models),
+            )
+        state = model.state
+        if state is ModelState.READY:
+            return model
+        if state in (ModelState.PENDING, ModelState.LOADING):
+            raise ModelLoading(f"model '{model.name}' is still loading; retry shortly", retry_after=1)
+        raise ModelFailed(f"model '{model.name}' is unavailable: {model.error or state.value}")
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return {name: m.snapshot() for name, m in self.models.items()}
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def close(self, release: Callable[[Any], None] | None = None) -> None:
+        """Stop pending loads, wait for running ones, then free every handle."""
+        self._stopping.set()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        for m in self.models.values():
+            handle = m.handle
+            if handle is not None and release is not None:
+                try:
+                    release(handle)
+                except Exception:
+                    log.exception("error freeing model '%s'", m.name)
+            if m.state is ModelState.READY:
+                m.set_state(ModelState.UNLOADED, handle=None)

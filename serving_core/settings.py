@@ -1,0 +1,109 @@
+"""Settings shared by both servers: YAML file first, environment variables over it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from serving_core.specs import ModelSpec
+
+S = TypeVar("S", bound="ServerSettings")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the field."""
+
+
+class ServerSettings(BaseSettings):
+    """Fields every model server has. Subclasses set the env prefix, port and default models."""
+
+    model_config = SettingsConfigDict(extra="forbid", env_nested_delimiter="__", populate_by_name=True)
+
+    default_port: ClassVar[int] = 8000
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=0, ge=0, le=65535, description="0 means the server's default port")
+    log_level: str = "info"
+    model_dir: str | None = Field(default=None, description="base directory for relative model paths")
+    models: list[ModelSpec] = Field(default_factory=list)
+    loader_workers: int | None = Field(
+        default=None, ge=1, le=64, description="parallel model loads; default one per model; 1 = sequential"
+    )
+    load_retries: int = Field(default=1, ge=0, le=10)
+    retry_delay_seconds: float = Field(default=0.5, ge=0, le=60)
+    warmup: bool = Field(default=False, description="run one tiny inference per model before it is ready")
+    strict_readiness: bool = Field(
+        default=False, description="/health answers 503 when any model failed (default: 200 'degraded')"
+    )
+    max_waiting_per_model: int = Field(
+        default=32, ge=0, le=10_000, description="requests queued per model before 429"
+    )
+    compute_slots: int | None = Field(
+        default=None, ge=1, le=256, description="model calls running at once across all models; default from cores"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = settings_cls.model_config.get("yaml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _check_models(self) -> ServerSettings:
+        if not self.models:
+            self.models = self.default_models()
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"models: duplicate model names {dupes}")
+        if self.port == 0:
+            self.port = self.default_port
+        return self
+
+    def default_models(self) -> list[ModelSpec]:
+        """The embedded models served when the config names none."""
+        return []
+
+    def effective_loader_workers(self) -> int:
+        return self.loader_workers or max(1, len(self.models))
+
+    def effective_compute_slots(self) -> int:
+        """Default: one model call per two cores, at least one, so decodes don't fight for cores."""
+        return self.compute_slots or max(1, (os.cpu_count() or 1) // 2)
+
+    @classmethod
+    def load(cls: type[S], config_path: str | Path | None = None, **overrides: Any) -> S:
+        """Read the YAML file (if any), apply env overrides, validate; raise ConfigError naming the field."""
+        if config_path is not None:
+            path = Path(config_path).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"config file not found: {path}")
+            klass = type(cls.__name__, (cls,), {"model_config": {**cls.model_config, "yaml_file": path}})
+        else:
+            klass = cls
+        try:
+            return klass(**overrides)  # type: ignore[return-value]
+        except ValidationError as exc:
+            lines = [
+                f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
+            ]
+            where = f" in {config_path}" if config_path else ""
+            raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(lines)) from None

@@ -1,0 +1,42 @@
+"""What configuration says about one model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ModelSpec(BaseModel):
+    """One configured model: its public name, backend, where its weights are, and backend options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    backend: str = Field(min_length=1, description="backend kind, e.g. 'llama_cpp', 'faster_whisper'")
+    path: str | None = Field(
+        default=None,
+        description="weights file or directory; relative paths resolve against MODEL_DIR. "
+        "Omit to use the backend's packaged default.",
+    )
+    warmup: bool | None = Field(
+        default=None, description="run one tiny inference before reporting ready (default: server-wide setting)"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="backend-specific options")
+
+    @field_validator("path")
+    @classmethod
+    def _non_empty(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("path must not be empty; omit it to use the packaged default")
+        return v
+
+    def resolved_path(self, model_dir: str | None) -> Path | None:
+        """The weights path with ``~`` expanded and relative paths anchored at ``model_dir``."""
+        if self.path is None:
+            return None
+        p = Path(self.path).expanduser()
+        if not p.is_absolute() and model_dir:
+            p = Path(model_dir).expanduser() / p
+        return p

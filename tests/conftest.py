@@ -1,0 +1,95 @@
+"""Shared fixtures: tiny GGUF files the tests build, and real server subprocesses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from server_process import ServerProcess
+from tiny_gguf import write_corrupt, write_tiny_gguf, write_truncated
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("models")
+    a = write_tiny_gguf(d / "tiny-a.gguf", seed=1)
+    return {
+        "a": a,
+        "b": write_tiny_gguf(d / "tiny-b.gguf", seed=2),
+        "c": write_tiny_gguf(d / "tiny-c.gguf", seed=3),
+        "truncated": write_truncated(a, d / "truncated.gguf"),
+        "corrupt": write_corrupt(d / "corrupt.gguf"),
+        "not_gguf": _write(d / "notes.gguf", b"this is a text file, not a model\n"),
+        "dir": d,
+    }
+
+
+def _write(p: Path, data: bytes) -> Path:
+    p.write_bytes(data)
+    return p
+
+
+def write_config(path: Path, **settings: object) -> Path:
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+class Launcher:
+    """Starts server subprocesses and stops every one of them at teardown."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[ServerProcess] = []
+
+    def __call__(self, module: str = "gguf_model_server", config: Path | None = None,
+                 env: dict[str, str] | None = None) -> ServerProcess:
+        srv = ServerProcess(module, self.log_dir / f"server-{len(self.started)}.log", config, env)
+        self.started.append(srv)
+        return srv
+
+    def stop_all(self) -> None:
+        for srv in self.started:
+            srv.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Launcher]:
+    """Start servers for one test."""
+    launcher = Launcher(tmp_path)
+    yield launcher
+    launcher.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
+    """Start servers that live for the whole test module."""
+    launcher = Launcher(tmp_path_factory.mktemp("servers"))
+    yield launcher
+    launcher.stop_all()
+
+
+TINY_OPTS = {"n_ctx": 256, "n_threads": 1}
+
+
+@pytest.fixture(scope="module")
+def tiny_server(module_server, model_files, tmp_path_factory):
+    cfg = write_config(
+        tmp_path_factory.mktemp("cfg") / "tiny.yaml",
+        model_dir=str(model_files["dir"]),
+        models=[
+            {"name": "tiny-a", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": TINY_OPTS},
+            {"name": "tiny-b", "backend": "llama_cpp", "path": "tiny-b.gguf", "options": TINY_OPTS},
+            {"name": "tiny-c", "backend": "llama_cpp", "path": str(model_files["c"]), "options": TINY_OPTS},
+            {"name": "missing", "backend": "llama_cpp", "path": "does-not-exist.gguf"},
+            {"name": "corrupt", "backend": "llama_cpp", "path": "corrupt.gguf"},
+            {"name": "truncated", "backend": "llama_cpp", "path": "truncated.gguf"},
+            {"name": "not-gguf", "backend": "llama_cpp", "path": "notes.gguf"},
+            {"name": "bad-option", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": {"n_ctxx": 5}},
+        ],
+        retry_delay_seconds=0.1,
+    )
+    srv = module_server(config=cfg)
+    srv.health = srv.wait_settled(timeout=120)
+    return srv

@@ -1,0 +1,70 @@
+"""The example configs in configs/ do what their comments say."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from server_process import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_three_models_load_in_parallel_with_load_times(start_server) -> None:
+    srv = start_server(config=REPO / "configs" / "three-models.yaml")
+    body = srv.wait_settled(timeout=180)
+    assert body["status"] == "healthy"
+    for name in ("gemma-a", "gemma-b", "gemma-c"):
+        assert body["models"][name]["state"] == "ready"
+        assert body["models"][name]["load_seconds"] > 0
+    assert "PERFORMANCE: Using parallel model loading (3 workers for 3 models)" in srv.log()
+    for name in ("gemma-a", "gemma-c"):
+        r = srv.client.post("/generate", json={"model": name, "prompt": "The capital of France is",
+                                               "max_tokens": 8, "temperature": 0})
+        assert r.status_code == 200 and r.json()["model"] == name
+
+
+def test_one_missing_file_leaves_the_others_serving(start_server) -> None:
+    srv = start_server(config=REPO / "configs" / "one-missing.yaml")
+    body = srv.wait_settled(timeout=180)
+    assert body["status"] == "degraded"
+    r = srv.client.get("/health")
+    assert r.status_code == 200
+    missing = body["models"]["missing"]
+    assert missing["state"] == "failed" and "/nonexistent/model.gguf" in missing["error"]
+    assert srv.client.post("/generate", json={"model": "gemma-b", "prompt": "Hi", "max_tokens": 2}).status_code == 200
+    assert srv.client.post("/generate", json={"model": "missing", "prompt": "Hi"}).status_code == 503
+
+
+def test_strict_readiness_turns_degraded_into_503(start_server) -> None:
+    srv = start_server(config=REPO / "configs" / "one-missing.yaml", env={"GGUF_STRICT_READINESS": "true"})
+    srv.wait_settled(timeout=180)
+    r = srv.client.get("/health")
+    assert r.status_code == 503 and r.json()["status"] == "degraded"
+
+
+def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gguf_model_server", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def test_invalid_config_exits_2_naming_the_field(tmp_path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("loader_workers: 0\nmodels:\n  - {name: m, backend: llama_cpp, pathh: x.gguf}\n")
+    r = _run_cli("--config", str(cfg))
+    assert r.returncode == 2
+    assert "loader_workers" in r.stderr and "models.0.pathh" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_config_file_exits_2(tmp_path) -> None:
+    r = _run_cli("--config", str(tmp_path / "nope.yaml"))
+    assert r.returncode == 2 and "config file not found" in r.stderr
+
+
+def test_duplicate_model_names_rejected(tmp_path) -> None:
+    cfg = tmp_path / "dup.yaml"
+    cfg.write_text("models:\n  - {name: m, backend: llama_cpp}\n  - {name: m, backend: llama_cpp}\n")
+    r = _run_cli("--config", str(cfg))
+    assert r.returncode == 2 and "duplicate" in r.stderr

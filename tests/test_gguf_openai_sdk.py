@@ -1,0 +1,66 @@
+"""The official ``openai`` SDK against the server's /v1 routes."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+
+@pytest.fixture(scope="module")
+def client(tiny_server):
+    return openai.OpenAI(base_url=f"{tiny_server.url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def test_models_list(client) -> None:
+    ids = [m.id for m in client.models.list()]
+    assert ids[:3] == ["tiny-a", "tiny-b", "tiny-c"]
+
+
+def test_completion(client) -> None:
+    c = client.completions.create(model="tiny-b", prompt="the capital", max_tokens=6, temperature=0)
+    assert c.object == "text_completion" and c.model == "tiny-b"
+    assert c.choices[0].finish_reason in ("length", "stop")
+    assert c.usage.completion_tokens >= 1
+    assert c.usage.total_tokens == c.usage.prompt_tokens + c.usage.completion_tokens
+
+
+def test_completion_stream_with_usage(client) -> None:
+    chunks = list(client.completions.create(model="tiny-a", prompt="the", max_tokens=8, stream=True,
+                                            stream_options={"include_usage": True}))
+    text_chunks = [c for c in chunks if c.choices]
+    assert text_chunks and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == sum(1 for c in text_chunks if c.choices[0].text)
+
+
+def test_chat_completion(client) -> None:
+    r = client.chat.completions.create(model="tiny-c", max_tokens=6,
+                                       messages=[{"role": "system", "content": "be brief"},
+                                                 {"role": "user", "content": "hello"}])
+    assert r.object == "chat.completion" and r.model == "tiny-c"
+    assert r.choices[0].message.role == "assistant"
+    assert isinstance(r.choices[0].message.content, str)
+    assert r.usage.prompt_tokens > 0
+
+
+def test_chat_completion_stream(client) -> None:
+    chunks = list(client.chat.completions.create(model="tiny-a", max_tokens=6, stream=True,
+                                                 messages=[{"role": "user", "content": "hi"}]))
+    assert chunks and all(c.object == "chat.completion.chunk" for c in chunks)
+    assert chunks[-1].choices[0].finish_reason in ("length", "stop")
+
+
+def test_sdk_sees_404_for_unknown_model(client) -> None:
+    with pytest.raises(openai.NotFoundError) as exc:
+        client.completions.create(model="gpt-4", prompt="x", max_tokens=1)
+    assert "tiny-a" in str(exc.value)
+
+
+def test_sdk_sees_422_for_bad_parameters(client) -> None:
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.completions.create(model="tiny-a", prompt="x", max_tokens=1, temperature=3)
+
+
+def test_sdk_sees_503_for_failed_model(client) -> None:
+    with pytest.raises(openai.InternalServerError) as exc:
+        client.chat.completions.create(model="missing", messages=[{"role": "user", "content": "x"}])
+    assert exc.value.status_code == 503

@@ -1,0 +1,88 @@
+"""The GGUF server on its embedded default model (Gemma 3 270M): real text, startup, queueing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+pytestmark = pytest.mark.slow
+
+COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
+
+
+@pytest.fixture(scope="module")
+def startup(module_server):
+    """Start with no config at all; record what the first answers said while loading."""
+    srv = module_server(env={"GGUF_MAX_WAITING_PER_MODEL": "0"})
+    srv.wait_live(timeout=120)
+    first_health = srv.client.get("/health")
+    first_generate = srv.client.post("/generate", json={"prompt": "x", "max_tokens": 1})
+    settled = srv.wait_settled(timeout=180)
+    return srv, first_health, first_generate, settled
+
+
+@pytest.fixture(scope="module")
+def gemma(startup):
+    return startup[0]
+
+
+def test_health_goes_from_503_loading_to_200_healthy(startup) -> None:
+    srv, first, _, settled = startup
+    assert first.status_code == 503 and first.json()["status"] == "loading"
+    assert first.headers["Retry-After"] == "1"
+    assert first.json()["models"]["gemma-3-270m"]["state"] in ("pending", "loading")
+    assert settled["status"] == "healthy"
+    r = srv.client.get("/health")
+    assert r.status_code == 200 and r.json()["models"]["gemma-3-270m"]["load_seconds"] > 0
+    assert srv.client.get("/health/ready").status_code == 200
+
+
+def test_request_while_loading_is_503_with_retry_after(startup) -> None:
+    r = startup[2]
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "model_loading" and r.headers["Retry-After"] == "1"
+
+
+def test_generate_real_text(gemma) -> None:
+    r = gemma.client.post("/generate", json={"prompt": "The capital of France is", "max_tokens": 16,
+                                             "temperature": 0})
+    assert r.status_code == 200, r.text
+    text = r.json()["text"]
+    assert "France" in text or "Paris" in text, text
+    assert r.json()["model"] == "gemma-3-270m"
+
+
+def test_openai_sdk_completion_real_text(gemma) -> None:
+    client = openai.OpenAI(base_url=f"{gemma.url}/v1", api_key="unused", max_retries=0)
+    c = client.completions.create(model="gemma-3-270m", prompt="The capital of France is", max_tokens=16,
+                                  temperature=0)
+    assert "France" in c.choices[0].text or "Paris" in c.choices[0].text
+
+
+def test_busy_model_with_full_queue_is_429_and_disconnect_frees_it(gemma) -> None:
+    body = {"prompt": COUNTING, "max_tokens": 1500, "temperature": 0, "stream": True}
+    with httpx.Client(base_url=gemma.url, timeout=60) as streamer, \
+            streamer.stream("POST", "/generate", json=body) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        first = next(line for line in lines if line.startswith("data: "))
+        assert json.loads(first[6:])["text"]
+        # The model is now generating for the stream; with no waiting allowed, the next is refused.
+        busy = gemma.client.post("/generate", json={"prompt": "x", "max_tokens": 1})
+        assert busy.status_code == 429, busy.text
+        assert busy.headers["Retry-After"] == "1"
+        assert "busy" in busy.json()["error"]["message"]
+    # Leaving the `with` closed the connection mid-stream: the generation must stop and free the
+    # model long before 1500 tokens (~40 s) would have been produced.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        r = gemma.client.post("/generate", json={"prompt": "The capital of France is", "max_tokens": 4})
+        if r.status_code == 200:
+            break
+        assert r.status_code == 429
+        time.sleep(0.2)
+    assert r.status_code == 200, "generation did not stop after the client disconnected"

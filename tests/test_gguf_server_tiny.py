@@ -1,0 +1,176 @@
+"""The GGUF server with several tiny models the tests build, plus broken ones: routes and bad input."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+
+def test_health_reports_each_model_and_failures_with_reasons(tiny_server) -> None:
+    r = tiny_server.client.get("/health")
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "degraded"
+    models = body["models"]
+    for name in ("tiny-a", "tiny-b", "tiny-c"):
+        assert models[name]["state"] == "ready"
+        assert models[name]["load_seconds"] > 0
+    assert models["missing"]["state"] == "failed"
+    assert "not found" in models["missing"]["error"] and "does-not-exist.gguf" in models["missing"]["error"]
+    assert models["missing"]["attempts"] == 1  # a missing file is not retried
+    assert models["corrupt"]["state"] == "failed" and models["corrupt"]["attempts"] == 2
+    assert models["truncated"]["state"] == "failed"
+    assert "bad magic" in models["not-gguf"]["error"]
+    assert "n_ctxx" in models["bad-option"]["error"]
+    assert "not serving" in body["message"]
+
+
+def test_ready_is_503_while_any_model_failed(tiny_server) -> None:
+    assert tiny_server.client.get("/health/ready").status_code == 503
+    assert tiny_server.client.get("/health/live").status_code == 200
+
+
+def test_loader_logs_parallel_loading_and_load_times(tiny_server) -> None:
+    log = tiny_server.log()
+    assert "PERFORMANCE: Using parallel model loading" in log
+    assert log.count("Loading time:") >= 9  # one per model and one total
+    assert "Total Loading time:" in log
+
+
+def test_models_route_lists_every_model(tiny_server) -> None:
+    body = tiny_server.client.get("/models").json()
+    assert body["default"] == "tiny-a"
+    states = {m["name"]: m["state"] for m in body["models"]}
+    assert states["tiny-b"] == "ready" and states["missing"] == "failed"
+
+
+def test_generate_defaults_to_first_model(tiny_server) -> None:
+    r = tiny_server.client.post("/generate", json={"prompt": "the capital of", "max_tokens": 8})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "tiny-a"
+    assert body["usage"]["completion_tokens"] >= 1 and body["usage"]["prompt_tokens"] >= 2
+    assert body["finish_reason"] in ("length", "stop")
+    assert body["timings"]["generation_seconds"] > 0
+
+
+def test_generate_same_seed_same_text(tiny_server) -> None:
+    req = {"model": "tiny-b", "prompt": "the", "max_tokens": 12, "temperature": 1.0, "seed": 7}
+    a = tiny_server.client.post("/generate", json=req).json()["text"]
+    b = tiny_server.client.post("/generate", json=req).json()["text"]
+    assert a == b
+
+
+def test_inference_seed_route(tiny_server) -> None:
+    r = tiny_server.client.post("/inference", json={"model_name": "tiny-c", "prompt": "a", "max_tokens": 4})
+    assert r.status_code == 200, r.text
+    assert set(r.json()) == {"result"} and isinstance(r.json()["result"], str)
+
+
+def test_generate_stream_sends_events_then_done(tiny_server) -> None:
+    with tiny_server.client.stream("POST", "/generate", json={"model": "tiny-a", "prompt": "the", "max_tokens": 10,
+                                                        "stream": True}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        datas = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert datas[-1] == "[DONE]"
+    events = [json.loads(d) for d in datas[:-1]]
+    final = events[-1]
+    assert final["finish_reason"] in ("length", "stop")
+    assert final["usage"]["completion_tokens"] == len(events) - 1
+    assert all(e["model"] == "tiny-a" for e in events)
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def _error(r: httpx.Response, status: int) -> str:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body["error"]) >= {"code", "type", "message"}
+    return str(body["error"]["message"])
+
+
+def test_unknown_model_is_404_listing_available(tiny_server) -> None:
+    msg = _error(tiny_server.client.post("/generate", json={"model": "nope", "prompt": "x"}), 404)
+    assert "tiny-a" in msg and "tiny-b" in msg and "nope" in msg
+
+
+def test_failed_model_is_503_with_reason(tiny_server) -> None:
+    msg = _error(tiny_server.client.post("/generate", json={"model": "missing", "prompt": "x"}), 503)
+    assert "not found" in msg
+
+
+def test_prompt_longer_than_context_is_400_with_limits(tiny_server) -> None:
+    r = tiny_server.client.post("/generate", json={"model": "tiny-a", "prompt": "the " * 400, "max_tokens": 4})
+    msg = _error(r, 400)
+    assert "256" in msg and "context" in msg
+
+
+def test_prompt_plus_max_tokens_over_context_is_400(tiny_server) -> None:
+    msg = _error(tiny_server.client.post("/generate", json={"prompt": "the", "max_tokens": 1000}), 400)
+    assert "max_tokens" in msg and "256" in msg
+
+
+def test_streaming_overflow_is_400_before_the_stream(tiny_server) -> None:
+    r = tiny_server.client.post("/generate", json={"prompt": "the " * 400, "stream": True})
+    _error(r, 400)
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"prompt": "x", "temperature": 5}, "temperature"),
+        ({"prompt": "x", "top_p": 0}, "top_p"),
+        ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
+        ({"prompt": "x", "max_tokens": -3}, "max_tokens"),
+        ({"prompt": ""}, "prompt"),
+        ({"max_tokens": 3}, "prompt"),
+        ({"prompt": 12}, "prompt"),
+        ({"prompt": "x", "stop": [""]}, "stop"),
+        ({"prompt": "x", "seed": -1}, "seed"),
+    ],
+)
+def test_out_of_range_parameters_are_422_naming_the_field(tiny_server, body, field) -> None:
+    assert field in _error(tiny_server.client.post("/generate", json=body), 422)
+
+
+def test_malformed_json_is_422(tiny_server) -> None:
+    r = tiny_server.client.post("/generate", content=b'{"prompt": "x",', headers={"content-type": "application/json"})
+    assert "JSON" in _error(r, 422) or "json" in r.text
+
+
+def test_wrong_method_and_unknown_route(tiny_server) -> None:
+    _error(tiny_server.client.get("/generate"), 405)
+    _error(tiny_server.client.get("/nothing-here"), 404)
+
+
+def test_concurrent_burst_across_models_has_no_5xx(tiny_server) -> None:
+    names = ["tiny-a", "tiny-b", "tiny-c"]
+
+    def one(i: int) -> int:
+        route, body = ("/generate", {"model": names[i % 3], "prompt": "the", "max_tokens": 16})
+        if i % 4 == 1:
+            route, body = "/v1/completions", {"model": names[i % 3], "prompt": "a", "max_tokens": 8}
+        with httpx.Client(base_url=tiny_server.url, timeout=120) as c:
+            return c.post(route, json=body).status_code
+
+    with ThreadPoolExecutor(24) as pool:
+        codes = list(pool.map(one, range(48)))
+    assert codes.count(200) == 48, codes
+    assert tiny_server.client.get("/health").json()["models"]["tiny-a"]["state"] == "ready"
+
+
+def test_server_still_serves_after_all_the_bad_input(tiny_server) -> None:
+    r = tiny_server.client.post("/generate", json={"model": "tiny-c", "prompt": "the", "max_tokens": 3})
+    assert r.status_code == 200
+
+
+def test_openapi_schema_documents_the_routes(tiny_server) -> None:
+    paths = tiny_server.client.get("/openapi.json").json()["paths"]
+    for p in ("/generate", "/inference", "/v1/completions", "/v1/chat/completions", "/v1/models", "/health"):
+        assert p in paths
+
+

@@ -1,0 +1,202 @@
+"""Unit tests of the loading core's registry (no real model: the loader is what's under test)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from serving_core.errors import ModelFailed, ModelLoading, ModelNotFound
+from serving_core.registry import ModelRegistry, ModelState, PermanentLoadError
+from serving_core.specs import ModelSpec
+
+
+def specs(*names: str) -> list[ModelSpec]:
+    return [ModelSpec(name=n, backend="test") for n in names]
+
+
+def test_parallel_loads_really_overlap() -> None:
+    # Each load waits on a barrier that only opens when all three loads are inside the loader
+    # at once: sequential loading would time out the barrier and fail every model.
+    barrier = threading.Barrier(3, timeout=10)
+
+    def loader(spec: ModelSpec) -> str:
+        barrier.wait()
+        return spec.name
+
+    reg = ModelRegistry(specs("a", "b", "c"), loader, retries=0)
+    reg.start_loading()
+    assert reg.wait(20)
+    assert {n: s["state"] for n, s in reg.snapshot().items()} == {"a": "ready", "b": "ready", "c": "ready"}
+    assert reg.get("b").handle == "b"
+
+
+def test_one_worker_loads_sequentially() -> None:
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def loader(spec: ModelSpec) -> str:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.05)
+        with lock:
+            active -= 1
+        return spec.name
+
+    reg = ModelRegistry(specs("a", "b", "c"), loader, workers=1)
+    reg.start_loading()
+    assert reg.wait(20)
+    assert peak == 1
+    assert all(s["state"] == "ready" for s in reg.snapshot().values())
+
+
+def test_start_loading_returns_before_models_are_ready() -> None:
+    gate = threading.Event()
+    reg = ModelRegistry(specs("slow"), lambda s: gate.wait(10) and "h")
+    reg.start_loading()
+    assert reg.models["slow"].state in (ModelState.PENDING, ModelState.LOADING)
+    with pytest.raises(ModelLoading) as exc:
+        reg.get("slow")
+    assert exc.value.status_code == 503 and exc.value.headers()["Retry-After"] == "1"
+    gate.set()
+    assert reg.wait(10)
+    assert reg.get("slow").handle == "h"
+
+
+def test_transient_failure_is_retried_once() -> None:
+    calls: list[float] = []
+
+    def flaky(spec: ModelSpec) -> str:
+        calls.append(time.perf_counter())
+        if len(calls) == 1:
+            raise OSError("disk hiccup")
+        return "ok"
+
+    reg = ModelRegistry(specs("m"), flaky, retries=1, retry_delay=0.2)
+    reg.start_loading()
+    assert reg.wait(10)
+    snap = reg.snapshot()["m"]
+    assert snap["state"] == "ready" and snap["attempts"] == 2
+    assert calls[1] - calls[0] >= 0.2
+
+
+def test_retries_are_bounded_and_error_is_reported() -> None:
+    attempts = []
+
+    def broken(spec: ModelSpec) -> str:
+        attempts.append(1)
+        raise RuntimeError("boom")
+
+    reg = ModelRegistry(specs("m"), broken, retries=1, retry_delay=0.0)
+    reg.start_loading()
+    assert reg.wait(10)
+    assert len(attempts) == 2
+    snap = reg.snapshot()["m"]
+    assert snap["state"] == "failed" and "RuntimeError: boom" in snap["error"]
+    with pytest.raises(ModelFailed) as exc:
+        reg.get("m")
+    assert "boom" in exc.value.message
+
+
+def test_permanent_failure_is_not_retried() -> None:
+    attempts = []
+
+    def missing(spec: ModelSpec) -> str:
+        attempts.append(1)
+        raise PermanentLoadError("model file not found: /nope.gguf")
+
+    reg = ModelRegistry(specs("m"), missing, retries=3, retry_delay=0.0)
+    reg.start_loading()
+    assert reg.wait(10)
+    assert len(attempts) == 1
+    assert reg.snapshot()["m"]["error"] == "model file not found: /nope.gguf"
+
+
+def test_failure_is_isolated_from_other_models() -> None:
+    def loader(spec: ModelSpec) -> str:
+        if spec.name == "bad":
+            raise PermanentLoadError("corrupt")
+        return spec.name
+
+    reg = ModelRegistry(specs("good1", "bad", "good2"), loader)
+    reg.start_loading()
+    assert reg.wait(10)
+    assert reg.get("good1").handle == "good1"
+    assert reg.get("good2").handle == "good2"
+    with pytest.raises(ModelFailed):
+        reg.get("bad")
+
+
+def test_a_model_is_usable_while_another_still_loads() -> None:
+    gate = threading.Event()
+
+    def loader(spec: ModelSpec) -> str:
+        if spec.name == "slow":
+            gate.wait(10)
+        return spec.name
+
+    reg = ModelRegistry(specs("fast", "slow"), loader)
+    reg.start_loading()
+    deadline = time.monotonic() + 10
+    while reg.models["fast"].state is not ModelState.READY and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert reg.get("fast").handle == "fast"
+    with pytest.raises(ModelLoading):
+        reg.get("slow")
+    gate.set()
+    assert reg.wait(10)
+
+
+def test_unknown_model_lists_available_names_and_default_is_first() -> None:
+    reg = ModelRegistry(specs("alpha", "beta"), lambda s: s.name)
+    reg.start_loading()
+    assert reg.wait(10)
+    with pytest.raises(ModelNotFound) as exc:
+        reg.get("gamma")
+    assert exc.value.status_code == 404
+    assert "alpha" in exc.value.message and "beta" in exc.value.message
+    assert reg.get(None).name == "alpha"
+
+
+def test_state_transitions_are_timestamped_in_order() -> None:
+    reg = ModelRegistry(specs("m"), lambda s: time.sleep(0.02) or "h")
+    reg.start_loading()
+    assert reg.wait(10)
+    t = reg.models["m"].transitions
+    assert t["pending"] <= t["loading"] <= t["ready"]
+    assert reg.snapshot()["m"]["load_seconds"] >= 0.02
+
+
+def test_warmup_runs_before_ready_only_when_enabled() -> None:
+    warmed: list[str] = []
+    reg = ModelRegistry(
+        [ModelSpec(name="w", backend="t", warmup=True), ModelSpec(name="nw", backend="t")],
+        lambda s: s.name, warmup=warmed.append, warmup_default=False,
+    )
+    reg.start_loading()
+    assert reg.wait(10)
+    assert warmed == ["w"]
+
+
+def test_failing_warmup_fails_the_model() -> None:
+    def bad_warmup(handle: str) -> None:
+        raise RuntimeError("first inference crashed")
+
+    reg = ModelRegistry(specs("m"), lambda s: "h", warmup=bad_warmup, warmup_default=True, retries=0)
+    reg.start_loading()
+    assert reg.wait(10)
+    assert "first inference crashed" in reg.snapshot()["m"]["error"]
+
+
+def test_close_releases_handles() -> None:
+    released: list[str] = []
+    reg = ModelRegistry(specs("a", "b"), lambda s: s.name)
+    reg.start_loading()
+    assert reg.wait(10)
+    reg.close(released.append)
+    assert sorted(released) == ["a", "b"]
+    assert all(s["state"] == "unloaded" for s in reg.snapshot().values())

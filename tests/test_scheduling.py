@@ -1,0 +1,110 @@
+"""The per-model guard and the server-wide compute slots."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from serving_core.errors import Overloaded
+from serving_core.scheduling import ModelGuard
+
+
+def test_one_call_at_a_time_per_model() -> None:
+    async def main() -> int:
+        guard = ModelGuard("m", max_waiting=10, compute=asyncio.Semaphore(4))
+        active = 0
+        peak = 0
+        lock = threading.Lock()
+
+        def call() -> None:
+            nonlocal active, peak
+            with lock:
+                active += 1
+                peak = max(peak, active)
+            time.sleep(0.02)
+            with lock:
+                active -= 1
+
+        await asyncio.gather(*(guard.run(call) for _ in range(5)))
+        return peak
+
+    assert asyncio.run(main()) == 1
+
+
+def test_compute_slots_bound_calls_across_models() -> None:
+    async def main() -> int:
+        compute = asyncio.Semaphore(1)
+        guards = [ModelGuard(n, 10, compute) for n in "abc"]
+        active = 0
+        peak = 0
+        lock = threading.Lock()
+
+        def call() -> None:
+            nonlocal active, peak
+            with lock:
+                active += 1
+                peak = max(peak, active)
+            time.sleep(0.02)
+            with lock:
+                active -= 1
+
+        await asyncio.gather(*(g.run(call) for g in guards for _ in range(2)))
+        return peak
+
+    assert asyncio.run(main()) == 1
+
+
+def test_queue_overflow_raises_429_with_retry_after() -> None:
+    async def main() -> list[object]:
+        guard = ModelGuard("m", max_waiting=2, compute=asyncio.Semaphore(1))
+        return await asyncio.gather(*(guard.run(time.sleep, 0.1) for _ in range(5)), return_exceptions=True)
+
+    results = asyncio.run(main())
+    overloaded = [r for r in results if isinstance(r, Overloaded)]
+    assert len(overloaded) == 2  # 1 running + 2 waiting admitted
+    assert overloaded[0].status_code == 429 and overloaded[0].headers()["Retry-After"] == "1"
+
+
+def test_stream_yields_items_and_stops_producer_when_consumer_leaves() -> None:
+    produced: list[int] = []
+
+    def numbers():  # a blocking generator, like llama-cpp-python's token stream
+        for i in range(1000):
+            produced.append(i)
+            time.sleep(0.005)
+            yield i
+
+    async def main() -> tuple[list[int], bool]:
+        guard = ModelGuard("m", 10, asyncio.Semaphore(1))
+        got: list[int] = []
+        agen = guard.stream(numbers)
+        async for item in agen:
+            got.append(item)
+            if len(got) == 3:
+                break
+        await agen.aclose()
+        # The model is free again only after the producer thread left it.
+        async with guard.slot():
+            free = True
+        return got, free
+
+    got, free = asyncio.run(main())
+    assert got == [0, 1, 2] and free
+    assert len(produced) < 20
+
+
+def test_stream_propagates_producer_errors() -> None:
+    def failing():
+        yield 1
+        raise ValueError("bad token")
+
+    async def main() -> None:
+        guard = ModelGuard("m", 10, asyncio.Semaphore(1))
+        async for _ in guard.stream(failing):
+            pass
+
+    with pytest.raises(ValueError, match="bad token"):
+        asyncio.run(main())

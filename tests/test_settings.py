@@ -1,0 +1,71 @@
+"""Configuration: YAML, environment overrides, the seed's variables, defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from gguf_model_server.settings import GGUFServerSettings
+from serving_core.settings import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for var in ("MODEL_DIR", "MODEL_SERVER_PORT", "GGUF_PORT", "GGUF_MODEL_DIR", "GGUF_WARMUP", "PORT"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_no_config_serves_the_embedded_default() -> None:
+    s = GGUFServerSettings.load()
+    assert s.port == 8001
+    assert [(m.name, m.backend, m.path) for m in s.models] == [("gemma-3-270m", "llama_cpp", None)]
+    assert s.effective_loader_workers() == 1
+
+
+def test_yaml_then_env_overrides(tmp_path, monkeypatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("port: 9000\nwarmup: true\nmodels:\n  - {name: a, backend: llama_cpp, path: a.gguf}\n"
+                   "  - {name: b, backend: llama_cpp, path: b.gguf}\n")
+    s = GGUFServerSettings.load(cfg)
+    assert (s.port, s.warmup, s.effective_loader_workers()) == (9000, True, 2)
+    monkeypatch.setenv("GGUF_WARMUP", "false")
+    monkeypatch.setenv("GGUF_LOADER_WORKERS", "1")
+    s = GGUFServerSettings.load(cfg)
+    assert (s.warmup, s.effective_loader_workers()) == (False, 1)
+
+
+def test_seed_variables_still_work(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MODEL_SERVER_PORT", "8111")
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path))
+    s = GGUFServerSettings.load()
+    assert s.port == 8111 and s.model_dir == str(tmp_path)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models:\n  - {name: a, backend: llama_cpp, path: sub/a.gguf}\n")
+    spec = GGUFServerSettings.load(cfg).models[0]
+    assert spec.resolved_path(str(tmp_path)) == tmp_path / "sub" / "a.gguf"
+
+
+def test_generic_port_variable_is_not_taken(monkeypatch) -> None:
+    monkeypatch.setenv("PORT", "1234")
+    assert GGUFServerSettings.load().port == 8001
+
+
+def test_cli_arguments_beat_env(monkeypatch) -> None:
+    monkeypatch.setenv("MODEL_SERVER_PORT", "8111")
+    assert GGUFServerSettings.load(None, port=8222).port == 8222
+
+
+@pytest.mark.parametrize(
+    "yaml_text, field",
+    [
+        ("load_retries: -1\n", "load_retries"),
+        ("models:\n  - {name: 'bad name!', backend: llama_cpp}\n", "models.0.name"),
+        ("models:\n  - {name: a}\n", "models.0.backend"),
+        ("modles: []\n", "modles"),
+    ],
+)
+def test_invalid_values_name_the_field(tmp_path, yaml_text, field) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml_text)
+    with pytest.raises(ConfigError) as exc:
+        GGUFServerSettings.load(cfg)
+    assert field in str(exc.value)
