@@ -9,6 +9,7 @@ run:
 	PYTHON=$(PYTHON) bash scripts/run.sh
 
 test: install
+	bash scripts/install-test-deps.sh
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest
 

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from gguf_model_server.default_model import default_model_path, prepare
 from serving_core.errors import BadRequest
 from serving_core.registry import PermanentLoadError
-from serving_core.specs import ModelSpec
+from serving_core.specs import ModelSpec, parse_options
 
 log = logging.getLogger("gguf_model_server.llama")
 
@@ -154,13 +154,7 @@ def make_loader(model_dir: str | None):  # noqa: ANN201 - returns serving_core.r
     def load(spec: ModelSpec) -> LlamaModel:
         if spec.backend not in ("llama_cpp", "llama-cpp", "gguf"):
             raise PermanentLoadError(f"unknown backend '{spec.backend}' (the GGUF server serves 'llama_cpp')")
-        try:
-            opts = LlamaOptions(**spec.options)
-        except ValidationError as exc:
-            raise PermanentLoadError(
-                "invalid options: "
-                + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            ) from None
+        opts = parse_options(LlamaOptions, spec)
         path = _resolve_path(spec, model_dir)
         llm = import_llama()(
             model_path=str(path),

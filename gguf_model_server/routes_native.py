@@ -18,15 +18,10 @@ from gguf_model_server.schemas import (
     Timings,
     Usage,
 )
+from serving_core.errors import error_responses
 from serving_core.streaming import SSE_HEADERS
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "prompt does not fit the context window"},
-    404: {"description": "unknown model; the message lists the available ones"},
-    422: {"description": "invalid request body"},
-    429: {"description": "model busy and its queue full; see Retry-After"},
-    503: {"description": "model still loading (Retry-After) or failed (reason given)"},
-}
+ERRORS = error_responses({400: "prompt does not fit the context window"})
 
 
 def native_router() -> APIRouter:

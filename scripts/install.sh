@@ -35,5 +35,10 @@ if [[ -z "$M" || ! -f "$M" || "$(cat "$M")" != "$WANT" ]]; then
     echo "$WANT" > "$M"
 fi
 
-"$PY" -m pip install -q -e ".[gguf,dev]"
+EXTRAS=${EXTRAS:-gguf,asr,ocr,whisper,transformers,dev}
+"$PY" -m pip install -q -e ".[$EXTRAS]"
+if [[ ",$EXTRAS," == *",whisper,"* ]]; then
+    # --no-deps: see the `whisper` extra in pyproject.toml (skips the GPU-only triton).
+    "$PY" -m pip install -q --no-deps "openai-whisper==20250625"
+fi
 echo ">>> default model: $("$PY" -m gguf_model_server.default_model)"

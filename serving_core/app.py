@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 
 from serving_core.errors import install_error_handlers
 from serving_core.health import health_router
+from serving_core.limits import BodySizeLimit
 from serving_core.registry import Loader, ModelRegistry, Warmup
 from serving_core.settings import ServerSettings
 
@@ -57,6 +58,7 @@ def create_model_app(
     app.state.settings = settings
     app.state.uptime = lambda: time.monotonic() - started
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("serving_core.errors")
@@ -78,6 +79,29 @@ class ModelFailed(ServingError):
     status_code = 503
     code = "model_failed"
     type = "service_unavailable"
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    class Detail(BaseModel):
+        code: str
+        type: str
+        message: str
+
+    error: Detail
+
+
+def error_responses(extra: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a model route: the statuses every such route can answer, plus ``extra``."""
+    described = {
+        404: "unknown model; the message lists the available ones",
+        422: "invalid request (the message names the field)",
+        429: "model busy and its queue full; see Retry-After",
+        503: "model still loading (Retry-After) or failed (reason given)",
+        **(extra or {}),
+    }
+    return {code: {"description": text, "model": ErrorResponse} for code, text in sorted(described.items())}
 
 
 def error_body(code: str, type_: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def overall_status(registry: ModelRegistry) -> tuple[str, str]:
     if waiting:
         return "loading", f"{ready}/{len(states)} models ready, {len(waiting)} still loading"
     if ready == len(states):
-        return "healthy", f"all {ready} models ready"
+        return "healthy", f"{ready}/{len(states)} models ready"
     failed = [m.name for m in registry.models.values() if m.state is not ModelState.READY]
     if ready:
         return "degraded", f"{ready}/{len(states)} models ready; not serving: {', '.join(failed)}"

@@ -29,6 +29,7 @@ class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", env_nested_delimiter="__", populate_by_name=True)
 
     default_port: ClassVar[int] = 8000
+    default_max_request_bytes: ClassVar[int] = 8 * 1024 * 1024
 
     host: str = "0.0.0.0"
     port: int = Field(default=0, ge=0, le=65535, description="0 means the server's default port")
@@ -46,6 +47,9 @@ class ServerSettings(BaseSettings):
     )
     max_waiting_per_model: int = Field(
         default=32, ge=0, le=10_000, description="requests queued per model before 429"
+    )
+    max_request_bytes: int = Field(
+        default=0, ge=0, description="largest request body accepted (413 above it); 0 = the server's default"
     )
     compute_slots: int | None = Field(
         default=None, ge=1, le=256, description="model calls running at once across all models; default from cores"
@@ -76,6 +80,8 @@ class ServerSettings(BaseSettings):
             raise ValueError(f"models: duplicate model names {dupes}")
         if self.port == 0:
             self.port = self.default_port
+        if self.max_request_bytes == 0:
+            self.max_request_bytes = self.default_max_request_bytes
         return self
 
     def default_models(self) -> list[ModelSpec]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
 class ModelSpec(BaseModel):
@@ -40,3 +42,15 @@ class ModelSpec(BaseModel):
         if not p.is_absolute() and model_dir:
             p = Path(model_dir).expanduser() / p
         return p
+
+
+def parse_options(options_model: type[OptionsT], spec: ModelSpec) -> OptionsT:
+    """Validate a spec's backend options; a bad one fails that model (not the server) with its name."""
+    from serving_core.registry import PermanentLoadError
+
+    try:
+        return options_model(**spec.options)
+    except ValidationError as exc:
+        raise PermanentLoadError(
+            "invalid options: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from None

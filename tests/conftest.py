@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+
 from server_process import ServerProcess
 from tiny_gguf import write_corrupt, write_tiny_gguf, write_truncated
 
@@ -93,3 +95,12 @@ def tiny_server(module_server, model_files, tmp_path_factory):
     srv = module_server(config=cfg)
     srv.health = srv.wait_settled(timeout=120)
     return srv
+
+
+def assert_error(r: httpx.Response, status: int) -> str:
+    """Check the status and the one error shape; return the message."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body["error"]) >= {"code", "type", "message"}
+    assert "Traceback" not in r.text
+    return str(body["error"]["message"])

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from server_process import REPO
 
 pytestmark = pytest.mark.slow

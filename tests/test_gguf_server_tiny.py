@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from conftest import assert_error
+
 
 def test_health_reports_each_model_and_failures_with_reasons(tiny_server) -> None:
     r = tiny_server.client.get("/health")
@@ -86,37 +88,32 @@ def test_generate_stream_sends_events_then_done(tiny_server) -> None:
 # --- bad input ----------------------------------------------------------------------------------
 
 
-def _error(r: httpx.Response, status: int) -> str:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body["error"]) >= {"code", "type", "message"}
-    return str(body["error"]["message"])
 
 
 def test_unknown_model_is_404_listing_available(tiny_server) -> None:
-    msg = _error(tiny_server.client.post("/generate", json={"model": "nope", "prompt": "x"}), 404)
+    msg = assert_error(tiny_server.client.post("/generate", json={"model": "nope", "prompt": "x"}), 404)
     assert "tiny-a" in msg and "tiny-b" in msg and "nope" in msg
 
 
 def test_failed_model_is_503_with_reason(tiny_server) -> None:
-    msg = _error(tiny_server.client.post("/generate", json={"model": "missing", "prompt": "x"}), 503)
+    msg = assert_error(tiny_server.client.post("/generate", json={"model": "missing", "prompt": "x"}), 503)
     assert "not found" in msg
 
 
 def test_prompt_longer_than_context_is_400_with_limits(tiny_server) -> None:
     r = tiny_server.client.post("/generate", json={"model": "tiny-a", "prompt": "the " * 400, "max_tokens": 4})
-    msg = _error(r, 400)
+    msg = assert_error(r, 400)
     assert "256" in msg and "context" in msg
 
 
 def test_prompt_plus_max_tokens_over_context_is_400(tiny_server) -> None:
-    msg = _error(tiny_server.client.post("/generate", json={"prompt": "the", "max_tokens": 1000}), 400)
+    msg = assert_error(tiny_server.client.post("/generate", json={"prompt": "the", "max_tokens": 1000}), 400)
     assert "max_tokens" in msg and "256" in msg
 
 
 def test_streaming_overflow_is_400_before_the_stream(tiny_server) -> None:
     r = tiny_server.client.post("/generate", json={"prompt": "the " * 400, "stream": True})
-    _error(r, 400)
+    assert_error(r, 400)
 
 
 @pytest.mark.parametrize(
@@ -134,17 +131,17 @@ def test_streaming_overflow_is_400_before_the_stream(tiny_server) -> None:
     ],
 )
 def test_out_of_range_parameters_are_422_naming_the_field(tiny_server, body, field) -> None:
-    assert field in _error(tiny_server.client.post("/generate", json=body), 422)
+    assert field in assert_error(tiny_server.client.post("/generate", json=body), 422)
 
 
 def test_malformed_json_is_422(tiny_server) -> None:
     r = tiny_server.client.post("/generate", content=b'{"prompt": "x",', headers={"content-type": "application/json"})
-    assert "JSON" in _error(r, 422) or "json" in r.text
+    assert "JSON" in assert_error(r, 422) or "json" in r.text
 
 
 def test_wrong_method_and_unknown_route(tiny_server) -> None:
-    _error(tiny_server.client.get("/generate"), 405)
-    _error(tiny_server.client.get("/nothing-here"), 404)
+    assert_error(tiny_server.client.get("/generate"), 405)
+    assert_error(tiny_server.client.get("/nothing-here"), 404)
 
 
 def test_concurrent_burst_across_models_has_no_5xx(tiny_server) -> None:

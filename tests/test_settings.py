@@ -69,3 +69,36 @@ def test_invalid_values_name_the_field(tmp_path, yaml_text, field) -> None:
     with pytest.raises(ConfigError) as exc:
         GGUFServerSettings.load(cfg)
     assert field in str(exc.value)
+
+
+def test_asr_ocr_defaults_and_seed_variables(monkeypatch, tmp_path) -> None:
+    from asr_ocr_model_server.settings import AsrOcrServerSettings
+
+    monkeypatch.delenv("ASR_OCR_PORT", raising=False)
+    s = AsrOcrServerSettings.load()
+    assert s.port == 8002 and s.max_request_bytes == 25 * 1024 * 1024
+    assert [(m.name, m.backend) for m in s.models] == [("whisper-tiny.en", "faster_whisper"), ("rapidocr", "rapidocr")]
+    monkeypatch.setenv("ASR_OCR_PORT", "9002")
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path))
+    s = AsrOcrServerSettings.load()
+    assert s.port == 9002 and s.model_dir == str(tmp_path)
+
+
+def test_asr_ocr_unknown_backend_is_a_config_error(tmp_path) -> None:
+    from asr_ocr_model_server.settings import AsrOcrServerSettings
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models:\n  - {name: a, backend: whisperx}\n")
+    with pytest.raises(ConfigError) as exc:
+        AsrOcrServerSettings.load(cfg)
+    assert "models.0.backend" in str(exc.value) and "faster_whisper" in str(exc.value)
+
+
+def test_example_configs_are_valid() -> None:
+    from asr_ocr_model_server.settings import AsrOcrServerSettings
+
+    from server_process import REPO
+
+    assert GGUFServerSettings.load(REPO / "configs" / "gguf.example.yaml").port == 8001
+    assert len(GGUFServerSettings.load(REPO / "configs" / "three-models.yaml").models) == 3
+    assert AsrOcrServerSettings.load(REPO / "configs" / "asr-ocr.example.yaml").port == 8002

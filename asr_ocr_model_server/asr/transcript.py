@@ -1,0 +1,42 @@
+"""What every ASR backend returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+    tokens: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Transcript:
+    text: str
+    language: str | None
+    duration: float
+    segments: list[Segment]
+
+
+class AsrModel(Protocol):
+    def transcribe(self, audio: np.ndarray, *, language: str | None, prompt: str | None,
+                   temperature: float | None) -> Transcript: ...
+
+    def warmup(self) -> None: ...
+
+
+def silence(seconds: float = 1.0) -> np.ndarray:
+    """Float32 16 kHz silence, for warmup."""
+    return np.zeros(int(SAMPLE_RATE * seconds), dtype=np.float32)

@@ -1,0 +1,64 @@
+"""Which backends exist, what task each serves, and loading them lazily.
+
+Only the modules of configured backends are imported: a server on the embedded defaults never
+imports torch or transformers (imports are a large part of cold start).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from serving_core.registry import PermanentLoadError
+from serving_core.specs import ModelSpec
+
+Task = Literal["asr", "ocr"]
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    task: Task
+    module: str
+    package_hint: str
+
+
+BACKENDS: dict[str, BackendInfo] = {
+    "faster_whisper": BackendInfo("asr", "asr_ocr_model_server.asr.faster_whisper_backend", "'.[asr]'"),
+    "openai_whisper": BackendInfo("asr", "asr_ocr_model_server.asr.openai_whisper_backend", "'.[whisper]'"),
+    "rapidocr": BackendInfo("ocr", "asr_ocr_model_server.ocr.rapidocr_backend", "'.[ocr]'"),
+    "transformers": BackendInfo("ocr", "asr_ocr_model_server.ocr.transformers_backend", "'.[transformers]'"),
+}
+
+
+def task_of(spec: ModelSpec) -> Task:
+    return BACKENDS[spec.backend].task
+
+
+def make_loader(model_dir: str | None):  # noqa: ANN201 - returns serving_core.registry.Loader
+    """A registry loader that imports the spec's backend module on first use and loads the model."""
+
+    def load(spec: ModelSpec) -> Any:
+        info = BACKENDS.get(spec.backend)
+        if info is None:
+            raise PermanentLoadError(f"unknown backend '{spec.backend}'; choose one of {sorted(BACKENDS)}")
+        try:
+            module = importlib.import_module(info.module)
+        except ImportError as exc:
+            raise PermanentLoadError(
+                f"backend '{spec.backend}' needs a package that is not installed ({exc}); "
+                f"install the extra: pip install -e {info.package_hint}"
+            ) from None
+        return module.load(spec, model_dir)
+
+    return load
+
+
+def warmup(handle: Any) -> None:
+    handle.warmup()
+
+
+def release(handle: Any) -> None:
+    close = getattr(handle, "close", None)
+    if close is not None:
+        close()

@@ -1,0 +1,30 @@
+"""Pick the model a request asks for, checking it serves the route's task."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from asr_ocr_model_server.backends import Task, task_of
+from serving_core.errors import BadRequest, ModelNotFound
+from serving_core.registry import ManagedModel, ModelRegistry
+
+ROUTE_OF = {"asr": "/asr", "ocr": "/ocr"}
+# Clients written for OpenAI's API send this name; it means "your speech model".
+OPENAI_ASR_ALIAS = "whisper-1"
+
+
+def pick_model(request: Request, name: str | None, task: Task) -> ManagedModel:
+    """The named model (default: the first configured for ``task``), ready; typed errors otherwise."""
+    registry: ModelRegistry = request.app.state.registry
+    if name == OPENAI_ASR_ALIAS and task == "asr" and name not in registry.models:
+        name = None
+    if name is None:
+        name = next((n for n, m in registry.models.items() if task_of(m.spec) == task), None)
+        if name is None:
+            raise ModelNotFound(f"no {task.upper()} model is configured on this server",
+                                available=list(registry.models))
+    spec_model = registry.models.get(name)
+    if spec_model is not None and task_of(spec_model.spec) != task:
+        other = task_of(spec_model.spec)
+        raise BadRequest(f"model '{name}' is an {other.upper()} model; send it to {ROUTE_OF[other]}")
+    return registry.get(name)

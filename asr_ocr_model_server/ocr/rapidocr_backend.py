@@ -1,0 +1,67 @@
+"""OCR through RapidOCR 3.x with the PP-OCR ONNX models bundled in its wheel (embedded default)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from asr_ocr_model_server.ocr.lines import TextLine, blank_image
+from serving_core.registry import PermanentLoadError
+from serving_core.specs import ModelSpec, parse_options
+
+
+class RapidOcrOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threads: int | None = Field(default=None, ge=1, le=256, description="onnxruntime intra-op threads; default all")
+    text_score: float = Field(default=0.5, ge=0.0, le=1.0, description="drop lines below this confidence")
+    use_cls: bool = Field(default=True, description="detect and fix upside-down text lines")
+    limit_type: Literal["max", "min"] = Field(
+        default="max", description="'max' shrinks large images and never upscales small ones"
+    )
+    limit_side_len: int = Field(default=960, ge=32, le=8192)
+
+
+class RapidOcrModel:
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def read(self, image: Image.Image) -> list[TextLine]:
+        out = self.engine(np.asarray(image.convert("RGB")))
+        if out.txts is None or out.boxes is None:
+            return []
+        return [
+            TextLine(text=str(t), confidence=round(float(s), 4), box=[[float(x), float(y)] for x, y in b])
+            for t, s, b in zip(out.txts, out.scores, np.asarray(out.boxes).tolist(), strict=False)
+        ]
+
+    def warmup(self) -> None:
+        self.read(blank_image())
+
+
+def load(spec: ModelSpec, model_dir: str | None) -> RapidOcrModel:
+    opts = parse_options(RapidOcrOptions, spec)
+    if spec.path is not None:
+        # Other RapidOCR model files would be fetched from a hub on first use: not here.
+        raise PermanentLoadError("rapidocr serves only the models bundled in its wheel; omit `path`")
+    from rapidocr import RapidOCR
+
+    threads = opts.threads or -1
+    engine = RapidOCR(params={
+        "Global.log_level": "warning",
+        "Global.text_score": opts.text_score,
+        "Global.use_cls": opts.use_cls,
+        "Det.limit_type": opts.limit_type,
+        "Det.limit_side_len": opts.limit_side_len,
+        "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+    })
+    # RapidOCR creates its ONNX sessions lazily on the first image. Create them now, so that
+    # "ready" means loaded and the first request does not pay for it.
+    for name in ("_load_det_model", "_load_cls_model", "_load_rec_model"):
+        init = getattr(engine, name, None)
+        if init is not None:
+            init()
+    return RapidOcrModel(engine)

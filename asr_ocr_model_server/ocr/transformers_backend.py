@@ -1,0 +1,68 @@
+"""OCR through a local transformers image-text-to-text model directory (dots.ocr-style models, TrOCR, …)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from asr_ocr_model_server.ocr.lines import TextLine, blank_image
+from serving_core.registry import PermanentLoadError
+from serving_core.specs import ModelSpec, parse_options
+
+
+class TransformersOcrOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = Field(default=None, description="text given with the image (for prompt-driven models)")
+    max_new_tokens: int = Field(default=256, ge=1, le=16_384)
+    trust_remote_code: bool = Field(default=False, description="run code shipped with the model (dots.ocr needs it)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="float32", description="float32 is the safe choice on CPUs"
+    )
+    threads: int | None = Field(default=None, ge=1, le=256)
+
+
+class TransformersOcrModel:
+    def __init__(self, model: Any, processor: Any, opts: TransformersOcrOptions) -> None:
+        self.model = model
+        self.processor = processor
+        self.opts = opts
+
+    def read(self, image: Image.Image) -> list[TextLine]:
+        import torch
+
+        kwargs: dict[str, Any] = {"images": image.convert("RGB"), "return_tensors": "pt"}
+        if self.opts.prompt is not None:
+            kwargs["text"] = self.opts.prompt
+        inputs = self.processor(**kwargs)
+        with torch.inference_mode():
+            ids = self.model.generate(**inputs, max_new_tokens=self.opts.max_new_tokens)
+        if self.opts.prompt is not None and "input_ids" in inputs and not self.model.config.is_encoder_decoder:
+            ids = ids[:, inputs["input_ids"].shape[1]:]  # decoder-only models echo the prompt
+        text = self.processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
+        return [TextLine(text=line, confidence=None, box=None) for line in text.splitlines() if line.strip()]
+
+    def warmup(self) -> None:
+        self.read(blank_image())
+
+
+def load(spec: ModelSpec, model_dir: str | None) -> TransformersOcrModel:
+    opts = parse_options(TransformersOcrOptions, spec)
+    path = spec.resolved_path(model_dir)
+    if path is None:
+        raise PermanentLoadError("transformers OCR needs `path`: a local model directory")
+    if not (path / "config.json").is_file():
+        raise PermanentLoadError(f"not a transformers model directory (no config.json): {path}")
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    dtype = "auto" if opts.dtype == "auto" else getattr(torch, opts.dtype)
+    common = {"trust_remote_code": opts.trust_remote_code, "local_files_only": True}
+    processor = AutoProcessor.from_pretrained(str(path), **common)
+    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=dtype, **common)
+    model.eval()
+    return TransformersOcrModel(model, processor, opts)

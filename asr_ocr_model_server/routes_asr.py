@@ -1,0 +1,88 @@
+"""Speech-to-text routes: ``POST /asr`` (the seed's) and OpenAI's ``POST /v1/audio/transcriptions``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import PlainTextResponse
+
+from asr_ocr_model_server.asr.subtitles import to_srt, to_vtt
+from asr_ocr_model_server.asr.transcript import Transcript
+from asr_ocr_model_server.audio_input import decode_audio
+from asr_ocr_model_server.model_choice import pick_model
+from asr_ocr_model_server.schemas import (
+    AsrResponse,
+    SegmentOut,
+    TranscriptionJson,
+    TranscriptionVerbose,
+    VerboseSegment,
+)
+from serving_core.errors import error_responses
+
+LANGUAGE = r"^[a-z]{2,3}$"
+ERRORS = error_responses({
+    400: "model serves another task",
+    413: "upload or image larger than the limit",
+    415: "not a supported audio/image file",
+    422: "missing field, bad value, or a file that does not decode",
+})
+
+
+async def transcribe_upload(request: Request, upload: UploadFile, model: str | None, language: str | None,
+                            prompt: str | None = None, temperature: float | None = None) -> tuple[str, Transcript]:
+    """Decode the upload and run the model on it; returns the model name and the transcript."""
+    managed = pick_model(request, model, "asr")
+    managed.guard.check_admission()  # refuse before spending time decoding
+    audio = await asyncio.to_thread(decode_audio, upload.file, upload.filename)
+    transcript = await managed.guard.run(managed.handle.transcribe, audio, language=language, prompt=prompt,
+                                         temperature=temperature)
+    return managed.name, transcript
+
+
+def asr_router() -> APIRouter:
+    router = APIRouter(tags=["asr"])
+
+    @router.post("/asr", response_model=AsrResponse, responses=ERRORS)
+    async def asr(
+        request: Request,
+        audio: Annotated[UploadFile, File(description="WAV, MP3, FLAC, OGG, M4A or WebM")],
+        model: Annotated[str | None, Form(description="default: the first ASR model")] = None,
+        language: Annotated[str | None, Form(pattern=LANGUAGE, description="ISO-639-1, e.g. 'en'")] = None,
+    ) -> AsrResponse:
+        """Transcribe an uploaded audio file."""
+        name, t = await transcribe_upload(request, audio, model, language)
+        return AsrResponse(model=name, transcript=t.text, language=t.language, duration=round(t.duration, 3),
+                           segments=[SegmentOut(start=s.start, end=s.end, text=s.text) for s in t.segments])
+
+    @router.post("/v1/audio/transcriptions", response_model=TranscriptionJson | TranscriptionVerbose,
+                 responses={**ERRORS, 200: {"content": {"text/plain": {}}}}, tags=["openai"])
+    async def transcriptions(
+        request: Request,
+        file: Annotated[UploadFile, File()],
+        model: Annotated[str, Form(description="a configured ASR model, or 'whisper-1' for the default")] = "whisper-1",
+        language: Annotated[str | None, Form(pattern=LANGUAGE)] = None,
+        prompt: Annotated[str | None, Form(max_length=2000)] = None,
+        response_format: Annotated[Literal["json", "text", "srt", "vtt", "verbose_json"], Form()] = "json",
+        temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
+    ) -> Any:
+        """OpenAI-compatible transcription, as the ``openai`` SDK's ``audio.transcriptions.create``."""
+        _, t = await transcribe_upload(request, file, model, language, prompt, temperature)
+        if response_format == "text":
+            return PlainTextResponse(t.text + "\n")
+        if response_format == "srt":
+            return PlainTextResponse(to_srt(t.segments))
+        if response_format == "vtt":
+            return PlainTextResponse(to_vtt(t.segments), media_type="text/vtt")
+        if response_format == "verbose_json":
+            return TranscriptionVerbose(
+                language=t.language or "", duration=round(t.duration, 3), text=t.text,
+                segments=[VerboseSegment(id=i, seek=0, start=s.start, end=s.end, text=s.text, tokens=s.tokens,
+                                         temperature=s.temperature, avg_logprob=s.avg_logprob,
+                                         compression_ratio=s.compression_ratio, no_speech_prob=s.no_speech_prob)
+                          for i, s in enumerate(t.segments)],
+            )
+        return TranscriptionJson(text=t.text)
+
+    return router

@@ -1,0 +1,42 @@
+"""ASR/OCR server settings: ``ASR_OCR_*`` environment variables, plus the seed's ``ASR_OCR_PORT`` and ``MODEL_DIR``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from asr_ocr_model_server.backends import BACKENDS
+from serving_core.settings import ServerSettings
+from serving_core.specs import ModelSpec
+
+DEFAULT_ASR_NAME = "whisper-tiny.en"
+DEFAULT_OCR_NAME = "rapidocr"
+
+
+class AsrOcrServerSettings(ServerSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ASR_OCR_", extra="forbid", env_nested_delimiter="__", populate_by_name=True
+    )
+
+    default_port: ClassVar[int] = 8002
+    default_max_request_bytes: ClassVar[int] = 25 * 1024 * 1024  # the seed's upload limit
+
+    port: int = Field(default=0, ge=0, le=65535, validation_alias=AliasChoices("ASR_OCR_PORT"),
+                      description="0 means 8002")
+    model_dir: str | None = Field(default=None, validation_alias=AliasChoices("ASR_OCR_MODEL_DIR", "MODEL_DIR"),
+                                  description="base directory for relative model paths")
+    max_image_pixels: int = Field(default=40_000_000, ge=1, description="larger images get 413 (decompression bombs)")
+
+    @model_validator(mode="after")
+    def _known_backends(self) -> AsrOcrServerSettings:
+        for i, spec in enumerate(self.models):
+            if spec.backend not in BACKENDS:
+                raise ValueError(f"models.{i}.backend: unknown backend '{spec.backend}'; "
+                                 f"choose one of {sorted(BACKENDS)}")
+        return self
+
+    def default_models(self) -> list[ModelSpec]:
+        return [ModelSpec(name=DEFAULT_ASR_NAME, backend="faster_whisper"),
+                ModelSpec(name=DEFAULT_OCR_NAME, backend="rapidocr")]
