@@ -1,0 +1,154 @@
+"""``python test_cold_start.py``: start both servers from scratch and time how they come up."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from coldstart import page_cache
+from coldstart.measure import ServerResult, run_once
+from coldstart.processes import Children, interrupts_as_keyboard_interrupt, wait_port_free
+from coldstart.report import summarize, table
+from coldstart.targets import ServerTarget, asr_ocr_target, gguf_target, model_files
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="test_cold_start.py",
+        description="Start the model servers from scratch and measure time to first answer, to ready "
+        "(every model loaded), each model's load time, and time to the first successful inference.",
+    )
+    p.add_argument("--only", choices=["gguf", "asr_ocr"], help="measure one server (default: both, together)")
+    p.add_argument("--gguf-config", type=Path, help="GGUF server config (default: its embedded model)")
+    p.add_argument("--asr-config", type=Path, help="ASR/OCR server config (default: its embedded models)")
+    p.add_argument("--gguf-port", type=int, help="default: a free port")
+    p.add_argument("--asr-port", type=int, help="default: a free port")
+    p.add_argument("--gguf-url", help="measure a GGUF server started elsewhere (e.g. docker compose) instead")
+    p.add_argument("--asr-url", help="measure an ASR/OCR server started elsewhere instead")
+    p.add_argument("--target", type=float, default=120.0,
+                   help="fail when the slowest time to ready exceeds this many seconds (default 120, the seed's)")
+    p.add_argument("--timeout", type=float, help="give up on a server after this long (default: target + 60)")
+    p.add_argument("--repeat", type=int, default=1, help="starts per mode; reports median and spread")
+    p.add_argument("--sequential", action="store_true",
+                   help="also start with one loader worker (A/B against parallel loading, interleaved)")
+    p.add_argument("--cold", action="store_true",
+                   help="evict the page cache before each start (drop_caches if permitted, else fadvise on "
+                   "the model files)")
+    p.add_argument("--json", type=Path, help="write every figure to this file")
+    p.add_argument("--log-dir", type=Path, help="keep the servers' logs here (default: a temp dir)")
+    p.add_argument("--quiet", action="store_true", help="no live progress")
+    args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    external = bool(args.gguf_url or args.asr_url)
+    if external and (args.sequential or args.cold or args.repeat > 1):
+        p.error("--sequential, --cold and --repeat need servers this tool starts (not --gguf-url/--asr-url)")
+    return args
+
+
+def build_targets(args: argparse.Namespace) -> list[ServerTarget]:
+    targets = []
+    if args.only in (None, "gguf") and not (args.asr_url and not args.gguf_url):
+        targets.append(gguf_target(args.gguf_config, args.gguf_port, args.gguf_url))
+    if args.only in (None, "asr_ocr") and not (args.gguf_url and not args.asr_url):
+        targets.append(asr_ocr_target(args.asr_config, args.asr_port, args.asr_url))
+    return targets
+
+
+class Progress:
+    """Live progress: one rewritten line on a terminal, a line per change otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stdout.isatty()
+        self.last = ""
+
+    def __call__(self, elapsed: float, results: list[ServerResult]) -> None:
+        if self.quiet:
+            return
+        parts = []
+        for r in results:
+            models = ", ".join(f"{n}: {m.get('state')}" for n, m in r.models.items())
+            parts.append(f"{r.server} [{r.mode}] {r.status}" + (f" ({models})" if models else ""))
+        line = " | ".join(parts)
+        if self.tty:
+            sys.stdout.write(f"\r\x1b[K[{elapsed:6.2f}s] {line}")
+            sys.stdout.flush()
+        elif line != self.last:
+            print(f"[{elapsed:6.2f}s] {line}", flush=True)
+        self.last = line
+
+    def done(self) -> None:
+        if self.tty and not self.quiet:
+            print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    targets = build_targets(args)
+    timeout = args.timeout or args.target + 60
+    modes = ["parallel", "sequential"] if args.sequential else ["parallel"]
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="cold-start-logs-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    children = Children()
+    progress = Progress(args.quiet)
+    runs: list[list[ServerResult]] = []
+    cold_method: str | None = None
+    interrupted = False
+    try:
+        with interrupts_as_keyboard_interrupt():
+            for _ in range(args.repeat):
+                for mode in modes:  # interleaved: A B A B ...
+                    if args.cold:
+                        cold_method = page_cache.evict([p for t in targets for p in model_files(t)])
+                    results = run_once(targets, mode, children, log_dir, timeout, progress)
+                    progress.done()
+                    runs.append(results)
+                    ports = [int(r.url.rsplit(":", 1)[1]) for r in results if r.pid]
+                    children.kill_all()
+                    for port in ports:
+                        wait_port_free(port)
+    except KeyboardInterrupt:
+        interrupted = True
+        progress.done()
+        print("interrupted: stopping the servers", file=sys.stderr)
+    finally:
+        children.kill_all()
+
+    summary = summarize(runs)
+    failures = _failures(runs, args.target)
+    if interrupted:
+        failures.append("interrupted")
+    if runs:
+        print(table(summary, args.repeat))
+    for f in failures:
+        print(f"FAIL: {f}", file=sys.stderr)
+    passed = not failures
+    if args.json:
+        report: dict[str, Any] = {
+            "passed": passed, "failures": failures, "target_s": args.target, "repeat": args.repeat,
+            "modes": modes, "cold": args.cold, "cold_method": cold_method, "log_dir": str(log_dir),
+            "created": time.time(), "summary": summary,
+            "runs": [[r.to_dict() for r in run] for run in runs],
+        }
+        args.json.write_text(json.dumps(report, indent=2))
+    if interrupted:
+        return 130
+    print("PASS" if passed else "FAILED", f"(target: every server ready within {args.target:g}s)")
+    return 0 if passed else 1
+
+
+def _failures(runs: list[list[ServerResult]], target: float) -> list[str]:
+    failures = []
+    for run in runs:
+        for r in run:
+            if r.status != "ready":
+                failures.append(f"{r.server} ({r.mode}): {r.status}: {r.error}")
+            elif r.ready_s is not None and r.ready_s > target:
+                failures.append(f"{r.server} ({r.mode}): ready after {r.ready_s:.2f}s, above the target of {target:g}s")
+    return failures

@@ -1,0 +1,143 @@
+"""One cold start: spawn the servers together, poll /health, run the first requests, time it all."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from coldstart.processes import Children
+from coldstart.targets import ServerTarget, first_inference
+
+POLL_SECONDS = 0.02
+
+
+@dataclass
+class ServerResult:
+    """Everything measured for one server in one start. Times are seconds from spawn."""
+
+    server: str
+    mode: str
+    url: str
+    pid: int | None = None
+    live_s: float | None = None  # first HTTP answer
+    ready_s: float | None = None  # /health 200 with no model loading
+    first_inference_s: float | None = None  # ready + the first tiny requests answered
+    first_request_latency: dict[str, float] = field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    status: str = "starting"
+    error: str | None = None
+    log_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_once(
+    targets: list[ServerTarget],
+    mode: str,
+    children: Children,
+    log_dir: Path,
+    timeout: float,
+    progress: Callable[[float, list[ServerResult]], None],
+) -> list[ServerResult]:
+    """Start (or attach to) every target at once and follow them until each is done or failed."""
+    results: list[ServerResult] = []
+    procs: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for target in targets:
+        if target.url:
+            results.append(ServerResult(target.key, mode, target.url.rstrip("/")))
+            continue
+        port = target.port or free_port()
+        env = {**os.environ, **target.extra_env}
+        # The tool decides ports; the seed's port variables must not redirect the servers.
+        for var in ("MODEL_SERVER_PORT", "ASR_OCR_PORT", "GGUF_PORT"):
+            env.pop(var, None)
+        if mode == "sequential":
+            env[f"{target.env_prefix}LOADER_WORKERS"] = "1"
+        log_path = log_dir / f"{target.key}-{mode}-{int(time.time() * 1000)}.log"
+        proc = children.spawn(target.args(port), env, log_path)
+        procs[target.key] = proc
+        results.append(ServerResult(target.key, mode, f"http://127.0.0.1:{port}", pid=proc.pid,
+                                    log_path=str(log_path)))
+        print(f"spawned {target.key} ({mode}) pid {proc.pid} on port {port}, log {log_path}", flush=True)
+    target_of = {t.key: t for t in targets}
+    threads = [threading.Thread(target=_follow, args=(r, procs.get(r.server), target_of[r.server], t0, timeout),
+                                name=f"follow-{r.server}", daemon=True) for r in results]
+    for th in threads:
+        th.start()
+    # Each server is followed in its own thread, so one server's slow first request never delays
+    # the polling of the other.
+    while any(th.is_alive() for th in threads):
+        progress(time.perf_counter() - t0, results)
+        time.sleep(0.1)
+    progress(time.perf_counter() - t0, results)
+    return results
+
+
+def _follow(r: ServerResult, proc: Any, target: ServerTarget, t0: float, timeout: float) -> None:
+    with httpx.Client(base_url=r.url, timeout=httpx.Timeout(timeout, connect=1.0)) as client:
+        while r.status in ("starting", "loading"):
+            if proc is not None and proc.poll() is not None:
+                r.status = "died"
+                r.error = f"server exited with code {proc.returncode}:\n{_tail(Path(r.log_path or ''))}"
+                return
+            if time.perf_counter() - t0 > timeout:
+                r.status = "timeout"
+                r.error = f"not ready after {timeout:.0f}s"
+                return
+            _poll(r, client, t0, target)
+            time.sleep(POLL_SECONDS)
+
+
+def _poll(r: ServerResult, client: httpx.Client, t0: float, target: ServerTarget) -> None:
+    try:
+        resp = client.get("/health", timeout=2.0)
+    except httpx.TransportError:
+        return
+    now = time.perf_counter() - t0
+    if r.live_s is None:
+        r.live_s = now
+    try:
+        body = resp.json()
+    except ValueError:
+        return
+    r.models = body.get("models", {})
+    r.status = "loading"
+    if body.get("status") == "loading":
+        return
+    failed = {n: m.get("error") for n, m in r.models.items() if m.get("state") != "ready"}
+    if failed:
+        r.status = "failed"
+        r.error = "; ".join(f"model '{n}' failed: {e}" for n, e in failed.items())
+        r.ready_s = now
+        return
+    r.ready_s = now
+    try:
+        r.first_request_latency = first_inference(client, target, r.models)
+        r.first_inference_s = time.perf_counter() - t0
+        r.status = "ready"
+    except (RuntimeError, httpx.HTTPError) as exc:
+        r.status = "failed"
+        r.error = f"first inference failed: {exc}"

