@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from asr_ocr_model_server import backends
+from asr_ocr_model_server.backends import build_registry
 from asr_ocr_model_server.routes_asr import asr_router
 from asr_ocr_model_server.routes_ocr import ocr_router
 from asr_ocr_model_server.settings import AsrOcrServerSettings
 from serving_core.app import create_model_app
+from serving_core.registry import ModelRegistry
 from serving_core.settings import ServerSettings
 
 
-def create_app(settings: ServerSettings | None = None) -> FastAPI:
-    """Build the ASR/OCR server app; models start loading when the app starts (lifespan)."""
+def create_app(settings: ServerSettings | None = None, registry: ModelRegistry | None = None) -> FastAPI:
+    """Build the ASR/OCR server app; models start loading when the app starts, unless ``registry`` already is."""
     settings = settings or AsrOcrServerSettings.load()
-    return create_model_app(
-        settings,
-        title="ASR/OCR model server",
-        loader=backends.make_loader(settings.model_dir),
-        routers=[asr_router(), ocr_router()],
-        warmup=backends.warmup,
-        release=backends.release,
-    )
+    return create_model_app(settings, registry or build_registry(settings), title="ASR/OCR model server",
+                            routers=[asr_router(), ocr_router()])

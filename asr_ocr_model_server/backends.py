@@ -10,7 +10,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from serving_core.registry import PermanentLoadError
+from serving_core.registry import ModelRegistry, PermanentLoadError
+from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
 
 Task = Literal["asr", "ocr"]
@@ -62,3 +63,8 @@ def release(handle: Any) -> None:
     close = getattr(handle, "close", None)
     if close is not None:
         close()
+
+
+def build_registry(settings: ServerSettings) -> ModelRegistry:
+    """The registry of the configured ASR/OCR models (not started)."""
+    return ModelRegistry.from_settings(settings, make_loader(settings.model_dir), warmup=warmup, release=release)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from serving_core.errors import install_error_handlers
+from serving_core.error_handlers import install_error_handlers
 from serving_core.health import health_router
 from serving_core.limits import BodySizeLimit
-from serving_core.registry import Loader, ModelRegistry, Warmup
+from serving_core.registry import ModelRegistry
 from serving_core.settings import ServerSettings
 
 log = logging.getLogger("serving_core.app")
@@ -22,35 +21,24 @@ log = logging.getLogger("serving_core.app")
 
 def create_model_app(
     settings: ServerSettings,
+    registry: ModelRegistry,
     *,
     title: str,
-    loader: Loader,
     routers: list[APIRouter],
-    warmup: Warmup | None = None,
-    release: Callable[[Any], None] | None = None,
 ) -> FastAPI:
-    """Build an app whose lifespan starts loading every model in the background and frees them on exit."""
+    """Build an app that serves ``registry``'s models; its lifespan starts loading them (unless the
+    caller already did) and frees them on exit."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = ModelRegistry(
-            settings.models,
-            loader,
-            workers=settings.effective_loader_workers(),
-            retries=settings.load_retries,
-            retry_delay=settings.retry_delay_seconds,
-            warmup=warmup,
-            warmup_default=settings.warmup,
-            max_waiting=settings.max_waiting_per_model,
-            compute=asyncio.Semaphore(settings.effective_compute_slots()),
-        )
         app.state.registry = registry
-        registry.start_loading()  # returns at once: HTTP is served while models load
+        if not registry.started:
+            registry.start_loading()  # returns at once: HTTP is served while models load
         try:
             yield
         finally:
             # Uvicorn has stopped accepting and drained in-flight requests by now.
-            await asyncio.to_thread(registry.close, release)
+            await asyncio.to_thread(registry.close)
             log.info("models released")
 
     app = FastAPI(title=title, lifespan=lifespan)

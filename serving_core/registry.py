@@ -14,6 +14,7 @@ from typing import Any
 
 from serving_core.errors import ModelFailed, ModelLoading, ModelNotFound
 from serving_core.scheduling import ModelGuard
+from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
 
 log = logging.getLogger("serving_core.registry")
@@ -94,6 +95,7 @@ class ModelRegistry:
         warmup_default: bool = False,
         max_waiting: int = 32,
         compute: asyncio.Semaphore | None = None,
+        release: Callable[[Any], None] | None = None,
     ) -> None:
         compute = compute or asyncio.Semaphore(1)
         self.models: dict[str, ManagedModel] = {
@@ -103,6 +105,7 @@ class ModelRegistry:
         self._loader = loader
         self._warmup = warmup
         self._warmup_default = warmup_default
+        self._release = release
         self.workers = workers or max(1, len(specs))
         self.retries = retries
         self.retry_delay = retry_delay
@@ -114,6 +117,27 @@ class ModelRegistry:
         self._done = threading.Event()
 
     # -- loading -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings, loader: Loader, warmup: Warmup | None = None,
+                      release: Callable[[Any], None] | None = None) -> ModelRegistry:
+        """A registry for the configured models, with the settings' workers, retries, limits and slots."""
+        return cls(
+            settings.models,
+            loader,
+            workers=settings.effective_loader_workers(),
+            retries=settings.load_retries,
+            retry_delay=settings.retry_delay_seconds,
+            warmup=warmup,
+            warmup_default=settings.warmup,
+            max_waiting=settings.max_waiting_per_model,
+            compute=asyncio.Semaphore(settings.effective_compute_slots()),
+            release=release,
+        )
+
+    @property
+    def started(self) -> bool:
+        return self.started_at is not None
 
     def start_loading(self) -> None:
         """Submit every load to the pool and return at once."""
@@ -223,8 +247,9 @@ class ModelRegistry:
 
     # -- shutdown ----------------------------------------------------------------------------
 
-    def close(self, release: Callable[[Any], None] | None = None) -> None:
+    def close(self) -> None:
         """Stop pending loads, wait for running ones, then free every handle."""
+        release = self._release
         self._stopping.set()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)

@@ -51,6 +51,10 @@ class ServerSettings(BaseSettings):
     max_request_bytes: int = Field(
         default=0, ge=0, description="largest request body accepted (413 above it); 0 = the server's default"
     )
+    early_start: bool = Field(
+        default=True,
+        description="start loading models before importing the web stack, so imports overlap with loading",
+    )
     compute_slots: int | None = Field(
         default=None, ge=1, le=256, description="model calls running at once across all models; default from cores"
     )

@@ -194,9 +194,9 @@ def test_failing_warmup_fails_the_model() -> None:
 
 def test_close_releases_handles() -> None:
     released: list[str] = []
-    reg = ModelRegistry(specs("a", "b"), lambda s: s.name)
+    reg = ModelRegistry(specs("a", "b"), lambda s: s.name, release=released.append)
     reg.start_loading()
     assert reg.wait(10)
-    reg.close(released.append)
+    reg.close()
     assert sorted(released) == ["a", "b"]
     assert all(s["state"] == "unloaded" for s in reg.snapshot().values())
