@@ -18,6 +18,7 @@ class ModelHealth(BaseModel):
     attempts: int
     error: str | None
     since: float
+    shares_with: str | None = None
 
 
 class HealthResponse(BaseModel):

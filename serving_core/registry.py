@@ -49,6 +49,7 @@ class ManagedModel:
     load_seconds: float | None = None
     error: str | None = None
     handle: Any = None
+    shares_with: str | None = None  # the model whose loaded handle (and guard) this one uses
     transitions: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -77,6 +78,7 @@ class ManagedModel:
                 "attempts": self.attempts,
                 "error": self.error,
                 "since": self.transitions[self.state.value],
+                "shares_with": self.shares_with,
             }
 
 
@@ -96,17 +98,30 @@ class ModelRegistry:
         max_waiting: int = 32,
         compute: asyncio.Semaphore | None = None,
         release: Callable[[Any], None] | None = None,
+        share_identical: bool = True,
     ) -> None:
         compute = compute or asyncio.Semaphore(1)
-        self.models: dict[str, ManagedModel] = {
-            s.name: ManagedModel(spec=s, guard=ModelGuard(s.name, max_waiting, compute)) for s in specs
-        }
+        self.models: dict[str, ManagedModel] = {}
+        # Names that configure the same backend, file and options share one loaded handle (and so
+        # one guard): loading it once saves the load time and the memory of every extra copy.
+        self._aliases: dict[str, list[ManagedModel]] = {}
+        first_with_key: dict[str, ManagedModel] = {}
+        for spec in specs:
+            primary = first_with_key.get(spec.load_key()) if share_identical else None
+            if primary is None:
+                model = ManagedModel(spec=spec, guard=ModelGuard(spec.name, max_waiting, compute))
+                first_with_key[spec.load_key()] = model
+                self._aliases[spec.name] = []
+            else:
+                model = ManagedModel(spec=spec, guard=primary.guard, shares_with=primary.name)
+                self._aliases[primary.name].append(model)
+            self.models[spec.name] = model
         self.default_name = specs[0].name if specs else None
         self._loader = loader
         self._warmup = warmup
         self._warmup_default = warmup_default
         self._release = release
-        self.workers = workers or max(1, len(specs))
+        self.workers = workers or max(1, len(self._aliases))
         self.retries = retries
         self.retry_delay = retry_delay
         self._executor: ThreadPoolExecutor | None = None
@@ -125,7 +140,7 @@ class ModelRegistry:
         return cls(
             settings.models,
             loader,
-            workers=settings.effective_loader_workers(),
+            workers=settings.loader_workers,
             retries=settings.load_retries,
             retry_delay=settings.retry_delay_seconds,
             warmup=warmup,
@@ -133,6 +148,7 @@ class ModelRegistry:
             max_waiting=settings.max_waiting_per_model,
             compute=asyncio.Semaphore(settings.effective_compute_slots()),
             release=release,
+            share_identical=settings.share_identical_models,
         )
 
     @property
@@ -142,17 +158,22 @@ class ModelRegistry:
     def start_loading(self) -> None:
         """Submit every load to the pool and return at once."""
         self.started_at = time.perf_counter()
-        mode = "parallel" if self.workers > 1 and len(self.models) > 1 else "sequential"
+        primaries = [self.models[name] for name in self._aliases]
+        for name, aliases in self._aliases.items():
+            for alias in aliases:
+                log.info("Model '%s' shares the loaded model of '%s' (same backend, file and options)",
+                         alias.name, name)
+        mode = "parallel" if self.workers > 1 and len(primaries) > 1 else "sequential"
         if mode == "parallel":
             log.info(
                 "PERFORMANCE: Using parallel model loading (%d workers for %d models)",
                 self.workers,
-                len(self.models),
+                len(primaries),
             )
         else:
-            log.info("PERFORMANCE: Using sequential model loading (%d models)", len(self.models))
+            log.info("PERFORMANCE: Using sequential model loading (%d models)", len(primaries))
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="model-loader")
-        self._futures = [self._executor.submit(self._load_one, m) for m in self.models.values()]
+        self._futures = [self._executor.submit(self._load_one, m) for m in primaries]
         remaining = [len(self._futures)]
         counter_lock = threading.Lock()
 
@@ -187,9 +208,9 @@ class ModelRegistry:
         t0 = time.perf_counter()
         for attempt in range(1, max_attempts + 1):
             if self._stopping.is_set():
-                model.set_state(ModelState.UNLOADED, error="server shut down before the model loaded")
+                self._set(model, ModelState.UNLOADED, error="server shut down before the model loaded")
                 return
-            model.set_state(ModelState.LOADING, attempts=attempt)
+            self._set(model, ModelState.LOADING, attempts=attempt)
             log.info("Loading model '%s' (%s), attempt %d/%d", spec.name, spec.backend, attempt, max_attempts)
             try:
                 handle = self._loader(spec)
@@ -210,14 +231,19 @@ class ModelRegistry:
                 self._fail(model, t0, message)
                 return
             seconds = time.perf_counter() - t0
-            model.set_state(ModelState.READY, handle=handle, load_seconds=seconds, error=None)
+            self._set(model, ModelState.READY, handle=handle, load_seconds=seconds, error=None)
             log.info("Model '%s' ready%s. Loading time: %.2f seconds", spec.name,
                      " (warmed up)" if warm else "", seconds)
             return
 
+    def _set(self, model: ManagedModel, state: ModelState, **changes: Any) -> None:
+        """Change a loaded model's state, and that of every name sharing it."""
+        for m in (model, *self._aliases.get(model.name, ())):
+            m.set_state(state, **changes)
+
     def _fail(self, model: ManagedModel, t0: float, message: str) -> None:
         seconds = time.perf_counter() - t0
-        model.set_state(ModelState.FAILED, error=message, load_seconds=seconds)
+        self._set(model, ModelState.FAILED, error=message, load_seconds=seconds)
         log.error("Model '%s' failed to load: %s. Loading time: %.2f seconds", model.name, message, seconds)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -255,7 +281,7 @@ class ModelRegistry:
             self._executor.shutdown(wait=True, cancel_futures=True)
         for m in self.models.values():
             handle = m.handle
-            if handle is not None and release is not None:
+            if handle is not None and release is not None and m.shares_with is None:
                 try:
                     release(handle)
                 except Exception:

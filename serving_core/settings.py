@@ -51,6 +51,10 @@ class ServerSettings(BaseSettings):
     max_request_bytes: int = Field(
         default=0, ge=0, description="largest request body accepted (413 above it); 0 = the server's default"
     )
+    share_identical_models: bool = Field(
+        default=True,
+        description="names with the same backend, path and options share one loaded model (and its queue)",
+    )
     early_start: bool = Field(
         default=True,
         description="start loading models before importing the web stack, so imports overlap with loading",
@@ -91,9 +95,6 @@ class ServerSettings(BaseSettings):
     def default_models(self) -> list[ModelSpec]:
         """The embedded models served when the config names none."""
         return []
-
-    def effective_loader_workers(self) -> int:
-        return self.loader_workers or max(1, len(self.models))
 
     def effective_compute_slots(self) -> int:
         """Default: one model call per two cores, at least one, so decodes don't fight for cores."""

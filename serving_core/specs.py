@@ -34,6 +34,12 @@ class ModelSpec(BaseModel):
             raise ValueError("path must not be empty; omit it to use the packaged default")
         return v
 
+    def load_key(self) -> str:
+        """Equal for specs that would load the very same model (names aside)."""
+        import json
+
+        return json.dumps([self.backend, self.path, self.options, self.warmup], sort_keys=True, default=str)
+
     def resolved_path(self, model_dir: str | None) -> Path | None:
         """The weights path with ``~`` expanded and relative paths anchored at ``model_dir``."""
         if self.path is None:

