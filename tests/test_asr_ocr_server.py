@@ -39,7 +39,8 @@ def server_tmp(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def startup(module_server, server_tmp):
-    srv = module_server("asr_ocr_model_server", env={"TMPDIR": str(server_tmp)})
+    # early_start off: the "loading" window is then the whole load on any machine (see the Gemma test).
+    srv = module_server("asr_ocr_model_server", env={"TMPDIR": str(server_tmp), "ASR_OCR_EARLY_START": "false"})
     srv.wait_live(timeout=120)
     first = srv.client.get("/health")
     settled = srv.wait_settled(timeout=180)

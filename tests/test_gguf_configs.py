@@ -69,3 +69,18 @@ def test_duplicate_model_names_rejected(tmp_path) -> None:
     cfg.write_text("models:\n  - {name: m, backend: llama_cpp}\n  - {name: m, backend: llama_cpp}\n")
     r = _run_cli("--config", str(cfg))
     assert r.returncode == 2 and "duplicate" in r.stderr
+
+
+def test_loading_starts_before_the_web_stack_is_imported(start_server, model_files, tmp_path) -> None:
+    from conftest import write_config
+
+    cfg = write_config(tmp_path / "c.yaml", models=[
+        {"name": "t", "backend": "llama_cpp", "path": str(model_files["a"]), "options": {"n_ctx": 256}}])
+    srv = start_server(config=cfg)
+    srv.wait_settled(timeout=60)
+    log = srv.log()
+    assert log.index("PERFORMANCE: Using sequential model loading") < log.index("web stack imported and app built")
+    srv_late = start_server(config=cfg, env={"GGUF_EARLY_START": "false"})
+    srv_late.wait_settled(timeout=60)
+    late = srv_late.log()
+    assert late.index("web stack imported and app built") < late.index("PERFORMANCE: Using sequential model loading")

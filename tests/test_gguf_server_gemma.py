@@ -17,7 +17,9 @@ COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
 @pytest.fixture(scope="module")
 def startup(module_server):
     """Start with no config at all; record what the first answers said while loading."""
-    srv = module_server(env={"GGUF_MAX_WAITING_PER_MODEL": "0"})
+    # early_start off: loading then begins in the lifespan, just before the port is bound, so the
+    # "loading" window is the whole load (~0.7 s) on any machine, not load minus import time.
+    srv = module_server(env={"GGUF_MAX_WAITING_PER_MODEL": "0", "GGUF_EARLY_START": "false"})
     srv.wait_live(timeout=120)
     first_health = srv.client.get("/health")
     first_generate = srv.client.post("/generate", json={"prompt": "x", "max_tokens": 1})
