@@ -179,3 +179,10 @@ def test_same_file_and_options_under_two_names_is_loaded_once(tiny_server) -> No
     assert "Model 'tiny-a-alias' shares the loaded model of 'tiny-a'" in tiny_server.log()
     r = tiny_server.client.post("/generate", json={"model": "tiny-a-alias", "prompt": "the", "max_tokens": 3})
     assert r.status_code == 200 and r.json()["model"] == "tiny-a-alias"
+
+
+def test_request_body_over_the_limit_is_413(tiny_server) -> None:
+    huge = "the " * (3 * 1024 * 1024)  # 12 MiB of JSON, above the GGUF server's 8 MiB default
+    msg = assert_error(tiny_server.client.post("/generate", json={"prompt": huge}), 413)
+    assert "limit" in msg
+    assert tiny_server.client.get("/health/live").status_code == 200
