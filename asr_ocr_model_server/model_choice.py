@@ -1,12 +1,19 @@
-"""Pick the model a request asks for, checking it serves the route's task."""
+"""Pick the model a request asks for (checking it serves the route's task) and run it on an upload."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import Request
 
 from asr_ocr_model_server.backends import Task, task_of
 from serving_core.errors import BadRequest, ModelNotFound
 from serving_core.registry import ManagedModel, ModelRegistry
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 ROUTE_OF = {"asr": "/asr", "ocr": "/ocr"}
 # Clients written for OpenAI's API send this name; it means "your speech model".
@@ -28,3 +35,13 @@ def pick_model(request: Request, name: str | None, task: Task) -> ManagedModel:
         other = task_of(spec_model.spec)
         raise BadRequest(f"model '{name}' is an {other.upper()} model; send it to {ROUTE_OF[other]}")
     return registry.get(name)
+
+
+async def run_on_upload(request: Request, name: str | None, task: Task, decode: Callable[[], T],
+                        call: Callable[[Any, T], R]) -> tuple[str, R]:
+    """Pick the model, refuse at once if its queue is full (before spending time decoding), decode
+    the upload in a worker thread, then run ``call(handle, decoded)`` under the model's guard."""
+    managed = pick_model(request, name, task)
+    managed.guard.check_admission()
+    data = await asyncio.to_thread(decode)
+    return managed.name, await managed.guard.run(call, managed.handle, data)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -11,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from asr_ocr_model_server.asr.subtitles import to_srt, to_vtt
 from asr_ocr_model_server.asr.transcript import Transcript
 from asr_ocr_model_server.audio_input import decode_audio
-from asr_ocr_model_server.model_choice import pick_model
+from asr_ocr_model_server.model_choice import run_on_upload
 from asr_ocr_model_server.schemas import (
     AsrResponse,
     SegmentOut,
@@ -33,12 +32,10 @@ ERRORS = error_responses({
 async def transcribe_upload(request: Request, upload: UploadFile, model: str | None, language: str | None,
                             prompt: str | None = None, temperature: float | None = None) -> tuple[str, Transcript]:
     """Decode the upload and run the model on it; returns the model name and the transcript."""
-    managed = pick_model(request, model, "asr")
-    managed.guard.check_admission()  # refuse before spending time decoding
-    audio = await asyncio.to_thread(decode_audio, upload.file, upload.filename)
-    transcript = await managed.guard.run(managed.handle.transcribe, audio, language=language, prompt=prompt,
-                                         temperature=temperature)
-    return managed.name, transcript
+    return await run_on_upload(
+        request, model, "asr", lambda: decode_audio(upload.file, upload.filename),
+        lambda handle, audio: handle.transcribe(audio, language=language, prompt=prompt, temperature=temperature),
+    )
 
 
 def asr_router() -> APIRouter:

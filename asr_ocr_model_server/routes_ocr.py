@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from asr_ocr_model_server.image_input import decode_image
-from asr_ocr_model_server.model_choice import pick_model
+from asr_ocr_model_server.model_choice import run_on_upload
 from asr_ocr_model_server.routes_asr import ERRORS
 from asr_ocr_model_server.schemas import LineOut, OcrResponse
 
@@ -23,13 +22,13 @@ def ocr_router() -> APIRouter:
         model: Annotated[str | None, Form(description="default: the first OCR model")] = None,
     ) -> OcrResponse:
         """Read the text in an uploaded image."""
-        managed = pick_model(request, model, "ocr")
-        managed.guard.check_admission()
         max_pixels = request.app.state.settings.max_image_pixels
-        img = await asyncio.to_thread(decode_image, image.file, max_pixels, image.filename)
-        lines = await managed.guard.run(managed.handle.read, img)
+        name, lines = await run_on_upload(
+            request, model, "ocr", lambda: decode_image(image.file, max_pixels, image.filename),
+            lambda handle, img: handle.read(img),
+        )
         return OcrResponse(
-            model=managed.name,
+            model=name,
             extracted_text="\n".join(line.text for line in lines),
             lines=[LineOut(text=line.text, confidence=line.confidence, box=line.box) for line in lines],
         )

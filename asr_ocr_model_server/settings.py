@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from asr_ocr_model_server.backends import BACKENDS
@@ -22,20 +22,13 @@ class AsrOcrServerSettings(ServerSettings):
 
     default_port: ClassVar[int] = 8002
     default_max_request_bytes: ClassVar[int] = 25 * 1024 * 1024  # the seed's upload limit
+    known_backends: ClassVar[tuple[str, ...]] = tuple(BACKENDS)
 
     port: int = Field(default=0, ge=0, le=65535, validation_alias=AliasChoices("ASR_OCR_PORT"),
                       description="0 means 8002")
     model_dir: str | None = Field(default=None, validation_alias=AliasChoices("ASR_OCR_MODEL_DIR", "MODEL_DIR"),
                                   description="base directory for relative model paths")
     max_image_pixels: int = Field(default=40_000_000, ge=1, description="larger images get 413 (decompression bombs)")
-
-    @model_validator(mode="after")
-    def _known_backends(self) -> AsrOcrServerSettings:
-        for i, spec in enumerate(self.models):
-            if spec.backend not in BACKENDS:
-                raise ValueError(f"models.{i}.backend: unknown backend '{spec.backend}'; "
-                                 f"choose one of {sorted(BACKENDS)}")
-        return self
 
     def default_models(self) -> list[ModelSpec]:
         return [ModelSpec(name=DEFAULT_ASR_NAME, backend="faster_whisper"),

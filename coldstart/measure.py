@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from coldstart.processes import Children
+from coldstart.processes import Children, free_port
 from coldstart.targets import ServerTarget, first_inference
 
 POLL_SECONDS = 0.02
@@ -38,12 +37,6 @@ class ServerResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -4,14 +4,37 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kill_group(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """SIGTERM the process group, SIGKILL it if still there after ``grace`` seconds."""
+    if proc.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(grace)
+    # The group may outlive its leader (worker processes): make sure it is gone.
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.wait(5)
 
 
 class Children:
@@ -29,22 +52,9 @@ class Children:
         self.procs.append(proc)
         return proc
 
-    def kill(self, proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-        """SIGTERM the process group, SIGKILL it if still there after ``grace`` seconds."""
-        if proc.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(grace)
-        # The group may outlive its leader (worker processes): make sure it is gone.
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if proc.poll() is None:
-            proc.wait(5)
-
     def kill_all(self) -> None:
         for proc in self.procs:
-            self.kill(proc)
+            kill_group(proc)
         self.procs.clear()
 
 
@@ -65,8 +75,6 @@ def interrupts_as_keyboard_interrupt() -> Iterator[None]:
 
 def wait_port_free(port: int, timeout: float = 5.0) -> bool:
     """True once nothing listens on 127.0.0.1:port."""
-    import socket
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:

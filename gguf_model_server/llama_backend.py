@@ -19,6 +19,7 @@ from serving_core.specs import ModelSpec, parse_options
 log = logging.getLogger("gguf_model_server.llama")
 
 GGUF_MAGIC = b"GGUF"
+LLAMA_BACKEND_NAMES = ("llama_cpp", "llama-cpp", "gguf")
 
 
 class LlamaOptions(BaseModel):
@@ -186,7 +187,7 @@ def make_loader(model_dir: str | None):  # noqa: ANN201 - returns serving_core.r
     """A registry loader that builds LlamaModel handles from specs."""
 
     def load(spec: ModelSpec) -> LlamaModel:
-        if spec.backend not in ("llama_cpp", "llama-cpp", "gguf"):
+        if spec.backend not in LLAMA_BACKEND_NAMES:
             raise PermanentLoadError(f"unknown backend '{spec.backend}' (the GGUF server serves 'llama_cpp')")
         opts = parse_options(LlamaOptions, spec)
         path = _resolve_path(spec, model_dir)

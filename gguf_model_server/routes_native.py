@@ -17,6 +17,7 @@ from gguf_model_server.schemas import (
     InferenceResponse,
     Timings,
     Usage,
+    stop_list,
 )
 from serving_core.errors import error_responses
 from serving_core.streaming import SSE_HEADERS
@@ -84,12 +85,11 @@ def native_router() -> APIRouter:
     async def inference(req: InferenceRequest, request: Request) -> InferenceResponse:
         """The seed's route: ``{model_name, prompt, ...}`` → ``{result}``."""
         target = pick_model(request, req.model_name)
-        stop = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
 
         def work() -> dict[str, Any]:
             target.llama.check_fits(req.prompt, req.max_tokens)
             return target.llama.complete(req.prompt, max_tokens=req.max_tokens,
-                                         temperature=req.temperature, stop=stop)
+                                         temperature=req.temperature, stop=stop_list(req.stop))
 
         timed = await run_timed(target, work)
         return InferenceResponse(result=timed.result["choices"][0]["text"])

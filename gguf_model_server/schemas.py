@@ -10,6 +10,11 @@ MAX_TOKENS_LIMIT = 32_768
 Stop = str | list[str] | None
 
 
+def stop_list(stop: Stop) -> list[str]:
+    """The stop sequences as the list llama-cpp-python takes."""
+    return [stop] if isinstance(stop, str) else (stop or [])
+
+
 def _stops(v: Stop) -> Stop:
     if isinstance(v, list):
         if len(v) > 16:
@@ -31,9 +36,8 @@ class SamplingParams(BaseModel):
 
     def llama_params(self, max_tokens: int) -> dict[str, Any]:
         """Keyword arguments for llama-cpp-python's create_completion / create_chat_completion."""
-        stop = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
         return {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "stop": stop, "seed": self.seed}
+                "stop": stop_list(self.stop), "seed": self.seed}
 
 
 class GenerateRequest(SamplingParams):
@@ -114,9 +118,8 @@ class OpenAIParams(BaseModel):
     _check_stop = field_validator("stop")(_stops)
 
     def llama_params(self, max_tokens: int) -> dict[str, Any]:
-        stop = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
         return {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "stop": stop, "seed": self.seed, "presence_penalty": self.presence_penalty,
+                "stop": stop_list(self.stop), "seed": self.seed, "presence_penalty": self.presence_penalty,
                 "frequency_penalty": self.frequency_penalty}
 
 

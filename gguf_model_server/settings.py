@@ -8,6 +8,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from gguf_model_server.default_model import DEFAULT_MODEL_NAME
+from gguf_model_server.llama_backend import LLAMA_BACKEND_NAMES
 from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
 
@@ -18,6 +19,7 @@ class GGUFServerSettings(ServerSettings):
     )
 
     default_port: ClassVar[int] = 8001
+    known_backends: ClassVar[tuple[str, ...]] = LLAMA_BACKEND_NAMES
 
     port: int = Field(
         default=0, ge=0, le=65535, validation_alias=AliasChoices("GGUF_PORT", "MODEL_SERVER_PORT"),

@@ -54,22 +54,28 @@ def overall_status(registry: ModelRegistry) -> tuple[str, str]:
     return "unhealthy", f"no model is ready; not serving: {', '.join(failed)}"
 
 
+def _health_body(request: Request) -> HealthResponse:
+    registry: ModelRegistry = request.app.state.registry
+    status, message = overall_status(registry)
+    return HealthResponse(
+        status=status,  # type: ignore[arg-type]
+        message=message,
+        models=registry.snapshot(),  # type: ignore[arg-type]
+        uptime_seconds=round(request.app.state.uptime(), 3),
+    )
+
+
 def health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
     async def health(request: Request) -> JSONResponse:
         """Overall status and every model's state; 200 when serving, 503 while loading or broken."""
-        registry: ModelRegistry = request.app.state.registry
-        status, message = overall_status(registry)
-        ok = status == "healthy" or (status == "degraded" and not request.app.state.settings.strict_readiness)
-        body = HealthResponse(
-            status=status,  # type: ignore[arg-type]
-            message=message,
-            models=registry.snapshot(),  # type: ignore[arg-type]
-            uptime_seconds=round(request.app.state.uptime(), 3),
+        body = _health_body(request)
+        ok = body.status == "healthy" or (
+            body.status == "degraded" and not request.app.state.settings.strict_readiness
         )
-        headers = {} if ok else {"Retry-After": "1"} if status == "loading" else {}
+        headers = {"Retry-After": "1"} if body.status == "loading" else {}
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503, headers=headers)
 
     @router.get("/health/live")
@@ -80,15 +86,8 @@ def health_router() -> APIRouter:
     @router.get("/health/ready", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
     async def ready(request: Request) -> JSONResponse:
         """200 only when every configured model is ready."""
-        registry: ModelRegistry = request.app.state.registry
-        status, message = overall_status(registry)
-        body = HealthResponse(
-            status=status,  # type: ignore[arg-type]
-            message=message,
-            models=registry.snapshot(),  # type: ignore[arg-type]
-            uptime_seconds=round(request.app.state.uptime(), 3),
-        )
-        return JSONResponse(body.model_dump(), status_code=200 if status == "healthy" else 503)
+        body = _health_body(request)
+        return JSONResponse(body.model_dump(), status_code=200 if body.status == "healthy" else 503)
 
     @router.get("/models", response_model=ModelsResponse)
     async def models(request: Request) -> ModelsResponse:

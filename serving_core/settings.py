@@ -30,6 +30,7 @@ class ServerSettings(BaseSettings):
 
     default_port: ClassVar[int] = 8000
     default_max_request_bytes: ClassVar[int] = 8 * 1024 * 1024
+    known_backends: ClassVar[tuple[str, ...]] = ()  # checked at start-up; empty = not checked
 
     host: str = "0.0.0.0"
     port: int = Field(default=0, ge=0, le=65535, description="0 means the server's default port")
@@ -86,6 +87,10 @@ class ServerSettings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"models: duplicate model names {dupes}")
+        for i, spec in enumerate(self.models):
+            if self.known_backends and spec.backend not in self.known_backends:
+                raise ValueError(f"models.{i}.backend: unknown backend '{spec.backend}'; "
+                                 f"choose one of {sorted(self.known_backends)}")
         if self.port == 0:
             self.port = self.default_port
         if self.max_request_bytes == 0:

@@ -84,10 +84,8 @@ def test_speak_wav(speech_wav: Path) -> None:
 
 @pytest.mark.parametrize("fmt", AUDIO_FORMATS)
 def test_convert_audio(fmt: str, speech_wav: Path, media_dir: Path) -> None:
-    if not audio_format_supported(fmt):
-        with pytest.raises(RuntimeError, match="no encoder"):
-            convert_audio(speech_wav, media_dir / f"speech.{fmt}", fmt)
-        pytest.skip(f"no {fmt} encoder in this PyAV build")
+    # The server accepts every one of these formats, so its tests need each one encodable here.
+    assert audio_format_supported(fmt), f"this PyAV build has no encoder for {fmt}"
     out = convert_audio(speech_wav, media_dir / f"speech.{fmt}", fmt)
     with av.open(str(out)) as container:
         assert container.streams.audio, f"{fmt}: no audio stream"
