@@ -65,6 +65,14 @@ def release(handle: Any) -> None:
         close()
 
 
+def interrupt(handle: Any) -> None:
+    """Ask a backend to stop its running call (shutdown); backends without a way to are waited for."""
+    stop = getattr(handle, "interrupt", None)
+    if stop is not None:
+        stop()
+
+
 def build_registry(settings: ServerSettings) -> ModelRegistry:
     """The registry of the configured ASR/OCR models (not started)."""
-    return ModelRegistry.from_settings(settings, make_loader(settings.model_dir), warmup=warmup, release=release)
+    return ModelRegistry.from_settings(settings, make_loader(settings.model_dir), warmup=warmup, release=release,
+                                       interrupt=interrupt)

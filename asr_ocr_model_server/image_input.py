@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -30,21 +31,49 @@ def sniff_image(head: bytes) -> str | None:
     return None
 
 
-def decode_image(file: BinaryIO, max_pixels: int, filename: str | None = None) -> Image.Image:
+@dataclass(frozen=True)
+class ImageLimits:
+    """What an image may be, checked from its header before its pixels are decoded."""
+
+    max_pixels: int = 40_000_000
+    min_side: int = 8
+    max_aspect_ratio: float = 50.0
+
+    def check(self, width: int, height: int) -> None:
+        """Raise 413 for too many pixels, 422 for a shape no text model can read (OCR models resize
+        to a fixed side: a 1x39,000,000 image fails inside them after costing ~0.6 GB)."""
+        if width * height > self.max_pixels:
+            raise PayloadTooLarge(
+                f"image is {width}x{height} = {width * height} pixels, above the limit of {self.max_pixels}; "
+                "scale it down"
+            )
+        if min(width, height) < self.min_side:
+            raise UnprocessableInput(
+                f"image is {width}x{height}; both sides must be at least {self.min_side} pixels"
+            )
+        if max(width, height) / min(width, height) > self.max_aspect_ratio:
+            raise UnprocessableInput(
+                f"image is {width}x{height}, an aspect ratio above the limit of {self.max_aspect_ratio:g}:1; "
+                "crop or split it"
+            )
+
+
+def limits_from(settings: Any) -> ImageLimits:
+    """The image limits of an ``AsrOcrServerSettings``."""
+    return ImageLimits(max_pixels=settings.max_image_pixels, min_side=settings.min_image_side,
+                       max_aspect_ratio=settings.max_image_aspect_ratio)
+
+
+def decode_image(file: BinaryIO, limits: ImageLimits, filename: str | None = None) -> Image.Image:
     """An RGB image; palette, greyscale and transparent images are converted (transparency onto white)."""
     kind = identify(file, sniff_image, "image", ACCEPTED, filename)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(file)  # reads the header only
-            width, height = img.size
-            if width * height > max_pixels:
-                raise PayloadTooLarge(
-                    f"image is {width}x{height} = {width * height} pixels, above the limit of {max_pixels}; "
-                    "scale it down"
-                )
+            limits.check(*img.size)
             img.load()
-    except PayloadTooLarge:
+    except (PayloadTooLarge, UnprocessableInput):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from None
@@ -52,7 +81,13 @@ def decode_image(file: BinaryIO, max_pixels: int, filename: str | None = None) -
         raise UnprocessableInput(f"could not decode the {kind} image: {exc}") from None
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
+        img.close()
         background = Image.new("RGB", rgba.size, "white")
         background.paste(rgba, mask=rgba.getchannel("A"))
+        rgba.close()
         return background
-    return img.convert("RGB")
+    if img.mode == "RGB":
+        return img
+    rgb = img.convert("RGB")
+    img.close()  # free the decoded source now, not when the garbage collector gets to it
+    return rgb

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,12 +20,12 @@ OPENAI_ASR_ALIAS = "whisper-1"
 
 
 def pick_model(request: Request, name: str | None, task: Task) -> ManagedModel:
-    """The named model (default: the first configured for ``task``), ready; typed errors otherwise."""
+    """The named model (default: the first ready model for ``task``), ready; typed errors otherwise."""
     registry: ModelRegistry = request.app.state.registry
     if name == OPENAI_ASR_ALIAS and task == "asr" and name not in registry.models:
         name = None
     if name is None:
-        name = next((n for n, m in registry.models.items() if task_of(m.spec) == task), None)
+        name = registry.default_for(lambda m: task_of(m.spec) == task)
         if name is None:
             raise ModelNotFound(f"no {task.upper()} model is configured on this server",
                                 available=list(registry.models))
@@ -39,9 +38,16 @@ def pick_model(request: Request, name: str | None, task: Task) -> ManagedModel:
 
 async def run_on_upload(request: Request, name: str | None, task: Task, decode: Callable[[], T],
                         call: Callable[[Any, T], R]) -> tuple[str, R]:
-    """Pick the model, refuse at once if its queue is full (before spending time decoding), decode
-    the upload in a worker thread, then run ``call(handle, decoded)`` under the model's guard."""
+    """Pick the model, then decode the upload and run ``call(handle, decoded)`` in one worker thread
+    under the model's guard.
+
+    Decoding inside the guard bounds memory: a decoded upload (up to ~120 MB for a legal image,
+    ~115 MB for 30 min of audio) exists only while its model call runs, never for every request
+    queued behind it, and decoding counts against the compute slots like the model call does.
+    """
     managed = pick_model(request, name, task)
-    managed.guard.check_admission()
-    data = await asyncio.to_thread(decode)
-    return managed.name, await managed.guard.run(call, managed.handle, data)
+
+    def decode_and_call() -> R:
+        return call(managed.handle, decode())
+
+    return managed.name, await managed.guard.run(decode_and_call)

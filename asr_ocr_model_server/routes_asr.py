@@ -32,8 +32,9 @@ ERRORS = error_responses({
 async def transcribe_upload(request: Request, upload: UploadFile, model: str | None, language: str | None,
                             prompt: str | None = None, temperature: float | None = None) -> tuple[str, Transcript]:
     """Decode the upload and run the model on it; returns the model name and the transcript."""
+    max_seconds = request.app.state.settings.max_audio_seconds
     return await run_on_upload(
-        request, model, "asr", lambda: decode_audio(upload.file, upload.filename),
+        request, model, "asr", lambda: decode_audio(upload.file, upload.filename, max_seconds),
         lambda handle, audio: handle.transcribe(audio, language=language, prompt=prompt, temperature=temperature),
     )
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
-from asr_ocr_model_server.image_input import decode_image
+from asr_ocr_model_server.image_input import decode_image, limits_from
 from asr_ocr_model_server.model_choice import run_on_upload
 from asr_ocr_model_server.routes_asr import ERRORS
 from asr_ocr_model_server.schemas import LineOut, OcrResponse
@@ -22,9 +22,9 @@ def ocr_router() -> APIRouter:
         model: Annotated[str | None, Form(description="default: the first OCR model")] = None,
     ) -> OcrResponse:
         """Read the text in an uploaded image."""
-        max_pixels = request.app.state.settings.max_image_pixels
+        limits = limits_from(request.app.state.settings)
         name, lines = await run_on_upload(
-            request, model, "ocr", lambda: decode_image(image.file, max_pixels, image.filename),
+            request, model, "ocr", lambda: decode_image(image.file, limits, image.filename),
             lambda handle, img: handle.read(img),
         )
         return OcrResponse(

@@ -29,6 +29,13 @@ class AsrOcrServerSettings(ServerSettings):
     model_dir: str | None = Field(default=None, validation_alias=AliasChoices("ASR_OCR_MODEL_DIR", "MODEL_DIR"),
                                   description="base directory for relative model paths")
     max_image_pixels: int = Field(default=40_000_000, ge=1, description="larger images get 413 (decompression bombs)")
+    min_image_side: int = Field(default=8, ge=1, description="images narrower or lower than this get 422")
+    max_image_aspect_ratio: float = Field(
+        default=50.0, ge=1.0, description="images longer than this many times their width (or the reverse) get 422"
+    )
+    max_audio_seconds: float = Field(
+        default=1800.0, gt=0, description="longer audio gets 413, found before it is resampled (audio bombs)"
+    )
 
     def default_models(self) -> list[ModelSpec]:
         return [ModelSpec(name=DEFAULT_ASR_NAME, backend="faster_whisper"),

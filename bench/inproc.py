@@ -77,11 +77,11 @@ def llama_worker(path: str, out: Any) -> None:
 def asr_ocr_worker(out: Any) -> None:
     from asr_ocr_model_server.audio_input import decode_audio
     from asr_ocr_model_server.backends import task_of
-    from asr_ocr_model_server.image_input import decode_image
+    from asr_ocr_model_server.image_input import decode_image, limits_from
 
     ctx = asr_ocr_specs()
     handles = {task_of(s): ctx["loader"](s) for s in ctx["specs"].values()}
-    max_pixels = ctx["settings"].max_image_pixels
+    limits = limits_from(ctx["settings"])
     out.write(json.dumps({"ready": True, "models": sorted(ctx["specs"])}) + "\n")
     for line in sys.stdin:
         req = json.loads(line)
@@ -91,7 +91,7 @@ def asr_ocr_worker(out: Any) -> None:
                 text = handles["asr"].transcribe(decode_audio(fh), language=None, prompt=None,
                                                  temperature=None).text
             else:
-                text = " ".join(tl.text for tl in handles["ocr"].read(decode_image(fh, max_pixels)))
+                text = " ".join(tl.text for tl in handles["ocr"].read(decode_image(fh, limits)))
         seconds = time.perf_counter() - t0
         out.write(json.dumps({"seconds": seconds, "value": seconds, "text": text}) + "\n")
 

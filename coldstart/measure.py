@@ -69,6 +69,8 @@ def run_once(
             env.pop(var, None)
         if mode == "sequential":
             env[f"{target.env_prefix}LOADER_WORKERS"] = "1"
+        # Whoever runs the tool owns the servers it starts: failures name the full path.
+        env.setdefault(f"{target.env_prefix}SHOW_PATHS_IN_ERRORS", "true")
         log_path = log_dir / f"{target.key}-{mode}-{int(time.time() * 1000)}.log"
         proc = children.spawn(target.args(port), env, log_path)
         procs[target.key] = proc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -64,9 +63,10 @@ async def run_timed(target: Target, fn: Callable[[], Any]) -> Timed:
 async def prepare_stream(target: Target, prompt_for_count: str, max_tokens: int) -> int:
     """Checks that must fail with a proper status *before* a 200 stream starts; returns prompt tokens."""
     target.managed.guard.check_admission()
-    # Tokenizing outside the model's guard is safe: it only reads the vocabulary (llama_tokenize
-    # keeps no state in the context), so it may run beside another request's decode.
-    return await asyncio.to_thread(target.llama.check_fits, prompt_for_count, max_tokens)
+    # Tokenizing beside another request's decode is safe: it only reads the vocabulary
+    # (llama_tokenize keeps no state in the context). peek() still counts the thread as inside the
+    # model, so shutdown does not free the model under it.
+    return await target.managed.guard.peek(target.llama.check_fits, prompt_for_count, max_tokens)
 
 
 async def sse_from_chunks(

@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gguf_model_server.default_model import default_model_path, prepare
-from serving_core.errors import BadRequest
+from serving_core.errors import BadRequest, ServerShuttingDown
 from serving_core.registry import PermanentLoadError
-from serving_core.specs import ModelSpec, parse_options
+from serving_core.specs import ModelSpec, parse_options, require_path
 
 log = logging.getLogger("gguf_model_server.llama")
 
@@ -43,10 +43,7 @@ def _resolve_path(spec: ModelSpec, model_dir: str | None) -> Path:
             # Normally done once by the install step; doing it here keeps a half-set-up machine working.
             log.warning("default model not assembled yet; assembling %s (one-time)", path)
             path = prepare()
-    if not path.exists():
-        raise PermanentLoadError(f"model file not found: {path}")
-    if not path.is_file():
-        raise PermanentLoadError(f"model path is not a file: {path}")
+    require_path(path, "model file")
     with path.open("rb") as fh:
         magic = fh.read(4)
     if magic != GGUF_MAGIC:
@@ -61,6 +58,21 @@ class LlamaModel:
         self.llm = llm
         self.path = path
         self.n_ctx: int = llm.n_ctx()
+        self._interrupted = threading.Event()
+        self._abort_callback: Any = None  # referenced while llama.cpp may call it
+
+    def interrupt(self) -> None:
+        """Make every decode from now on abort (shutdown): a running generation ends at its next token.
+
+        llama.cpp's abort callback is installed only now, because ggml calls it between graph
+        nodes (hundreds of Python calls per token). The CPU backend reads it when a decode starts,
+        so at most the decode already running completes.
+        """
+        import llama_cpp
+
+        self._interrupted.set()
+        self._abort_callback = llama_cpp.ggml_abort_callback(lambda _data: True)
+        llama_cpp.llama_set_abort_callback(self.llm.ctx, self._abort_callback, None)
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
@@ -85,22 +97,36 @@ class LlamaModel:
         return self._call(self.llm.create_completion, prompt=prompt, stream=False, **params)  # type: ignore[no-any-return]
 
     def stream_complete(self, prompt: str, **params: Any) -> Iterator[dict[str, Any]]:
-        return self._call(self.llm.create_completion, prompt=prompt, stream=True, **params)  # type: ignore[no-any-return]
+        return self._stream(self._call(self.llm.create_completion, prompt=prompt, stream=True, **params))
 
     def chat(self, messages: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
         return self._call(self.llm.create_chat_completion, messages=messages, stream=False, **params)  # type: ignore[no-any-return]
 
     def stream_chat(self, messages: list[dict[str, Any]], **params: Any) -> Iterator[dict[str, Any]]:
-        return self._call(self.llm.create_chat_completion, messages=messages, stream=True, **params)  # type: ignore[no-any-return]
+        return self._stream(self._call(self.llm.create_chat_completion, messages=messages, stream=True, **params))
 
-    @staticmethod
-    def _call(fn: Any, **kwargs: Any) -> Any:
+    def _stream(self, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        try:
+            yield from chunks
+        except RuntimeError:
+            self._raise_if_interrupted()
+            raise
+
+    def _raise_if_interrupted(self) -> None:
+        if self._interrupted.is_set():
+            # llama-cpp-python reports the aborted decode as RuntimeError("llama_decode returned 2").
+            raise ServerShuttingDown("the server is shutting down; the generation was stopped") from None
+
+    def _call(self, fn: Any, **kwargs: Any) -> Any:
         try:
             return fn(**kwargs)
         except ValueError as exc:
             # llama-cpp-python signals "prompt too long for the context" with ValueError.
             if "context window" in str(exc):
                 raise BadRequest(str(exc)) from None
+            raise
+        except RuntimeError:
+            self._raise_if_interrupted()
             raise
 
     def warmup(self) -> None:

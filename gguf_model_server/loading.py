@@ -9,4 +9,4 @@ from serving_core.settings import ServerSettings
 
 def build_registry(settings: ServerSettings) -> ModelRegistry:
     return ModelRegistry.from_settings(settings, make_loader(settings.model_dir), warmup=LlamaModel.warmup,
-                                       release=LlamaModel.close)
+                                       release=LlamaModel.close, interrupt=LlamaModel.interrupt)

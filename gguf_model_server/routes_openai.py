@@ -98,7 +98,7 @@ def openai_router() -> APIRouter:
         # The template adds a few tokens; the message text alone already tells most overflows.
         flat = "\n".join(m["content"] for m in messages)
         if req.stream:
-            await prepare_stream(target, flat, max_tokens)
+            prompt_tokens = await prepare_stream(target, flat, max_tokens)
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             meta = {"id": "", "created": 0, "n": 0}
 
@@ -117,7 +117,6 @@ def openai_router() -> APIRouter:
             def finish() -> ChatCompletionChunk | None:
                 if not include_usage:
                     return None
-                prompt_tokens = target.llama.count_tokens(flat)
                 return ChatCompletionChunk(id=meta["id"], created=meta["created"], model=target.name,
                                            choices=[], usage=_usage(prompt_tokens, meta["n"]))
 

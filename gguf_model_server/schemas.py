@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from serving_core.schema_types import Text
+
 MAX_TOKENS_LIMIT = 32_768
-Stop = str | list[str] | None
+Stop = Text | list[Text] | None
+ModelName = Annotated[Text, Field(min_length=1, max_length=256,
+                                  description="model name; default: the first ready model")]
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: NaN and infinities are refused as numbers (they are not
+    meaningful for any parameter here), so the message says so instead of naming a bound."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
 
 def stop_list(stop: Stop) -> list[str]:
@@ -26,7 +37,7 @@ def _stops(v: Stop) -> Stop:
     return v
 
 
-class SamplingParams(BaseModel):
+class SamplingParams(RequestModel):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     stop: Stop = None
@@ -41,8 +52,8 @@ class SamplingParams(BaseModel):
 
 
 class GenerateRequest(SamplingParams):
-    model: str | None = Field(default=None, description="model name; default: the first configured model")
-    prompt: str = Field(min_length=1, description="text to continue")
+    model: ModelName | None = None
+    prompt: Text = Field(min_length=1, description="text to continue")
     max_tokens: int = Field(default=128, ge=1, le=MAX_TOKENS_LIMIT)
     stream: bool = Field(default=False, description="send server-sent events as tokens are generated")
 
@@ -76,11 +87,11 @@ class GenerateStreamEvent(BaseModel):
     timings: Timings | None = None
 
 
-class InferenceRequest(BaseModel):
+class InferenceRequest(RequestModel):
     """The seed's original route, kept for its clients."""
 
-    model_name: str | None = Field(default=None, description="model name; default: the first configured model")
-    prompt: str = Field(min_length=1)
+    model_name: ModelName | None = None
+    prompt: Text = Field(min_length=1)
     max_tokens: int = Field(default=128, ge=1, le=MAX_TOKENS_LIMIT)
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     stop: Stop = None
@@ -95,16 +106,16 @@ class InferenceResponse(BaseModel):
 # --- OpenAI-compatible -------------------------------------------------------------------------
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(RequestModel):
     include_usage: bool = False
 
 
-class OpenAIParams(BaseModel):
+class OpenAIParams(RequestModel):
     """Fields the official ``openai`` SDK sends; unsupported ones are accepted and ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
-    model: str | None = None
+    model: ModelName | None = None
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=1, description="only 1 is supported")
@@ -124,12 +135,12 @@ class OpenAIParams(BaseModel):
 
 
 class CompletionRequest(OpenAIParams):
-    prompt: str | list[str] = Field(description="a string, or a list holding one string")
+    prompt: Text | list[Text] = Field(description="a string, or a list holding one string")
     max_tokens: int = Field(default=16, ge=1, le=MAX_TOKENS_LIMIT)
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, v: str | list[str]) -> str | list[str]:
+    def _one_prompt(cls, v: Text | list[Text]) -> Text | list[Text]:
         if isinstance(v, list) and len(v) != 1:
             raise ValueError("only one prompt per request is supported")
         if (v if isinstance(v, str) else v[0]) == "":
@@ -141,16 +152,16 @@ class CompletionRequest(OpenAIParams):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
-class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class ContentPart(RequestModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     type: Literal["text"]
-    text: str
+    text: Text
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class ChatMessage(RequestModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
+    content: Text | list[ContentPart] | None = None
 
     def as_llama(self) -> dict[str, Any]:
         content = self.content

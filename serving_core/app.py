@@ -46,7 +46,7 @@ def create_model_app(
     app.state.settings = settings
     app.state.uptime = lambda: time.monotonic() - started
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, max_drain_bytes=settings.max_drain_bytes)
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
+from types import FrameType
 
 from serving_core.registry import ModelRegistry
 from serving_core.settings import ConfigError, ServerSettings
@@ -21,6 +23,12 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM's action once uvicorn has shut down gracefully (it re-raises the signal it caught), or
+    before it runs: a clean exit, so Python joins the worker threads instead of dying under them."""
+    raise SystemExit(0)
 
 
 def run_server(
@@ -58,8 +66,15 @@ def run_server(
     create_app = getattr(importlib.import_module(module), func)
     import uvicorn
 
+    from serving_core.http_server import raise_open_file_limit, uvicorn_config
+
     app = create_app(settings, registry)
     log.info("web stack imported and app built in %.2f s after start", time.perf_counter() - t0)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                timeout_graceful_shutdown=10)
-    return 0
+    raise_open_file_limit()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C: the shell's convention
+    return 0 if server.started else 3  # 3: uvicorn's "could not start" (e.g. the port is taken)

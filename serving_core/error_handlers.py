@@ -3,23 +3,88 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving_core.errors import ServingError, error_body
+from serving_core.errors import ServingError, echo, error_body
 
 log = logging.getLogger("serving_core.errors")
+
+# FastAPI's answer when reading the body raised something other than a JSON syntax error.
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+# Object reprs ("<tempfile.SpooledTemporaryFile object at 0x7f…>") say nothing to a client.
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def _clean(text: str) -> str:
+    return _OBJECT_REPR.sub("an uploaded file", text)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{loc}: {err.get('msg', 'invalid value')}")
+        msg = _clean(str(err.get("msg", "invalid value")))
+        if err.get("type") == "json_invalid":
+            msg = f"{msg}: {err.get('ctx', {}).get('error', 'invalid JSON')}"
+            loc = f"body (character {loc})" if loc.isdigit() else loc
+        parts.append(f"{loc}: {echo(msg, 300)}")
     return "; ".join(parts) or "invalid request"
+
+
+def body_parse_reason(cause: BaseException | None) -> str:
+    """Why a body could not be parsed, in words a client can act on."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not valid UTF-8 (byte {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "the JSON is nested too deeply"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return "a number in the JSON has too many digits (at most 4300)"
+    if isinstance(cause, ValueError):
+        return f"the body is not valid JSON ({cause})"
+    if cause is not None:
+        return f"the body could not be parsed ({type(cause).__name__}: {echo(_clean(str(cause)), 200)})"
+    return "the body could not be parsed"
+
+
+class UnhandledErrors:
+    """ASGI middleware: an unexpected exception becomes the one-shape 500, logged with its traceback.
+
+    Starlette's own last-resort handler re-raises after answering, and uvicorn then drops the
+    connection without ``Connection: close``: a client's next request on that kept-alive
+    connection fails too. Answering here, without re-raising, keeps the connection usable.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise  # half a response went out: only closing the connection can tell the client
+            response = JSONResponse(
+                error_body("internal_error", "server_error", "internal server error; see the server log"),
+                status_code=500,
+            )
+            await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -42,6 +107,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+            return JSONResponse(
+                error_body("validation_error", "invalid_request_error", body_parse_reason(exc.__cause__)),
+                status_code=422,
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
             error_body(code, "invalid_request_error", str(exc.detail)),
@@ -49,10 +119,4 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body("internal_error", "server_error", "internal server error; see the server log"),
-            status_code=500,
-        )
+    app.add_middleware(UnhandledErrors)

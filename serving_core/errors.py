@@ -5,6 +5,7 @@ Kept free of web-framework imports so that model loading can start before FastAP
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -77,6 +78,12 @@ class ModelFailed(ServingError):
     type = "service_unavailable"
 
 
+class ServerShuttingDown(ServingError):
+    status_code = 503
+    code = "shutting_down"
+    type = "service_unavailable"
+
+
 class ErrorResponse(BaseModel):
     """The body of every error response."""
 
@@ -98,6 +105,27 @@ def error_responses(extra: dict[int, str] | None = None) -> dict[int | str, dict
         **(extra or {}),
     }
     return {code: {"description": text, "model": ErrorResponse} for code, text in sorted(described.items())}
+
+
+ECHO_LIMIT = 64
+
+# An absolute or home-relative POSIX path with at least one directory part; group 1 is its last part.
+_PATH = re.compile(r"(?<![\w.~/:-])(?:~/|/)(?:[^\s/'\"`,;()<>]+/)+([^\s/'\"`,;()<>]+)/?")
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with every file-system path cut to its last part: clients learn which file, not where
+    the server keeps it (the full text goes to the operator's log)."""
+    return _PATH.sub(lambda m: m.group(1), text)
+
+
+
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A client-supplied value, quoted back in a message: cut to ``limit`` characters, never a repr."""
+    text = str(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}… ({len(text)} characters)"
+    return text
 
 
 def error_body(code: str, type_: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from serving_core.registry import ModelRegistry, ModelState
 
@@ -33,7 +33,7 @@ class ModelInfo(ModelHealth):
 
 
 class ModelsResponse(BaseModel):
-    default: str | None
+    default: str | None = Field(description="what a request without a model name gets: the first ready model")
     models: list[ModelInfo]
 
 
@@ -94,7 +94,7 @@ def health_router() -> APIRouter:
         """Every configured model with its state and load time."""
         registry: ModelRegistry = request.app.state.registry
         return ModelsResponse(
-            default=registry.default_name,
+            default=registry.default_for(),
             models=[ModelInfo(name=n, **s) for n, s in registry.snapshot().items()],
         )
 

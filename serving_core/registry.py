@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving_core.errors import ModelFailed, ModelLoading, ModelNotFound
+from serving_core.errors import ModelFailed, ModelLoading, ModelNotFound, echo, hide_paths
 from serving_core.scheduling import ModelGuard
 from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
@@ -36,6 +36,8 @@ Loader = Callable[[ModelSpec], Any]
 """Builds a loaded handle from a spec; raises on failure. Runs in a loader thread."""
 
 Warmup = Callable[[Any], None]
+HandleHook = Callable[[Any], None]
+"""Called with a loaded handle: ``release`` frees it, ``interrupt`` asks running calls in it to stop."""
 
 
 @dataclass
@@ -68,7 +70,12 @@ class ManagedModel:
             self.state = state
             self.transitions[state.value] = time.time()
 
-    def snapshot(self) -> dict[str, Any]:
+    def public_error(self, show_paths: bool = False) -> str | None:
+        """The error as clients see it: file-system paths cut to the file name unless ``show_paths``."""
+        error = self.error
+        return error if error is None or show_paths else hide_paths(error)
+
+    def snapshot(self, show_paths: bool = False) -> dict[str, Any]:
         """A consistent copy of the public fields."""
         with self._lock:
             return {
@@ -76,7 +83,7 @@ class ManagedModel:
                 "backend": self.spec.backend,
                 "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 3),
                 "attempts": self.attempts,
-                "error": self.error,
+                "error": self.public_error(show_paths),
                 "since": self.transitions[self.state.value],
                 "shares_with": self.shares_with,
             }
@@ -97,8 +104,11 @@ class ModelRegistry:
         warmup_default: bool = False,
         max_waiting: int = 32,
         compute: asyncio.Semaphore | None = None,
-        release: Callable[[Any], None] | None = None,
+        release: HandleHook | None = None,
+        interrupt: HandleHook | None = None,
         share_identical: bool = True,
+        show_paths: bool = False,
+        drain_seconds: float = 30.0,
     ) -> None:
         compute = compute or asyncio.Semaphore(1)
         self.models: dict[str, ManagedModel] = {}
@@ -116,11 +126,13 @@ class ModelRegistry:
                 model = ManagedModel(spec=spec, guard=primary.guard, shares_with=primary.name)
                 self._aliases[primary.name].append(model)
             self.models[spec.name] = model
-        self.default_name = specs[0].name if specs else None
         self._loader = loader
         self._warmup = warmup
         self._warmup_default = warmup_default
         self._release = release
+        self._interrupt = interrupt
+        self.show_paths = show_paths
+        self.drain_seconds = drain_seconds
         self.workers = workers or max(1, len(self._aliases))
         self.retries = retries
         self.retry_delay = retry_delay
@@ -135,7 +147,7 @@ class ModelRegistry:
 
     @classmethod
     def from_settings(cls, settings: ServerSettings, loader: Loader, warmup: Warmup | None = None,
-                      release: Callable[[Any], None] | None = None) -> ModelRegistry:
+                      release: HandleHook | None = None, interrupt: HandleHook | None = None) -> ModelRegistry:
         """A registry for the configured models, with the settings' workers, retries, limits and slots."""
         return cls(
             settings.models,
@@ -148,7 +160,10 @@ class ModelRegistry:
             max_waiting=settings.max_waiting_per_model,
             compute=asyncio.Semaphore(settings.effective_compute_slots()),
             release=release,
+            interrupt=interrupt,
             share_identical=settings.share_identical_models,
+            show_paths=settings.show_paths_in_errors,
+            drain_seconds=settings.shutdown_drain_seconds,
         )
 
     @property
@@ -252,13 +267,21 @@ class ModelRegistry:
 
     # -- lookup ------------------------------------------------------------------------------
 
+    def default_for(self, accept: Callable[[ManagedModel], bool] = lambda _: True) -> str | None:
+        """The model a request without a name gets: the first *ready* accepted model, else the first
+        accepted one (whose state then explains why it cannot serve)."""
+        accepted = [m for m in self.models.values() if accept(m)]
+        ready = next((m for m in accepted if m.state is ModelState.READY), None)
+        chosen = ready or (accepted[0] if accepted else None)
+        return chosen.name if chosen else None
+
     def get(self, name: str | None) -> ManagedModel:
-        """The ready model called ``name`` (default: the first configured), or a typed error."""
-        key = name or self.default_name
-        model = self.models.get(key) if key else None
+        """The ready model called ``name`` (default: see ``default_for``), or a typed error."""
+        key = self.default_for() if name is None else name
+        model = self.models.get(key) if key is not None else None
         if model is None:
             raise ModelNotFound(
-                f"model '{name}' is not configured; available models: {', '.join(self.models) or '(none)'}",
+                f"model '{echo(name)}' is not configured; available models: {', '.join(self.models) or '(none)'}",
                 available=list(self.models),
             )
         state = model.state
@@ -266,25 +289,46 @@ class ModelRegistry:
             return model
         if state in (ModelState.PENDING, ModelState.LOADING):
             raise ModelLoading(f"model '{model.name}' is still loading; retry shortly", retry_after=1)
-        raise ModelFailed(f"model '{model.name}' is unavailable: {model.error or state.value}")
+        reason = model.public_error(self.show_paths) or state.value
+        raise ModelFailed(f"model '{model.name}' is unavailable: {reason}")
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {name: m.snapshot() for name, m in self.models.items()}
+        return {name: m.snapshot(self.show_paths) for name, m in self.models.items()}
 
     # -- shutdown ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop pending loads, wait for running ones, then free every handle."""
-        release = self._release
+        """Shut down without ever freeing a model that a thread is still inside.
+
+        New calls are refused, running ones are asked to stop (``interrupt``: llama.cpp and
+        faster-whisper stop at their next token or segment), pending loads are cancelled and
+        running ones awaited; then each model is freed once no thread is inside it. A model still
+        busy after ``drain_seconds`` is left to the process exit rather than freed under the call.
+        """
         self._stopping.set()
+        primaries = [self.models[name] for name in self._aliases]
+        for m in primaries:
+            m.guard.close()
+            if m.handle is not None and self._interrupt is not None:
+                if m.guard.threads_inside:
+                    log.info("model '%s': interrupting its running call for shutdown", m.name)
+                try:
+                    self._interrupt(m.handle)
+                except Exception:
+                    log.exception("error interrupting model '%s'", m.name)
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
-        for m in self.models.values():
+        deadline = time.monotonic() + self.drain_seconds
+        for m in primaries:
+            if not m.guard.wait_idle(max(0.0, deadline - time.monotonic())):
+                log.warning("model '%s' is still running a call after %.0f s; not freeing it (the process exit "
+                            "will)", m.name, self.drain_seconds)
+                continue
             handle = m.handle
-            if handle is not None and release is not None and m.shares_with is None:
+            if handle is not None and self._release is not None:
                 try:
-                    release(handle)
+                    self._release(handle)
                 except Exception:
                     log.exception("error freeing model '%s'", m.name)
             if m.state is ModelState.READY:
-                m.set_state(ModelState.UNLOADED, handle=None)
+                self._set(m, ModelState.UNLOADED, handle=None)

@@ -63,6 +63,35 @@ class ServerSettings(BaseSettings):
     compute_slots: int | None = Field(
         default=None, ge=1, le=256, description="model calls running at once across all models; default from cores"
     )
+    show_paths_in_errors: bool = Field(
+        default=False,
+        description="show file-system paths in /health, /models and error messages (default: file names only; "
+        "the log always has the full path)",
+    )
+    # HTTP server limits: what stops slow or hostile clients from holding the server's connections.
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600,
+        description="a connection whose request head (line + headers) is not complete this long after it "
+        "started is closed (slowloris)",
+    )
+    keep_alive_seconds: float = Field(default=5.0, gt=0, le=600, description="idle keep-alive connections close after")
+    max_connections: int = Field(
+        default=1000, ge=1, le=100_000, description="open connections (or running requests) above this get 503"
+    )
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024, description="request line + headers")
+    shutdown_grace_seconds: float = Field(
+        default=10.0, ge=0, le=3600, description="on SIGTERM/SIGINT, time running requests get to finish"
+    )
+    shutdown_drain_seconds: float = Field(
+        default=30.0, ge=0, le=3600,
+        description="after the grace, time a model call still running gets to stop before its model is left "
+        "unfreed (models are never freed under a running call)",
+    )
+    max_drain_bytes: int = Field(
+        default=1024**3, ge=0,
+        description="a refused (413) upload up to this size is read and discarded so the client sees the 413 "
+        "instead of a connection reset",
+    )
 
     @classmethod
     def settings_customise_sources(

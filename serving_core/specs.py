@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -60,3 +61,29 @@ def parse_options(options_model: type[OptionsT], spec: ModelSpec) -> OptionsT:
         raise PermanentLoadError(
             "invalid options: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         ) from None
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def require_path(path: Path, what: str, kind: Literal["file", "directory"] = "file") -> Path:
+    """``path`` if it is an existing regular file (or directory); otherwise a PermanentLoadError that
+    says what is wrong: missing, or the wrong kind of thing (a FIFO would block ``open()``)."""
+    from serving_core.registry import PermanentLoadError
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise PermanentLoadError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise PermanentLoadError(f"{what} cannot be read ({exc.strerror}): {path}") from None
+    ok = stat.S_ISREG(mode) if kind == "file" else stat.S_ISDIR(mode)
+    if not ok:
+        raise PermanentLoadError(f"{what} is {_kind_of(mode)}, not a {kind}: {path}")
+    return path

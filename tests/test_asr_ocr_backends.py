@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -25,7 +26,13 @@ def files(tmp_path_factory):
         "wav": speak_wav("Testing one two three.", d / "speech.wav"),
         "png": render_text_image(["Some text"], d / "text.png"),
         "empty_cache": d / "whisper-cache",
+        "fifo": _fifo(d / "pipe.pt"),
     }
+
+
+def _fifo(path):
+    os.mkfifo(path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +50,7 @@ def server(module_server, files, tmp_path_factory):
             {"name": "missing-fw", "backend": "faster_whisper", "path": "no-such-dir"},
             {"name": "ocr-no-dir", "backend": "transformers", "path": "no-such-model"},
             {"name": "rapid-with-path", "backend": "rapidocr", "path": "x.onnx"},
+            {"name": "fifo-whisper", "backend": "openai_whisper", "path": "pipe.pt"},
         ],
     )
     srv = module_server("asr_ocr_model_server", config=cfg, env={"HF_HUB_OFFLINE": "1"})
@@ -57,9 +65,20 @@ def test_health_reports_ready_and_failed_models_with_reasons(server) -> None:
     m = body["models"]
     assert m["tiny-whisper"]["state"] == "ready" and m["tiny-ocr"]["state"] == "ready"
     assert "never downloads" in m["base-en"]["error"]
-    assert "model.bin" in m["missing-fw"]["error"]
-    assert "config.json" in m["ocr-no-dir"]["error"]
+    assert "directory not found: no-such-dir" in m["missing-fw"]["error"]
+    assert "directory not found: no-such-model" in m["ocr-no-dir"]["error"]
     assert "bundled" in m["rapid-with-path"]["error"]
+    # A FIFO would block open() forever: it is named for what it is, not "not found".
+    assert "named pipe (FIFO)" in m["fifo-whisper"]["error"] and m["fifo-whisper"]["attempts"] == 1
+
+
+def test_server_paths_stay_in_the_log_not_in_responses(server, files) -> None:
+    where = str(files["dir"])
+    for route in ("/health", "/models"):
+        assert where not in server.client.get(route).text
+    r = server.client.post("/asr", data={"model": "missing-fw"}, files={"audio": ("s.wav", b"RIFF")})
+    assert r.status_code == 503 and "no-such-dir" in r.text and where not in r.text
+    assert where in server.log()  # the operator still sees where the server looked
 
 
 def test_openai_whisper_backend_end_to_end(server, files) -> None:

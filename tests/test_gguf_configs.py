@@ -33,16 +33,21 @@ def test_one_missing_file_leaves_the_others_serving(start_server) -> None:
     r = srv.client.get("/health")
     assert r.status_code == 200
     missing = body["models"]["missing"]
-    assert missing["state"] == "failed" and "/nonexistent/model.gguf" in missing["error"]
+    # Clients learn which file is missing, not where the server keeps its files.
+    assert missing["state"] == "failed" and missing["error"] == "model file not found: model.gguf"
     assert srv.client.post("/generate", json={"model": "gemma-b", "prompt": "Hi", "max_tokens": 2}).status_code == 200
-    assert srv.client.post("/generate", json={"model": "missing", "prompt": "Hi"}).status_code == 503
+    r = srv.client.post("/generate", json={"model": "missing", "prompt": "Hi"})
+    assert r.status_code == 503 and "model.gguf" in r.text and "/nonexistent" not in r.text
+    assert "/nonexistent/model.gguf" in srv.log()
 
 
 def test_strict_readiness_turns_degraded_into_503(start_server) -> None:
-    srv = start_server(config=REPO / "configs" / "one-missing.yaml", env={"GGUF_STRICT_READINESS": "true"})
+    srv = start_server(config=REPO / "configs" / "one-missing.yaml",
+                       env={"GGUF_STRICT_READINESS": "true", "GGUF_SHOW_PATHS_IN_ERRORS": "true"})
     srv.wait_settled(timeout=180)
     r = srv.client.get("/health")
     assert r.status_code == 503 and r.json()["status"] == "degraded"
+    assert r.json()["models"]["missing"]["error"] == "model file not found: /nonexistent/model.gguf"
 
 
 def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from serving_core.errors import Overloaded
+from serving_core.errors import Overloaded, ServerShuttingDown
 from serving_core.scheduling import ModelGuard
 
 
@@ -65,7 +65,60 @@ def test_queue_overflow_raises_429_with_retry_after() -> None:
     results = asyncio.run(main())
     overloaded = [r for r in results if isinstance(r, Overloaded)]
     assert len(overloaded) == 2  # 1 running + 2 waiting admitted
-    assert overloaded[0].status_code == 429 and overloaded[0].headers()["Retry-After"] == "1"
+    assert overloaded[0].status_code == 429 and "Retry-After" in overloaded[0].headers()
+
+
+def test_retry_after_is_estimated_from_the_queue_and_call_times() -> None:
+    async def main() -> tuple[Overloaded, float | None]:
+        guard = ModelGuard("m", max_waiting=2, compute=asyncio.Semaphore(1))
+        await guard.run(time.sleep, 0.01)
+        measured = guard.mean_call_seconds
+        guard.mean_call_seconds = 7.0  # as if each call took 7 s
+        release = asyncio.Event()
+        holder = asyncio.create_task(_hold(guard, release))
+        waiters = [asyncio.create_task(_hold(guard, release)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(Overloaded) as info:
+            guard.check_admission()
+        release.set()
+        await asyncio.gather(holder, *waiters)
+        return info.value, measured
+
+    refused, measured = asyncio.run(main())
+    assert measured is not None and measured > 0
+    # Two callers wait ahead, one runs: the newcomer's turn comes after about three 7 s calls.
+    assert refused.headers()["Retry-After"] == "21"
+    assert "21 s" in refused.message
+
+
+async def _hold(guard: ModelGuard, release: asyncio.Event) -> None:
+    async with guard.slot():
+        await release.wait()
+
+
+def test_closed_guard_refuses_new_calls_and_waits_for_running_ones() -> None:
+    entered = threading.Event()
+    leave = threading.Event()
+
+    def call() -> str:
+        entered.set()
+        leave.wait(5)
+        return "done"
+
+    async def main() -> tuple[bool, bool, str, bool]:
+        guard = ModelGuard("m", 10, asyncio.Semaphore(1))
+        running = asyncio.create_task(guard.run(call))
+        await asyncio.to_thread(entered.wait, 5)
+        guard.close()
+        busy = not await asyncio.to_thread(guard.wait_idle, 0.05)
+        with pytest.raises(ServerShuttingDown):
+            await guard.run(call)
+        leave.set()
+        idle = await asyncio.to_thread(guard.wait_idle, 5)
+        return busy, idle, await running, guard.threads_inside == 0
+
+    busy, idle, result, none_inside = asyncio.run(main())
+    assert busy and idle and result == "done" and none_inside
 
 
 def test_stream_yields_items_and_stops_producer_when_consumer_leaves() -> None:

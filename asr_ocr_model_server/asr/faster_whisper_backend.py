@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,8 +11,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from asr_ocr_model_server.asr.transcript import Segment, Transcript, silence
+from serving_core.errors import ServerShuttingDown
 from serving_core.registry import PermanentLoadError
-from serving_core.specs import ModelSpec, parse_options
+from serving_core.specs import ModelSpec, parse_options, require_path
 
 
 class FasterWhisperOptions(BaseModel):
@@ -36,6 +38,11 @@ class FasterWhisperModel:
     def __init__(self, model: Any, opts: FasterWhisperOptions) -> None:
         self.model = model
         self.opts = opts
+        self._interrupted = threading.Event()
+
+    def interrupt(self) -> None:
+        """Stop running transcriptions at their next segment (shutdown)."""
+        self._interrupted.set()
 
     def transcribe(self, audio: np.ndarray, *, language: str | None, prompt: str | None,
                    temperature: float | None) -> Transcript:
@@ -46,9 +53,13 @@ class FasterWhisperModel:
             audio, language=language or self.opts.language, initial_prompt=prompt, beam_size=self.opts.beam_size,
             vad_filter=self.opts.vad_filter, task=self.opts.task, **kwargs,
         )
-        segs = [Segment(start=s.start, end=s.end, text=s.text.strip(), avg_logprob=s.avg_logprob,
-                        no_speech_prob=s.no_speech_prob, compression_ratio=s.compression_ratio,
-                        temperature=s.temperature or 0.0, tokens=list(s.tokens)) for s in segments]
+        segs = []
+        for s in segments:  # a lazy generator: each step decodes one 30 s window
+            if self._interrupted.is_set():
+                raise ServerShuttingDown("the server is shutting down; the transcription was stopped")
+            segs.append(Segment(start=s.start, end=s.end, text=s.text.strip(), avg_logprob=s.avg_logprob,
+                                no_speech_prob=s.no_speech_prob, compression_ratio=s.compression_ratio,
+                                temperature=s.temperature or 0.0, tokens=list(s.tokens)))
         return Transcript(text=" ".join(s.text for s in segs).strip(), language=info.language,
                           duration=float(info.duration), segments=segs)
 
@@ -59,9 +70,11 @@ class FasterWhisperModel:
 def load(spec: ModelSpec, model_dir: str | None) -> FasterWhisperModel:
     opts = parse_options(FasterWhisperOptions, spec)
     path = spec.resolved_path(model_dir) or default_model_path()
-    if not (path / "model.bin").is_file():
-        # A name like "tiny.en" would make faster-whisper try a hub download: refuse instead.
+    # A name like "tiny.en" would make faster-whisper try a hub download: only a directory will do.
+    require_path(path, "CTranslate2 Whisper model directory", "directory")
+    if not (path / "model.bin").exists():
         raise PermanentLoadError(f"no CTranslate2 Whisper model (model.bin) in directory: {path}")
+    require_path(path / "model.bin", "CTranslate2 Whisper model file")
     from faster_whisper import WhisperModel
 
     model = WhisperModel(str(path), device="cpu", compute_type=opts.compute_type,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from asr_ocr_model_server.asr.transcript import Segment, Transcript, silence
 from serving_core.registry import PermanentLoadError
-from serving_core.specs import ModelSpec, parse_options
+from serving_core.specs import ModelSpec, parse_options, require_path
 
 
 class OpenAIWhisperOptions(BaseModel):
@@ -34,17 +34,15 @@ def resolve_checkpoint(spec: ModelSpec, model_dir: str | None, opts: OpenAIWhisp
     if spec.path is None:
         raise PermanentLoadError("openai_whisper needs `path`: a checkpoint file or a model name such as 'base.en'")
     path = spec.resolved_path(model_dir)
-    if path is not None and path.is_file():
-        return path
-    if "/" not in spec.path and not spec.path.endswith(".pt"):
-        cached = _cache_dir(opts) / f"{spec.path}.pt"
-        if cached.is_file():
-            return cached
+    if path is not None and (path.exists() or "/" in spec.path or spec.path.endswith(".pt")):
+        return require_path(path, "whisper checkpoint")
+    cached = _cache_dir(opts) / f"{spec.path}.pt"
+    if not cached.exists():
         raise PermanentLoadError(
             f"whisper model '{spec.path}' is not in the local cache ({cached}); this server never downloads. "
             "Put the checkpoint there or give its path"
         )
-    raise PermanentLoadError(f"whisper checkpoint not found: {path}")
+    return require_path(cached, "whisper checkpoint")
 
 
 class OpenAIWhisperModel:

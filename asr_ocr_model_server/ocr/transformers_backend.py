@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from asr_ocr_model_server.ocr.lines import TextLine, blank_image
 from serving_core.registry import PermanentLoadError
-from serving_core.specs import ModelSpec, parse_options
+from serving_core.specs import ModelSpec, parse_options, require_path
 
 
 class TransformersOcrOptions(BaseModel):
@@ -53,6 +53,7 @@ def load(spec: ModelSpec, model_dir: str | None) -> TransformersOcrModel:
     path = spec.resolved_path(model_dir)
     if path is None:
         raise PermanentLoadError("transformers OCR needs `path`: a local model directory")
+    require_path(path, "transformers model directory", "directory")
     if not (path / "config.json").is_file():
         raise PermanentLoadError(f"not a transformers model directory (no config.json): {path}")
     import torch
