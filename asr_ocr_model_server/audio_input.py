@@ -80,7 +80,10 @@ def decode_audio(file: BinaryIO, filename: str | None = None, max_seconds: float
                 chunks.append(out.to_ndarray().reshape(-1))
     except (UnprocessableInput, PayloadTooLarge):
         raise
-    except (av.FFmpegError, ValueError, IndexError, EOFError) as exc:
+    except av.FFmpegError as exc:
+        # str(exc) quotes the "file name", which for an upload is an object repr: use the reason only.
+        raise UnprocessableInput(f"could not decode the {kind} audio: {exc.strerror or 'invalid data'}") from None
+    except (ValueError, IndexError, EOFError) as exc:
         raise UnprocessableInput(f"could not decode the {kind} audio: {exc}") from None
     audio = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
     if audio.size == 0:

@@ -45,8 +45,8 @@ def model_files(target: ServerTarget) -> list[Path]:
         from gguf_model_server.default_model import default_model_path
         from gguf_model_server.settings import GGUFServerSettings
 
-        settings = GGUFServerSettings.load(target.config)
-        return [s.resolved_path(settings.model_dir) or default_model_path() for s in settings.models]
+        gguf = GGUFServerSettings.load(target.config)
+        return [s.resolved_path(gguf.model_dir) or default_model_path() for s in gguf.models]
     from asr_ocr_model_server.settings import AsrOcrServerSettings
 
     settings = AsrOcrServerSettings.load(target.config)

@@ -52,7 +52,7 @@ def openai_router() -> APIRouter:
         prompt = req.text
         if req.stream:
             prompt_tokens = await prepare_stream(target, prompt, req.max_tokens)
-            count = {"n": 0, "id": "", "created": 0}
+            count: dict[str, Any] = {"n": 0, "id": "", "created": 0}
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
             def render(chunk: dict[str, Any]) -> CompletionResponse:
@@ -100,7 +100,7 @@ def openai_router() -> APIRouter:
         if req.stream:
             prompt_tokens = await prepare_stream(target, flat, max_tokens)
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            meta = {"id": "", "created": 0, "n": 0}
+            meta: dict[str, Any] = {"id": "", "created": 0, "n": 0}
 
             def render(chunk: dict[str, Any]) -> ChatCompletionChunk:
                 choice = chunk["choices"][0]

@@ -10,7 +10,9 @@ import sys
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
+from serving_core.memory import return_large_frees_to_os
 from serving_core.registry import ModelRegistry
 from serving_core.settings import ConfigError, ServerSettings
 
@@ -25,10 +27,37 @@ def configure_logging(level: str) -> None:
     )
 
 
-def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-    """SIGTERM's action once uvicorn has shut down gracefully (it re-raises the signal it caught), or
-    before it runs: a clean exit, so Python joins the worker threads instead of dying under them."""
-    raise SystemExit(0)
+class _ShutdownSignals:
+    """SIGTERM and SIGINT for the whole life of the process.
+
+    While uvicorn serves, its own handlers run a graceful shutdown; afterwards uvicorn re-raises
+    the signal it caught. Python's default actions would then kill the process (SIGTERM) or raise
+    KeyboardInterrupt inside the finished event loop, cancelling whatever task is still winding
+    down. Here that re-raised signal is only recorded, for the exit code. Before uvicorn runs
+    (imports, loading), SIGTERM exits cleanly and SIGINT raises KeyboardInterrupt as usual.
+    """
+
+    def __init__(self) -> None:
+        self.server: Any = None  # the uvicorn.Server once built
+        self.received: list[int] = []
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.server is not None and self.server.should_exit:
+            self.received.append(signum)
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(0)
+
+    def exit_code(self) -> int:
+        """130 after Ctrl-C (the shell's convention), 0 after SIGTERM, 3 if uvicorn never started."""
+        if signal.SIGINT in self.received:
+            return 130
+        return 0 if self.server is not None and self.server.started else 3  # 3: e.g. the port is taken
 
 
 def run_server(
@@ -45,6 +74,8 @@ def run_server(
     which runs in C with the GIL released.
     """
     t0 = time.perf_counter()
+    signals = _ShutdownSignals()
+    signals.install()
     parser = argparse.ArgumentParser(prog=prog, description=f"{prog}: serve models over HTTP")
     parser.add_argument("--config", help="YAML configuration file (environment variables override it)")
     parser.add_argument("--host", help=f"bind address (default {settings_cls.model_fields['host'].default})")
@@ -59,6 +90,7 @@ def run_server(
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    return_large_frees_to_os()
     registry = build_registry(settings)
     if settings.early_start:
         registry.start_loading()
@@ -71,10 +103,9 @@ def run_server(
     app = create_app(settings, registry)
     log.info("web stack imported and app built in %.2f s after start", time.perf_counter() - t0)
     raise_open_file_limit()
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    server = uvicorn.Server(uvicorn_config(app, settings))
+    signals.server = uvicorn.Server(uvicorn_config(app, settings))
     try:
-        server.run()
+        signals.server.run()
     except KeyboardInterrupt:
-        return 130  # Ctrl-C: the shell's convention
-    return 0 if server.started else 3  # 3: uvicorn's "could not start" (e.g. the port is taken)
+        return 130
+    return signals.exit_code()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,25 +11,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving_core.errors import ServingError, echo, error_body
+from serving_core.errors import ServingError, echo, error_body, scrub_reprs
 
 log = logging.getLogger("serving_core.errors")
 
 # FastAPI's answer when reading the body raised something other than a JSON syntax error.
 _FASTAPI_BODY_ERROR = "There was an error parsing the body"
-# Object reprs ("<tempfile.SpooledTemporaryFile object at 0x7f…>") say nothing to a client.
-_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
-
-
-def _clean(text: str) -> str:
-    return _OBJECT_REPR.sub("an uploaded file", text)
-
-
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        msg = _clean(str(err.get("msg", "invalid value")))
+        msg = scrub_reprs(str(err.get("msg", "invalid value")))
         if err.get("type") == "json_invalid":
             msg = f"{msg}: {err.get('ctx', {}).get('error', 'invalid JSON')}"
             loc = f"body (character {loc})" if loc.isdigit() else loc
@@ -48,7 +40,7 @@ def body_parse_reason(cause: BaseException | None) -> str:
     if isinstance(cause, ValueError):
         return f"the body is not valid JSON ({cause})"
     if cause is not None:
-        return f"the body could not be parsed ({type(cause).__name__}: {echo(_clean(str(cause)), 200)})"
+        return f"the body could not be parsed ({type(cause).__name__}: {echo(scrub_reprs(str(cause)), 200)})"
     return "the body could not be parsed"
 
 
@@ -68,14 +60,29 @@ class UnhandledErrors:
             await self.app(scope, receive, send)
             return
         started = False
+        finished = False
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, finished
             started = started or message["type"] == "http.response.start"
+            finished = finished or (message["type"] == "http.response.body" and not message.get("more_body", False))
             await send(message)
 
         try:
             await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            # Only the server cancels a whole request task: at shutdown, when the grace period ran
+            # out or the event loop closes. A complete response needs nothing more (only cleanup,
+            # e.g. closing the upload's temporary file, was cut short); a response not started
+            # yet gets a proper 503 instead of uvicorn's bare "Internal Server Error".
+            if finished:
+                return
+            if started:
+                raise
+            await JSONResponse(
+                error_body("shutting_down", "service_unavailable", "the server is shutting down; retry elsewhere"),
+                status_code=503, headers={"connection": "close"},
+            )(scope, receive, send)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:

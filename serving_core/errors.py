@@ -19,6 +19,7 @@ class ServingError(Exception):
     type = "server_error"
 
     def __init__(self, message: str, *, retry_after: float | None = None, **extra: Any) -> None:
+        message = scrub_reprs(message)
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
@@ -108,6 +109,13 @@ def error_responses(extra: dict[int, str] | None = None) -> dict[int | str, dict
 
 
 ECHO_LIMIT = 64
+# Object reprs ("<tempfile.SpooledTemporaryFile object at 0x7f…>") say nothing to a client.
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def scrub_reprs(text: str) -> str:
+    """``text`` without Python object reprs (libraries quote them in their messages)."""
+    return _OBJECT_REPR.sub("the upload", text)
 
 # An absolute or home-relative POSIX path with at least one directory part; group 1 is its last part.
 _PATH = re.compile(r"(?<![\w.~/:-])(?:~/|/)(?:[^\s/'\"`,;()<>]+/)+([^\s/'\"`,;()<>]+)/?")

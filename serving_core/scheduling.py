@@ -21,7 +21,9 @@ _END = object()
 async def _await_thread(fut: asyncio.Future[T]) -> T:
     """Wait for a worker thread even if our task is cancelled meanwhile, then re-raise the cancel.
 
-    The model must not be handed to the next caller while a thread is still inside it.
+    The model must not be handed to the next caller while a thread is still inside it. If the
+    thread itself failed (e.g. it was interrupted for shutdown), that error is raised instead of
+    the cancel: it says more to the client than a bare cancellation.
     """
     cancelled = False
     while True:
@@ -33,6 +35,8 @@ async def _await_thread(fut: asyncio.Future[T]) -> T:
             if fut.done():
                 break
     if cancelled:
+        if not fut.cancelled() and fut.exception() is not None:
+            raise fut.exception()  # type: ignore[misc]
         raise asyncio.CancelledError
     return result
 

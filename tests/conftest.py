@@ -46,8 +46,8 @@ class Launcher:
         self.started: list[ServerProcess] = []
 
     def __call__(self, module: str = "gguf_model_server", config: Path | None = None,
-                 env: dict[str, str] | None = None) -> ServerProcess:
-        srv = ServerProcess(module, self.log_dir / f"server-{len(self.started)}.log", config, env)
+                 env: dict[str, str] | None = None, open_files: int | None = None) -> ServerProcess:
+        srv = ServerProcess(module, self.log_dir / f"server-{len(self.started)}.log", config, env, open_files)
         self.started.append(srv)
         return srv
 

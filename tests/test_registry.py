@@ -242,3 +242,103 @@ def test_sharing_can_be_switched_off_and_failures_propagate() -> None:
     reg.start_loading()
     assert reg.wait(10)
     assert sorted(loads) == ["a", "b"]
+
+
+def test_default_is_the_first_ready_model_when_the_first_configured_failed() -> None:
+    def loader(spec: ModelSpec) -> str:
+        if spec.name == "broken":
+            raise PermanentLoadError("model file not found: /srv/secret/models/broken.gguf")
+        return spec.name
+
+    reg = ModelRegistry(specs("broken", "good", "other"), loader)
+    reg.start_loading()
+    assert reg.wait(10)
+    assert reg.get(None).name == "good"
+    assert reg.default_for(lambda m: m.name != "good") == "other"
+    # Nothing accepted is ready: the first accepted one is named, so its error explains why.
+    assert reg.default_for(lambda m: m.name == "broken") == "broken"
+    with pytest.raises(ModelFailed):
+        reg.get("broken")
+
+
+def test_client_facing_errors_hide_server_paths_unless_asked() -> None:
+    def loader(spec: ModelSpec) -> str:
+        raise PermanentLoadError(f"model file not found: /srv/secret/models/{spec.name}.gguf")
+
+    hidden = ModelRegistry(specs("m"), loader)
+    shown = ModelRegistry(specs("m"), loader, show_paths=True)
+    for reg in (hidden, shown):
+        reg.start_loading()
+        assert reg.wait(10)
+    assert hidden.snapshot()["m"]["error"] == "model file not found: m.gguf"
+    with pytest.raises(ModelFailed) as exc:
+        hidden.get("m")
+    assert "/srv/secret" not in exc.value.message and "m.gguf" in exc.value.message
+    assert shown.snapshot()["m"]["error"] == "model file not found: /srv/secret/models/m.gguf"
+    assert hidden.models["m"].error == "model file not found: /srv/secret/models/m.gguf"  # kept for the log
+
+
+def test_unknown_model_name_is_echoed_cut_short() -> None:
+    reg = ModelRegistry(specs("alpha"), lambda s: s.name)
+    reg.start_loading()
+    assert reg.wait(10)
+    with pytest.raises(ModelNotFound) as exc:
+        reg.get("x" * 10_000)
+    assert len(exc.value.message) < 300 and "10000 characters" in exc.value.message
+
+
+def test_close_interrupts_and_frees_a_model_only_after_its_call_left() -> None:
+    """The shutdown crash: a model must never be freed while a thread is inside it."""
+    import asyncio
+
+    inside = threading.Event()
+    stop = threading.Event()
+    events: list[str] = []
+
+    def call(handle: str) -> str:
+        inside.set()
+        stop.wait(10)  # a long decode, until interrupted
+        events.append("call left")
+        return handle
+
+    reg = ModelRegistry(specs("m"), lambda s: s.name, release=lambda h: events.append("released"),
+                        interrupt=lambda h: (events.append("interrupted"), stop.set()))
+    reg.start_loading()
+    assert reg.wait(10)
+
+    async def main() -> None:
+        model = reg.get("m")
+        running = asyncio.create_task(model.guard.run(call, model.handle))
+        await asyncio.to_thread(inside.wait, 10)
+        await asyncio.to_thread(reg.close)
+        await running
+
+    asyncio.run(main())
+    assert events == ["interrupted", "call left", "released"]
+
+
+def test_close_leaves_a_model_that_will_not_stop_unfreed() -> None:
+    import asyncio
+
+    inside = threading.Event()
+    done = threading.Event()
+    released: list[str] = []
+
+    def stubborn(handle: str) -> None:
+        inside.set()
+        done.wait(10)  # ignores interrupts
+
+    reg = ModelRegistry(specs("m"), lambda s: s.name, release=released.append, drain_seconds=0.1)
+    reg.start_loading()
+    assert reg.wait(10)
+
+    async def main() -> None:
+        model = reg.get("m")
+        running = asyncio.create_task(model.guard.run(stubborn, model.handle))
+        await asyncio.to_thread(inside.wait, 10)
+        await asyncio.to_thread(reg.close)
+        assert released == []  # still inside after the drain time: not freed under the call
+        done.set()
+        await running
+
+    asyncio.run(main())

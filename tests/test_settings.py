@@ -102,3 +102,16 @@ def test_example_configs_are_valid() -> None:
     assert GGUFServerSettings.load(REPO / "configs" / "gguf.example.yaml").port == 8001
     assert len(GGUFServerSettings.load(REPO / "configs" / "three-models.yaml").models) == 3
     assert AsrOcrServerSettings.load(REPO / "configs" / "asr-ocr.example.yaml").port == 8002
+
+
+def test_example_configs_list_every_setting() -> None:
+    import yaml
+
+    from asr_ocr_model_server.settings import AsrOcrServerSettings
+    from gguf_model_server.settings import GGUFServerSettings
+
+    from server_process import REPO
+
+    for cls, name in ((GGUFServerSettings, "gguf.example.yaml"), (AsrOcrServerSettings, "asr-ocr.example.yaml")):
+        listed = set(yaml.safe_load((REPO / "configs" / name).read_text()))
+        assert set(cls.model_fields) - listed == set(), f"{name} does not list every setting"

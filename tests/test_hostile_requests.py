@@ -1,0 +1,185 @@
+"""Hostile and malformed requests against a real GGUF server (tiny models): each gets a clear 4xx,
+and the server keeps serving. Regression tests for the attacks in docs/OPERATIONS.md."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import TINY_OPTS, assert_error, write_config
+
+
+@pytest.fixture(scope="module")
+def server(module_server, model_files, tmp_path_factory):
+    cfg = write_config(
+        tmp_path_factory.mktemp("cfg") / "hostile.yaml",
+        model_dir=str(model_files["dir"]),
+        models=[
+            # The first configured model fails: requests without a model must still be served.
+            {"name": "missing", "backend": "llama_cpp", "path": "does-not-exist.gguf"},
+            {"name": "tiny-a", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": TINY_OPTS},
+        ],
+    )
+    srv = module_server(config=cfg)
+    srv.wait_settled(timeout=120)
+    return srv
+
+
+def _post_raw(srv, route: str, body: bytes) -> httpx.Response:
+    return srv.client.post(route, content=body, headers={"content-type": "application/json"})
+
+
+LONE = "\\ud800"  # a JSON escape that decodes to a lone UTF-16 surrogate
+SURROGATE_CASES = [
+    ("/generate", f'{{"prompt": "a{LONE}b"}}', "prompt"),
+    ("/generate", f'{{"prompt": "a", "stop": "{LONE}"}}', "stop"),
+    ("/generate", f'{{"prompt": "a", "stop": ["x", "{LONE}"]}}', "stop"),
+    ("/generate", f'{{"prompt": "a", "model": "{LONE}"}}', "model"),
+    ("/inference", f'{{"prompt": "{LONE}"}}', "prompt"),
+    ("/inference", f'{{"prompt": "a", "stop": "{LONE}"}}', "stop"),
+    ("/v1/completions", f'{{"model": "tiny-a", "prompt": "{LONE}"}}', "prompt"),
+    ("/v1/completions", f'{{"model": "tiny-a", "prompt": ["{LONE}"]}}', "prompt"),
+    ("/v1/completions", f'{{"model": "tiny-a", "prompt": "a", "stop": ["{LONE}"]}}', "stop"),
+    ("/v1/chat/completions", f'{{"model": "tiny-a", "messages": [{{"role": "user", "content": "{LONE}"}}]}}',
+     "messages.0.content"),
+    ("/v1/chat/completions",
+     f'{{"model": "tiny-a", "messages": [{{"role": "user", "content": [{{"type": "text", "text": "{LONE}"}}]}}]}}',
+     "messages.0.content"),
+    ("/v1/chat/completions",
+     f'{{"model": "tiny-a", "messages": [{{"role": "user", "content": "hi"}}], "stop": "{LONE}"}}', "stop"),
+]
+
+
+@pytest.mark.parametrize(("route", "body", "field"), SURROGATE_CASES,
+                         ids=[f"{route}:{field}:{i}" for i, (route, _, field) in enumerate(SURROGATE_CASES)])
+def test_lone_surrogates_get_422_naming_the_field(server, route, body, field) -> None:
+    message = assert_error(_post_raw(server, route, body.encode()), 422)
+    # Our check says "lone UTF-16 surrogate"; pydantic catches some cases first ("... unicode string").
+    assert message.startswith(field) and ("surrogate" in message or "unicode" in message), message
+
+
+def test_default_model_is_the_first_ready_one(server) -> None:
+    r = server.client.post("/generate", json={"prompt": "the", "max_tokens": 2})
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == "tiny-a"
+    assert server.client.get("/models").json()["default"] == "tiny-a"
+    r = server.client.post("/inference", json={"prompt": "the", "max_tokens": 2})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"prompt": "a", "max_tokens": 1' + b"0" * 5000 + b"}", "too many digits"),
+    (b'{"prompt": "caf\xe9"}', "not valid UTF-8"),
+    (b'{"prompt": "a",', "JSON"),
+], ids=["deep", "digits", "utf8", "truncated"])
+def test_unparseable_bodies_get_422_with_the_reason(server, body, reason) -> None:
+    message = assert_error(_post_raw(server, "/generate", body), 422)
+    assert reason in message
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_named_as_such(server, value) -> None:
+    body = f'{{"prompt": "a", "temperature": {value}}}'.encode()
+    message = assert_error(_post_raw(server, "/generate", body), 422)
+    assert "temperature" in message and "finite" in message
+
+
+@pytest.mark.parametrize("route", ["/generate", "/v1/completions"])
+def test_empty_model_name_is_an_error_not_the_default(server, route) -> None:
+    message = assert_error(server.client.post(route, json={"model": "", "prompt": "a"}), 422)
+    assert "model" in message
+
+
+def test_unknown_model_is_echoed_cut_short(server) -> None:
+    name = "m" * 200
+    message = assert_error(server.client.post("/generate", json={"model": name, "prompt": "a"}), 404)
+    assert name not in message and "200 characters" in message and "tiny-a" in message
+    message = assert_error(server.client.post("/generate", json={"model": "m" * 10_000, "prompt": "a"}), 422)
+    assert len(message) < 500
+
+
+def _upload_then_read(port: int, size: int) -> bytes:
+    """Send a request with a ``size``-byte body in full, as simple clients do, *then* read the answer."""
+    chunk = b"x" * (1 << 20)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % size)
+        for _ in range(size // len(chunk)):
+            s.sendall(chunk)  # a reset from the server fails the test here
+        data = b""
+        while b"\r\n\r\n" not in data and (more := s.recv(65536)):
+            data += more
+        return data
+
+
+def test_refused_uploads_are_read_so_the_client_sees_the_413(server) -> None:
+    """A 1 GiB body above the limit: the client must get the 413, not a reset, every time."""
+    for _ in range(3):
+        assert _upload_then_read(server.port, 1 << 30).startswith(b"HTTP/1.1 413")
+    # Chunked (no declared length): cut off once past the limit, and still answered.
+    chunk = b"x" * (1 << 20)
+    r = server.client.post("/generate", content=(chunk for _ in range(64)),
+                           headers={"content-type": "application/json"})
+    assert_error(r, 413)
+    assert server.client.get("/health/live").status_code == 200
+
+
+def test_slowloris_connections_are_closed_and_others_still_served(start_server, model_files, tmp_path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", models=[
+        {"name": "tiny-a", "backend": "llama_cpp", "path": str(model_files["a"]), "options": TINY_OPTS}])
+    # A low soft limit on open files, as on many hosts: the server raises it to the hard limit itself.
+    srv = start_server(config=cfg, env={"GGUF_HEADER_TIMEOUT_SECONDS": "1"}, open_files=128)
+    srv.wait_settled(timeout=60)
+    sockets = []
+    try:
+        for i in range(300):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            if i % 2:
+                s.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/js")  # head never ends
+            sockets.append(s)
+        stop = threading.Event()
+        trickler = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+
+        def trickle() -> None:  # one byte at a time keeps the connection busy but never finishes the head
+            for b in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000:
+                if stop.is_set():
+                    return
+                try:
+                    trickler.sendall(bytes([b]))
+                except OSError:
+                    return
+                time.sleep(0.1)
+
+        t = threading.Thread(target=trickle, daemon=True)
+        t.start()
+        # Meanwhile, ordinary requests on new connections are served.
+        with httpx.Client(base_url=srv.url, timeout=10) as fresh:
+            assert fresh.get("/health/live").status_code == 200
+            r = fresh.post("/generate", json={"prompt": "the", "max_tokens": 2})
+            assert r.status_code == 200, r.text
+        # Every half-open connection is closed by the server after the header timeout (1 s).
+        for s in [*sockets, trickler]:
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+            assert data == b"" or data.startswith(b"HTTP/1.1 408"), data
+        stop.set()
+        t.join(5)
+        assert "no complete request head" in srv.log()
+        assert srv.client.get("/health/live").status_code == 200
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_openapi_schema_still_describes_the_text_fields(server) -> None:
+    schema = server.client.get("/openapi.json").json()
+    props = schema["components"]["schemas"]["GenerateRequest"]["properties"]
+    assert props["prompt"]["type"] == "string"
+    assert json.dumps(props["model"])  # a nullable string with a length limit
