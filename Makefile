@@ -11,7 +11,9 @@ run:
 test: install
 	bash scripts/install-test-deps.sh
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest
 
 lint:
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy

@@ -287,10 +287,26 @@ def test_unknown_model_name_is_echoed_cut_short() -> None:
     assert len(exc.value.message) < 300 and "10000 characters" in exc.value.message
 
 
-def test_close_interrupts_and_frees_a_model_only_after_its_call_left() -> None:
-    """The shutdown crash: a model must never be freed while a thread is inside it."""
+def _close_during_call(reg: ModelRegistry, call, inside: threading.Event, after_close=lambda: None) -> None:
+    """Start ``call`` in model "m", close the registry once the call is inside, then let it end."""
     import asyncio
 
+    reg.start_loading()
+    assert reg.wait(10)
+
+    async def main() -> None:
+        model = reg.get("m")
+        running = asyncio.create_task(model.guard.run(call, model.handle))
+        await asyncio.to_thread(inside.wait, 10)
+        await asyncio.to_thread(reg.close)
+        after_close()
+        await running
+
+    asyncio.run(main())
+
+
+def test_close_interrupts_and_frees_a_model_only_after_its_call_left() -> None:
+    """The shutdown crash: a model must never be freed while a thread is inside it."""
     inside = threading.Event()
     stop = threading.Event()
     events: list[str] = []
@@ -303,42 +319,24 @@ def test_close_interrupts_and_frees_a_model_only_after_its_call_left() -> None:
 
     reg = ModelRegistry(specs("m"), lambda s: s.name, release=lambda h: events.append("released"),
                         interrupt=lambda h: (events.append("interrupted"), stop.set()))
-    reg.start_loading()
-    assert reg.wait(10)
-
-    async def main() -> None:
-        model = reg.get("m")
-        running = asyncio.create_task(model.guard.run(call, model.handle))
-        await asyncio.to_thread(inside.wait, 10)
-        await asyncio.to_thread(reg.close)
-        await running
-
-    asyncio.run(main())
+    _close_during_call(reg, call, inside)
     assert events == ["interrupted", "call left", "released"]
 
 
 def test_close_leaves_a_model_that_will_not_stop_unfreed() -> None:
-    import asyncio
-
     inside = threading.Event()
     done = threading.Event()
     released: list[str] = []
+    freed_during_call: list[bool] = []
 
     def stubborn(handle: str) -> None:
         inside.set()
         done.wait(10)  # ignores interrupts
 
-    reg = ModelRegistry(specs("m"), lambda s: s.name, release=released.append, drain_seconds=0.1)
-    reg.start_loading()
-    assert reg.wait(10)
-
-    async def main() -> None:
-        model = reg.get("m")
-        running = asyncio.create_task(model.guard.run(stubborn, model.handle))
-        await asyncio.to_thread(inside.wait, 10)
-        await asyncio.to_thread(reg.close)
-        assert released == []  # still inside after the drain time: not freed under the call
+    def after_close() -> None:
+        freed_during_call.append(bool(released))  # still inside after the drain time: not freed
         done.set()
-        await running
 
-    asyncio.run(main())
+    reg = ModelRegistry(specs("m"), lambda s: s.name, release=released.append, drain_seconds=0.1)
+    _close_during_call(reg, stubborn, inside, after_close)
+    assert freed_during_call == [False]
