@@ -48,6 +48,11 @@ def _too_long(seconds: float, max_seconds: float) -> PayloadTooLarge:
     )
 
 
+def check_audio(file: BinaryIO, filename: str | None = None) -> None:
+    """The cheap checks (what the bytes are), for a refusal before the request queues for its model."""
+    identify(file, sniff_audio, "audio", ACCEPTED, filename)
+
+
 def decode_audio(file: BinaryIO, filename: str | None = None, max_seconds: float = 1800.0) -> np.ndarray:
     """Decode any accepted format in-process with PyAV (no ffmpeg binary needed) to 16 kHz mono.
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -64,21 +66,44 @@ def limits_from(settings: Any) -> ImageLimits:
                        max_aspect_ratio=settings.max_image_aspect_ratio)
 
 
-def decode_image(file: BinaryIO, limits: ImageLimits, filename: str | None = None) -> Image.Image:
-    """An RGB image; palette, greyscale and transparent images are converted (transparency onto white)."""
-    kind = identify(file, sniff_image, "image", ACCEPTED, filename)
+@contextmanager
+def _decoding(kind: str) -> Iterator[None]:
+    """Map Pillow's failures while reading ``kind`` to 413 (bombs) and 422 (broken files)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(file)  # reads the header only
-            limits.check(*img.size)
-            img.load()
+            yield
     except (PayloadTooLarge, UnprocessableInput):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise UnprocessableInput(f"could not decode the {kind} image: {exc}") from None
+
+
+def _open_checked(file: BinaryIO, limits: ImageLimits, filename: str | None) -> tuple[Image.Image, str]:
+    """The image with only its header read, after the format, size and shape checks."""
+    kind = identify(file, sniff_image, "image", ACCEPTED, filename)
+    with _decoding(kind):
+        img = Image.open(file)  # reads the header only
+        limits.check(*img.size)
+    return img, kind
+
+
+def check_image(file: BinaryIO, limits: ImageLimits, filename: str | None = None) -> None:
+    """The cheap checks (what the bytes are, size and shape from the header), for a refusal before
+    the request queues for its model."""
+    try:
+        _open_checked(file, limits, filename)  # not close()d: that would close the upload's file too
+    finally:
+        file.seek(0)
+
+
+def decode_image(file: BinaryIO, limits: ImageLimits, filename: str | None = None) -> Image.Image:
+    """An RGB image; palette, greyscale and transparent images are converted (transparency onto white)."""
+    img, kind = _open_checked(file, limits, filename)
+    with _decoding(kind):
+        img.load()
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         img.close()
@@ -89,5 +114,5 @@ def decode_image(file: BinaryIO, limits: ImageLimits, filename: str | None = Non
     if img.mode == "RGB":
         return img
     rgb = img.convert("RGB")
-    img.close()  # free the decoded source now, not when the garbage collector gets to it
+    img.close()  # free the decoded source now (this closes the upload's file too: it is read)
     return rgb

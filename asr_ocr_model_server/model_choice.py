@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -9,6 +10,7 @@ from fastapi import Request
 
 from asr_ocr_model_server.backends import Task, task_of
 from serving_core.errors import BadRequest, ModelNotFound
+from serving_core.memory import TRIM_AFTER_BYTES, approx_nbytes, release_freed_memory
 from serving_core.registry import ManagedModel, ModelRegistry
 
 T = TypeVar("T")
@@ -36,9 +38,10 @@ def pick_model(request: Request, name: str | None, task: Task) -> ManagedModel:
     return registry.get(name)
 
 
-async def run_on_upload(request: Request, name: str | None, task: Task, decode: Callable[[], T],
-                        call: Callable[[Any, T], R]) -> tuple[str, R]:
-    """Pick the model, then decode the upload and run ``call(handle, decoded)`` in one worker thread
+async def run_on_upload(request: Request, name: str | None, task: Task, check: Callable[[], None],
+                        decode: Callable[[], T], call: Callable[[Any, T], R]) -> tuple[str, R]:
+    """Pick the model and ``check`` the upload (cheap: a wrong or oversized file is refused at once,
+    not after queueing), then decode it and run ``call(handle, decoded)`` in one worker thread
     under the model's guard.
 
     Decoding inside the guard bounds memory: a decoded upload (up to ~120 MB for a legal image,
@@ -46,8 +49,17 @@ async def run_on_upload(request: Request, name: str | None, task: Task, decode: 
     queued behind it, and decoding counts against the compute slots like the model call does.
     """
     managed = pick_model(request, name, task)
+    managed.guard.check_admission()
+    await asyncio.to_thread(check)
 
     def decode_and_call() -> R:
-        return call(managed.handle, decode())
+        data = decode()
+        large = approx_nbytes(data) >= TRIM_AFTER_BYTES
+        try:
+            return call(managed.handle, data)
+        finally:
+            del data
+            if large:
+                release_freed_memory()
 
     return managed.name, await managed.guard.run(decode_and_call)

@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from asr_ocr_model_server.asr.subtitles import to_srt, to_vtt
 from asr_ocr_model_server.asr.transcript import Transcript
-from asr_ocr_model_server.audio_input import decode_audio
+from asr_ocr_model_server.audio_input import check_audio, decode_audio
 from asr_ocr_model_server.model_choice import run_on_upload
 from asr_ocr_model_server.schemas import (
     AsrResponse,
@@ -34,7 +34,8 @@ async def transcribe_upload(request: Request, upload: UploadFile, model: str | N
     """Decode the upload and run the model on it; returns the model name and the transcript."""
     max_seconds = request.app.state.settings.max_audio_seconds
     return await run_on_upload(
-        request, model, "asr", lambda: decode_audio(upload.file, upload.filename, max_seconds),
+        request, model, "asr", lambda: check_audio(upload.file, upload.filename),
+        lambda: decode_audio(upload.file, upload.filename, max_seconds),
         lambda handle, audio: handle.transcribe(audio, language=language, prompt=prompt, temperature=temperature),
     )
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
-from asr_ocr_model_server.image_input import decode_image, limits_from
+from asr_ocr_model_server.image_input import check_image, decode_image, limits_from
 from asr_ocr_model_server.model_choice import run_on_upload
 from asr_ocr_model_server.routes_asr import ERRORS
 from asr_ocr_model_server.schemas import LineOut, OcrResponse
@@ -24,7 +24,8 @@ def ocr_router() -> APIRouter:
         """Read the text in an uploaded image."""
         limits = limits_from(request.app.state.settings)
         name, lines = await run_on_upload(
-            request, model, "ocr", lambda: decode_image(image.file, limits, image.filename),
+            request, model, "ocr", lambda: check_image(image.file, limits, image.filename),
+            lambda: decode_image(image.file, limits, image.filename),
             lambda handle, img: handle.read(img),
         )
         return OcrResponse(

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from serving_core.memory import return_large_frees_to_os
 from serving_core.registry import ModelRegistry
 from serving_core.settings import ConfigError, ServerSettings
 
@@ -90,7 +89,6 @@ def run_server(
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    return_large_frees_to_os()
     registry = build_registry(settings)
     if settings.early_start:
         registry.start_loading()

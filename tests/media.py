@@ -50,6 +50,13 @@ def speak_wav(text: str, path: Path, *, speed: int | None = None, word_gap: int 
     return path
 
 
+def varied_sentences(n: int) -> str:
+    """``n`` short sentences that differ (~3.3 s of speech each): repetitive text makes Whisper loop
+    for a long time without yielding a segment."""
+    colors, animals = ["red", "green", "blue", "yellow"], ["cat", "dog", "horse", "bird", "fish"]
+    return " ".join(f"On day {i + 1}, the {colors[i % 4]} {animals[i % 5]} walked to the market." for i in range(n))
+
+
 def read_wav_float32(path: Path) -> np.ndarray:
     """Read a mono WAV as float32 in [-1, 1] (what whisper / faster-whisper accept as an array)."""
     import soundfile as sf

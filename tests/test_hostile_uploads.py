@@ -4,6 +4,7 @@ huge audio or images are refused before they cost memory, and big legal images l
 from __future__ import annotations
 
 import io
+import time
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import assert_error
+from media import speak_wav, varied_sentences
 
 pytestmark = pytest.mark.slow
 
@@ -104,3 +106,16 @@ def test_a_burst_of_large_legal_images_leaves_no_memory_behind(server) -> None:
     with ThreadPoolExecutor(6) as pool:
         assert list(pool.map(one, range(6))) == [200] * 6
     assert _rss(server) - baseline < 100 * MB
+
+
+def test_a_wrong_file_is_refused_at_once_not_after_the_queue(server, tmp_path) -> None:
+    # ~50 s of speech (under this server's 60 s limit): several seconds of transcription.
+    long_speech = speak_wav(varied_sentences(15), tmp_path / "long.wav").read_bytes()
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(httpx.post, f"{server.url}/asr", files={"audio": ("long.wav", long_speech)}, timeout=300)
+        time.sleep(1.5)  # the 3 MB upload is in and transcribing (which takes many seconds)
+        r = server.client.post("/asr", files={"audio": ("notes.txt", b"just some text, not audio\n")})
+        still_busy = not busy.done()
+        assert_error(r, 415)
+        assert still_busy  # answered while the model was still transcribing the long file
+        assert busy.result().status_code == 200

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from media import speak_wav
+from media import speak_wav, varied_sentences
 
 pytestmark = pytest.mark.slow
 
@@ -89,11 +89,8 @@ def test_sigint_during_a_stream_exits_130_without_crashing(start_server) -> None
 
 
 def test_sigterm_during_a_transcription_frees_whisper_after_the_call(start_server, tmp_path: Path) -> None:
-    # ~100 s of varied speech (repetitive text makes Whisper loop without yielding segments, and
-    # faster-whisper can only be stopped between segments, each 30 s window ~1-8 s here).
-    colors, animals = ["red", "green", "blue", "yellow"], ["cat", "dog", "horse", "bird", "fish"]
-    text = " ".join(f"On day {i + 1}, the {colors[i % 4]} {animals[i % 5]} walked to the market." for i in range(30))
-    long_speech = speak_wav(text, tmp_path / "long.wav")
+    # ~100 s of speech: faster-whisper can only be stopped between segments (each 30 s window ~1-8 s here).
+    long_speech = speak_wav(varied_sentences(30), tmp_path / "long.wav")
     srv = start_server("asr_ocr_model_server", env={"ASR_OCR_SHUTDOWN_GRACE_SECONDS": "0"})
     srv.wait_settled(timeout=120)
     data = long_speech.read_bytes()
