@@ -1,4 +1,7 @@
-PYTHON ?= python3
+# PYTHON: the interpreter everything runs with. Default: the project virtualenv .venv, which
+# `make install` (and so `make run` / `make test`) creates when missing. PYTHON=python3 (or any
+# other) installs into that interpreter instead.
+PYTHON ?= .venv/bin/python
 
 .PHONY: install run test lint
 

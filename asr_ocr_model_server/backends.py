@@ -10,6 +10,14 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
+from asr_ocr_model_server.backend_options import (
+    FasterWhisperOptions,
+    OpenAIWhisperOptions,
+    RapidOcrOptions,
+    TransformersOcrOptions,
+)
 from serving_core.registry import ModelRegistry, PermanentLoadError
 from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
@@ -22,13 +30,17 @@ class BackendInfo:
     task: Task
     module: str
     package_hint: str
+    options: type[BaseModel]
 
 
 BACKENDS: dict[str, BackendInfo] = {
-    "faster_whisper": BackendInfo("asr", "asr_ocr_model_server.asr.faster_whisper_backend", "'.[asr]'"),
-    "openai_whisper": BackendInfo("asr", "asr_ocr_model_server.asr.openai_whisper_backend", "'.[whisper]'"),
-    "rapidocr": BackendInfo("ocr", "asr_ocr_model_server.ocr.rapidocr_backend", "'.[ocr]'"),
-    "transformers": BackendInfo("ocr", "asr_ocr_model_server.ocr.transformers_backend", "'.[transformers]'"),
+    "faster_whisper": BackendInfo("asr", "asr_ocr_model_server.asr.faster_whisper_backend", "'.[asr]'",
+                                  FasterWhisperOptions),
+    "openai_whisper": BackendInfo("asr", "asr_ocr_model_server.asr.openai_whisper_backend", "'.[whisper]'",
+                                  OpenAIWhisperOptions),
+    "rapidocr": BackendInfo("ocr", "asr_ocr_model_server.ocr.rapidocr_backend", "'.[ocr]'", RapidOcrOptions),
+    "transformers": BackendInfo("ocr", "asr_ocr_model_server.ocr.transformers_backend", "'.[transformers]'",
+                                TransformersOcrOptions),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
 from asr_ocr_model_server.backends import BACKENDS
@@ -22,7 +22,7 @@ class AsrOcrServerSettings(ServerSettings):
 
     default_port: ClassVar[int] = 8002
     default_max_request_bytes: ClassVar[int] = 25 * 1024 * 1024  # the seed's upload limit
-    known_backends: ClassVar[tuple[str, ...]] = tuple(BACKENDS)
+    backend_options: ClassVar[dict[str, type[BaseModel]]] = {n: b.options for n, b in BACKENDS.items()}
 
     port: int = Field(default=0, ge=0, le=65535, validation_alias=AliasChoices("ASR_OCR_PORT"),
                       description="0 means 8002")

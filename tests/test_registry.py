@@ -340,3 +340,19 @@ def test_close_leaves_a_model_that_will_not_stop_unfreed() -> None:
     reg = ModelRegistry(specs("m"), lambda s: s.name, release=released.append, drain_seconds=0.1)
     _close_during_call(reg, stubborn, inside, after_close)
     assert freed_during_call == [False]
+
+
+@pytest.mark.parametrize(("names", "workers", "line"), [
+    (("only",), None, "PERFORMANCE: Loading 1 model in the background"),
+    (("a", "b", "c"), None, "PERFORMANCE: Using parallel model loading (3 workers for 3 models)"),
+    (("a", "b"), 1, "PERFORMANCE: Using sequential model loading (2 models, 1 worker)"),
+])
+def test_the_loading_line_says_what_happens(caplog, names, workers, line) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="serving_core.registry")
+    reg = ModelRegistry(specs(*names), lambda s: s.name, workers=workers)
+    reg.start_loading()
+    assert reg.wait(10)
+    assert line in caplog.text
+    assert caplog.text.count("PERFORMANCE:") == 1

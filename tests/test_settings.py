@@ -58,8 +58,8 @@ def test_cli_arguments_beat_env(monkeypatch) -> None:
     "yaml_text, field",
     [
         ("load_retries: -1\n", "load_retries"),
-        ("models:\n  - {name: 'bad name!', backend: llama_cpp}\n", "models.0.name"),
-        ("models:\n  - {name: a}\n", "models.0.backend"),
+        ("models:\n  - {name: 'bad name!', backend: llama_cpp}\n", "models[0].name"),
+        ("models:\n  - {name: a}\n", "models[0].backend"),
         ("modles: []\n", "modles"),
     ],
 )
@@ -91,7 +91,7 @@ def test_asr_ocr_unknown_backend_is_a_config_error(tmp_path) -> None:
     cfg.write_text("models:\n  - {name: a, backend: whisperx}\n")
     with pytest.raises(ConfigError) as exc:
         AsrOcrServerSettings.load(cfg)
-    assert "models.0.backend" in str(exc.value) and "faster_whisper" in str(exc.value)
+    assert "models[0].backend" in str(exc.value) and "faster_whisper" in str(exc.value)
 
 
 def test_example_configs_are_valid() -> None:
@@ -115,3 +115,19 @@ def test_example_configs_list_every_setting() -> None:
     for cls, name in ((GGUFServerSettings, "gguf.example.yaml"), (AsrOcrServerSettings, "asr-ocr.example.yaml")):
         listed = set(yaml.safe_load((REPO / "configs" / name).read_text()))
         assert set(cls.model_fields) - listed == set(), f"{name} does not list every setting"
+
+
+def test_a_relative_model_path_that_is_missing_is_shown_resolved(tmp_path, monkeypatch) -> None:
+    from gguf_model_server.llama_backend import make_loader
+    from serving_core.registry import PermanentLoadError
+    from serving_core.specs import ModelSpec
+
+    spec = ModelSpec(name="m", backend="llama_cpp", path="sub/m.gguf")
+    with pytest.raises(PermanentLoadError) as exc:
+        make_loader(str(tmp_path))(spec)
+    assert f"model file not found: {tmp_path}/sub/m.gguf (path 'sub/m.gguf' is relative to MODEL_DIR={tmp_path})" \
+        == str(exc.value)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PermanentLoadError) as exc:
+        make_loader(None)(spec)
+    assert f"not found: {tmp_path}/sub/m.gguf (path 'sub/m.gguf' is relative to the working directory" in str(exc.value)

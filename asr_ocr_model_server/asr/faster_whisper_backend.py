@@ -5,26 +5,15 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from asr_ocr_model_server.asr.transcript import Segment, Transcript, silence
+from asr_ocr_model_server.backend_options import FasterWhisperOptions
 from serving_core.errors import ServerShuttingDown
 from serving_core.registry import PermanentLoadError
 from serving_core.specs import ModelSpec, parse_options, require_path
-
-
-class FasterWhisperOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    compute_type: str = Field(default="int8", description="int8, int8_float32, float32, …")
-    beam_size: int = Field(default=5, ge=1, le=20)
-    vad_filter: bool = Field(default=False, description="skip silence with the bundled Silero VAD")
-    language: str | None = Field(default=None, description="default language; None = detect (multilingual models)")
-    threads: int | None = Field(default=None, ge=1, le=256, description="CPU threads; default: all cores")
-    task: Literal["transcribe", "translate"] = "transcribe"
 
 
 def default_model_path() -> Path:
@@ -71,7 +60,7 @@ def load(spec: ModelSpec, model_dir: str | None) -> FasterWhisperModel:
     opts = parse_options(FasterWhisperOptions, spec)
     path = spec.resolved_path(model_dir) or default_model_path()
     # A name like "tiny.en" would make faster-whisper try a hub download: only a directory will do.
-    require_path(path, "CTranslate2 Whisper model directory", "directory")
+    require_path(path, "CTranslate2 Whisper model directory", "directory", spec.path_hint(model_dir))
     if not (path / "model.bin").exists():
         raise PermanentLoadError(f"no CTranslate2 Whisper model (model.bin) in directory: {path}")
     require_path(path / "model.bin", "CTranslate2 Whisper model file")

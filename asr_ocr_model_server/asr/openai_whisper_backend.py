@@ -7,20 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from asr_ocr_model_server.asr.transcript import Segment, Transcript, silence
+from asr_ocr_model_server.backend_options import OpenAIWhisperOptions
 from serving_core.registry import PermanentLoadError
 from serving_core.specs import ModelSpec, parse_options, require_path
-
-
-class OpenAIWhisperOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    language: str | None = None
-    beam_size: int | None = Field(default=None, ge=1, le=20, description="None = greedy decoding")
-    cache_dir: str | None = Field(default=None, description="where named models are found; default ~/.cache/whisper")
-    condition_on_previous_text: bool = True
 
 
 def _cache_dir(opts: OpenAIWhisperOptions) -> Path:
@@ -35,7 +26,7 @@ def resolve_checkpoint(spec: ModelSpec, model_dir: str | None, opts: OpenAIWhisp
         raise PermanentLoadError("openai_whisper needs `path`: a checkpoint file or a model name such as 'base.en'")
     path = spec.resolved_path(model_dir)
     if path is not None and (path.exists() or "/" in spec.path or spec.path.endswith(".pt")):
-        return require_path(path, "whisper checkpoint")
+        return require_path(path, "whisper checkpoint", hint=spec.path_hint(model_dir))
     cached = _cache_dir(opts) / f"{spec.path}.pt"
     if not cached.exists():
         raise PermanentLoadError(

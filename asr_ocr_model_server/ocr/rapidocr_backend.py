@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
 
+from asr_ocr_model_server.backend_options import RapidOcrOptions
 from asr_ocr_model_server.ocr.lines import TextLine, blank_image
 from serving_core.registry import PermanentLoadError
 from serving_core.specs import ModelSpec, parse_options
-
-
-class RapidOcrOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    threads: int | None = Field(default=None, ge=1, le=256, description="onnxruntime intra-op threads; default all")
-    text_score: float = Field(default=0.5, ge=0.0, le=1.0, description="drop lines below this confidence")
-    use_cls: bool = Field(default=True, description="detect and fix upside-down text lines")
-    limit_type: Literal["max", "min"] = Field(
-        default="max", description="'max' shrinks large images and never upscales small ones"
-    )
-    limit_side_len: int = Field(default=960, ge=32, le=8192)
 
 
 class RapidOcrModel:

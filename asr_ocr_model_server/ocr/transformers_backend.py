@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
 
+from asr_ocr_model_server.backend_options import TransformersOcrOptions
 from asr_ocr_model_server.ocr.lines import TextLine, blank_image
 from serving_core.registry import PermanentLoadError
 from serving_core.specs import ModelSpec, parse_options, require_path
-
-
-class TransformersOcrOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str | None = Field(default=None, description="text given with the image (for prompt-driven models)")
-    max_new_tokens: int = Field(default=256, ge=1, le=16_384)
-    trust_remote_code: bool = Field(default=False, description="run code shipped with the model (dots.ocr needs it)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        default="float32", description="float32 is the safe choice on CPUs"
-    )
-    threads: int | None = Field(default=None, ge=1, le=256)
 
 
 class TransformersOcrModel:
@@ -53,7 +41,7 @@ def load(spec: ModelSpec, model_dir: str | None) -> TransformersOcrModel:
     path = spec.resolved_path(model_dir)
     if path is None:
         raise PermanentLoadError("transformers OCR needs `path`: a local model directory")
-    require_path(path, "transformers model directory", "directory")
+    require_path(path, "transformers model directory", "directory", spec.path_hint(model_dir))
     if not (path / "config.json").is_file():
         raise PermanentLoadError(f"not a transformers model directory (no config.json): {path}")
     import torch

@@ -1,0 +1,53 @@
+"""Each ASR/OCR backend's ``options:`` (pydantic models), kept apart from the backends so that the
+settings can validate every model's options at start without importing numpy, Pillow or a model
+library (imports are a large part of cold start)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FasterWhisperOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    compute_type: str = Field(default="int8", description="int8, int8_float32, float32, …")
+    beam_size: int = Field(default=5, ge=1, le=20)
+    vad_filter: bool = Field(default=False, description="skip silence with the bundled Silero VAD")
+    language: str | None = Field(default=None, description="default language; None = detect (multilingual models)")
+    threads: int | None = Field(default=None, ge=1, le=256, description="CPU threads; default: all cores")
+    task: Literal["transcribe", "translate"] = "transcribe"
+
+
+class OpenAIWhisperOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    language: str | None = None
+    beam_size: int | None = Field(default=None, ge=1, le=20, description="None = greedy decoding")
+    cache_dir: str | None = Field(default=None, description="where named models are found; default ~/.cache/whisper")
+    condition_on_previous_text: bool = True
+
+
+class RapidOcrOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threads: int | None = Field(default=None, ge=1, le=256, description="onnxruntime intra-op threads; default all")
+    text_score: float = Field(default=0.5, ge=0.0, le=1.0, description="drop lines below this confidence")
+    use_cls: bool = Field(default=True, description="detect and fix upside-down text lines")
+    limit_type: Literal["max", "min"] = Field(
+        default="max", description="'max' shrinks large images and never upscales small ones"
+    )
+    limit_side_len: int = Field(default=960, ge=32, le=8192)
+
+
+class TransformersOcrOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = Field(default=None, description="text given with the image (for prompt-driven models)")
+    max_new_tokens: int = Field(default=256, ge=1, le=16_384)
+    trust_remote_code: bool = Field(default=False, description="run code shipped with the model (dots.ocr needs it)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="float32", description="float32 is the safe choice on CPUs"
+    )
+    threads: int | None = Field(default=None, ge=1, le=256)

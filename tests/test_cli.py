@@ -1,0 +1,89 @@
+"""What a new user sees from the command line: start-up, Ctrl-C, a taken port, `make run`'s output."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from coldstart.processes import free_port
+
+from conftest import TINY_OPTS, write_config
+from server_process import REPO
+
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MODEL_SERVER_PORT", "ASR_OCR_PORT")}
+    return {**env, **extra}
+
+
+@pytest.fixture
+def tiny_config(model_files, tmp_path):
+    return write_config(tmp_path / "tiny.yaml", models=[
+        {"name": "tiny-a", "backend": "llama_cpp", "path": str(model_files["a"]), "options": TINY_OPTS}])
+
+
+def test_a_taken_port_is_one_plain_last_line_and_exit_3(tiny_config) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "gguf_model_server", "--config", str(tiny_config),
+                            "--host", "127.0.0.1", "--port", str(port)],
+                           cwd=REPO, capture_output=True, text=True, timeout=60, env=_env())
+    assert r.returncode == 3, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last == (f"gguf-model-server could not start: port {port} on 127.0.0.1 is already in use; "
+                    "choose another port with --port or GGUF_PORT")
+    assert "Traceback" not in r.stderr
+    assert "Loading model" not in r.stderr  # refused before loading anything
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.6, 1.2])
+def test_ctrl_c_during_start_up_exits_130_quietly(tiny_config, delay) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "gguf_model_server", "--config", str(tiny_config),
+                             "--host", "127.0.0.1", "--port", str(free_port())],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+
+
+def test_every_log_line_has_one_timestamp_format(start_server, tiny_config) -> None:
+    srv = start_server(config=tiny_config)
+    srv.wait_settled(timeout=60)
+    srv.client.get("/health")
+    srv.stop()
+    lines = [ln for ln in srv.log().splitlines() if ln.strip()]
+    assert any("Uvicorn running on" in ln for ln in lines)  # uvicorn's own lines are among them
+    assert any('"GET /health HTTP/1.1" 200' in ln for ln in lines)  # and its access log
+    untimed = [ln for ln in lines if not TIMESTAMP.match(ln)]
+    assert untimed == []
+
+
+def test_make_run_prefixes_each_server_and_ends_with_the_port_conflict() -> None:
+    """`make run`'s script with the GGUF port taken: both servers' lines are prefixed, the ASR/OCR
+    server is stopped too, and the conflict is the last, plain line."""
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        gguf_port = taken.getsockname()[1]
+        r = subprocess.run(["bash", "scripts/run.sh"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                           env=_env(PYTHON=sys.executable, MODEL_SERVER_PORT=str(gguf_port),
+                                    ASR_OCR_PORT=str(free_port())))
+    assert r.returncode == 3, r.stdout + r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert lines[-1].startswith(f"gguf-model-server could not start: port {gguf_port}")
+    body = lines[:-2] if lines[-2] == lines[-1] else lines[:-1]
+    served = [ln for ln in body if ln.startswith(("gguf    | ", "asr-ocr | "))]
+    assert any(ln.startswith("asr-ocr | ") for ln in served) and any(ln.startswith("gguf    | ") for ln in served)
