@@ -1,4 +1,5 @@
-"""Speech-to-text routes: ``POST /asr`` (the seed's) and OpenAI's ``POST /v1/audio/transcriptions``."""
+"""Speech-to-text routes: ``POST /asr`` (kept from the original servers) and OpenAI's
+``POST /v1/audio/transcriptions``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from asr_ocr_model_server.schemas import (
     TranscriptionVerbose,
     VerboseSegment,
 )
-from serving_core.errors import error_responses
+from serving_core.errors import BadRequest, error_responses
 
 LANGUAGE = r"^[a-z]{2,3}$"
 ERRORS = error_responses({
@@ -65,8 +66,18 @@ def asr_router() -> APIRouter:
         prompt: Annotated[str | None, Form(max_length=2000)] = None,
         response_format: Annotated[Literal["json", "text", "srt", "vtt", "verbose_json"], Form()] = "json",
         temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
+        stream: Annotated[bool, Form(description="not supported: must be false")] = False,
+        timestamp_granularities: Annotated[
+            list[Literal["segment", "word"]] | None,
+            Form(alias="timestamp_granularities[]", description="only 'segment' is supported"),
+        ] = None,
     ) -> Any:
         """OpenAI-compatible transcription, as the ``openai`` SDK's ``audio.transcriptions.create``."""
+        if stream:
+            raise BadRequest("not supported: stream; transcriptions are returned whole", param="stream")
+        if timestamp_granularities and "word" in timestamp_granularities:
+            raise BadRequest("not supported: word timestamps; only 'segment' granularity is available",
+                             param="timestamp_granularities")
         _, t = await transcribe_upload(request, file, model, language, prompt, temperature)
         if response_format == "text":
             return PlainTextResponse(t.text + "\n")

@@ -1,4 +1,4 @@
-"""Image-to-text route: ``POST /ocr`` (the seed's)."""
+"""Image-to-text route: ``POST /ocr`` (kept from the original servers)."""
 
 from __future__ import annotations
 

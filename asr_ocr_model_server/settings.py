@@ -1,4 +1,5 @@
-"""ASR/OCR server settings: ``ASR_OCR_*`` environment variables, plus the seed's ``ASR_OCR_PORT`` and ``MODEL_DIR``."""
+"""ASR/OCR server settings: ``ASR_OCR_*`` environment variables,
+plus the original servers' ``ASR_OCR_PORT`` and ``MODEL_DIR``."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class AsrOcrServerSettings(ServerSettings):
     )
 
     default_port: ClassVar[int] = 8002
-    default_max_request_bytes: ClassVar[int] = 25 * 1024 * 1024  # the seed's upload limit
+    default_max_request_bytes: ClassVar[int] = 25 * 1024 * 1024  # the original servers' upload limit
     backend_options: ClassVar[dict[str, type[BaseModel]]] = {n: b.options for n, b in BACKENDS.items()}
 
     port: int = Field(default=0, ge=0, le=65535, validation_alias=AliasChoices("ASR_OCR_PORT"),

@@ -9,7 +9,7 @@ For each setting, the GGUF server starts with the setting off (baseline) and on 
   share_identical_models  the same Gemma file under 3 names: spawn → ready and peak RSS (VmHWM
                    after one /generate per name), each name its own copy (off) or one shared (on).
   warmup           embedded Gemma; spawn → ready and spawn → first streamed token. Warmup on makes
-                   "ready" wait for a 1-token inference (the seed's test inference); off is ours.
+                   "ready" wait for a 1-token inference (the original servers' test inference); off is ours.
 No targets: these are the measured effects reported in COLD-START-OPTIMIZATIONS.md.
 """
 

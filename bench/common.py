@@ -1,6 +1,6 @@
 """Shared helpers for the benchmarks in bench/.
 
-Method (project standard, see docs and /work/shared/ENVIRONMENT.md): every benchmark reports a
+Method (project standard, see docs/BENCHMARKS.md): every benchmark reports a
 RATIO ours ÷ baseline measured in the same run, interleaved round by round (baseline, ours,
 baseline, ours, …), the median of ``--runs`` rounds (default 5) after ``--warmup`` discarded
 rounds (default 1). The headline ratio is the MEDIAN OF PER-ROUND RATIOS (each round pairs a

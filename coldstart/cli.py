@@ -31,7 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gguf-url", help="measure a GGUF server started elsewhere (e.g. docker compose) instead")
     p.add_argument("--asr-url", help="measure an ASR/OCR server started elsewhere instead")
     p.add_argument("--target", type=float, default=120.0,
-                   help="fail when the slowest time to ready exceeds this many seconds (default 120, the seed's)")
+                   help="fail when the slowest time to ready exceeds this many seconds "
+                        "(default 120, as the original servers)")
     p.add_argument("--timeout", type=float, help="give up on a server after this long (default: target + 60)")
     p.add_argument("--repeat", type=int, default=1, help="starts per mode; reports median and spread")
     p.add_argument("--sequential", action="store_true",

@@ -64,7 +64,7 @@ def run_once(
             continue
         port = target.port or free_port()
         env = {**os.environ, **target.extra_env}
-        # The tool decides ports; the seed's port variables must not redirect the servers.
+        # The tool decides ports; the original servers' port variables must not redirect the servers.
         for var in ("MODEL_SERVER_PORT", "ASR_OCR_PORT", "GGUF_PORT"):
             env.pop(var, None)
         if mode == "sequential":

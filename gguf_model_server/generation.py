@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import Request
 
 from gguf_model_server.llama_backend import LlamaModel
-from serving_core.errors import ServingError, error_body
+from gguf_model_server.schemas import OpenAIParams
+from serving_core.errors import BadRequest, ServingError, echo, error_body
 from serving_core.registry import ManagedModel, ModelRegistry
 from serving_core.streaming import sse_event
 
@@ -31,6 +32,17 @@ class Target:
     @property
     def llama(self) -> LlamaModel:
         return self.managed.handle  # type: ignore[no-any-return]
+
+
+def check_openai_params(req: OpenAIParams) -> None:
+    """400 for a parameter that would change the result but is not implemented; unknown harmless
+    ones (``user``, ``metadata``, …) are only logged."""
+    unsupported = req.unsupported()
+    if unsupported:
+        raise BadRequest(f"not supported: {', '.join(unsupported)}; remove the parameter", param=unsupported[0])
+    ignored = req.ignored()
+    if ignored:
+        log.info("ignoring parameters that change nothing here: %s", ", ".join(echo(k) for k in ignored))
 
 
 def pick_model(request: Request, name: str | None) -> Target:

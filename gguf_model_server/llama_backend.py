@@ -118,6 +118,11 @@ class LlamaModel:
             raise ServerShuttingDown("the server is shutting down; the generation was stopped") from None
 
     def _call(self, fn: Any, **kwargs: Any) -> Any:
+        # Start from an empty context: llama-cpp-python would otherwise reuse the KV of the longest
+        # prefix shared with the *previous* request, and a prefix evaluated in another batch shape
+        # gives slightly different logits — the same request (temperature 0, same seed) then
+        # continued differently depending on what came before. Re-reading the prompt is the price.
+        self.llm.reset()
         try:
             return fn(**kwargs)
         except ValueError as exc:

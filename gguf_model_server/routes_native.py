@@ -1,4 +1,4 @@
-"""The server's own routes: ``POST /generate`` and the seed's ``POST /inference``."""
+"""The server's own routes: ``POST /generate`` and the original servers' ``POST /inference``."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def native_router() -> APIRouter:
 
     @router.post("/inference", response_model=InferenceResponse, responses=ERRORS)
     async def inference(req: InferenceRequest, request: Request) -> InferenceResponse:
-        """The seed's route: ``{model_name, prompt, ...}`` → ``{result}``."""
+        """The original servers' route: ``{model_name, prompt, ...}`` → ``{result}``."""
         target = pick_model(request, req.model_name)
 
         def work() -> dict[str, Any]:

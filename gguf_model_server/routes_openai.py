@@ -7,7 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from gguf_model_server.generation import pick_model, prepare_stream, run_timed, sse_from_chunks
+from gguf_model_server.generation import (
+    check_openai_params,
+    pick_model,
+    prepare_stream,
+    run_timed,
+    sse_from_chunks,
+)
 from gguf_model_server.routes_native import ERRORS
 from gguf_model_server.schemas import (
     AssistantMessage,
@@ -21,10 +27,7 @@ from gguf_model_server.schemas import (
     CompletionRequest,
     CompletionResponse,
     CompletionUsage,
-    OpenAIModel,
-    OpenAIModelList,
 )
-from serving_core.registry import ModelRegistry
 from serving_core.streaming import SSE_HEADERS
 
 
@@ -36,17 +39,10 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> CompletionUsage:
 def openai_router() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["openai"])
 
-    @router.get("/models", response_model=OpenAIModelList)
-    async def list_models(request: Request) -> OpenAIModelList:
-        """Every configured model (loading or failed ones too: /health tells their state)."""
-        registry: ModelRegistry = request.app.state.registry
-        return OpenAIModelList(data=[
-            OpenAIModel(id=name, created=int(m.transitions["pending"])) for name, m in registry.models.items()
-        ])
-
     @router.post("/completions", response_model=CompletionResponse, responses=ERRORS)
     async def completions(req: CompletionRequest, request: Request) -> Any:
         """Text completion, as the ``openai`` SDK's ``completions.create``."""
+        check_openai_params(req)
         target = pick_model(request, req.model)
         params = req.llama_params(req.max_tokens)
         prompt = req.text
@@ -91,6 +87,7 @@ def openai_router() -> APIRouter:
     @router.post("/chat/completions", response_model=ChatCompletionResponse, responses=ERRORS)
     async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
         """Chat completion with the model's own chat template, as ``chat.completions.create``."""
+        check_openai_params(req)
         target = pick_model(request, req.model)
         max_tokens = req.effective_max_tokens(target.llama.n_ctx)
         params = req.llama_params(max_tokens)

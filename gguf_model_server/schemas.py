@@ -15,10 +15,23 @@ ModelName = Annotated[Text, Field(min_length=1, max_length=256,
 
 
 class RequestModel(BaseModel):
-    """Base of every request body: NaN and infinities are refused as numbers (they are not
-    meaningful for any parameter here), so the message says so instead of naming a bound."""
+    """Base of every native request body: unknown fields are refused (422 naming them: a TGI
+    client's ``max_new_tokens`` must not silently become the default 128), and NaN and infinities
+    are refused as numbers (meaningless for every parameter here)."""
 
-    model_config = ConfigDict(allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class ExtraSampling(BaseModel):
+    """Samplers llama.cpp has beyond OpenAI's set; None = the backend's default."""
+
+    top_k: int | None = Field(default=None, ge=0, le=100_000, description="0 = off; default 40")
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0, description="default 0.05")
+    repeat_penalty: float | None = Field(default=None, ge=0.0, le=10.0, description="1 = off; default 1.0")
+
+    def extra_sampling(self) -> dict[str, Any]:
+        return {k: v for k, v in {"top_k": self.top_k, "min_p": self.min_p,
+                                  "repeat_penalty": self.repeat_penalty}.items() if v is not None}
 
 
 def stop_list(stop: Stop) -> list[str]:
@@ -37,7 +50,7 @@ def _stops(v: Stop) -> Stop:
     return v
 
 
-class SamplingParams(RequestModel):
+class SamplingParams(RequestModel, ExtraSampling):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     stop: Stop = None
@@ -48,7 +61,7 @@ class SamplingParams(RequestModel):
     def llama_params(self, max_tokens: int) -> dict[str, Any]:
         """Keyword arguments for llama-cpp-python's create_completion / create_chat_completion."""
         return {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "stop": stop_list(self.stop), "seed": self.seed}
+                "stop": stop_list(self.stop), "seed": self.seed, **self.extra_sampling()}
 
 
 class GenerateRequest(SamplingParams):
@@ -88,7 +101,7 @@ class GenerateStreamEvent(BaseModel):
 
 
 class InferenceRequest(RequestModel):
-    """The seed's original route, kept for its clients."""
+    """The original servers' route, kept for its clients."""
 
     model_name: ModelName | None = None
     prompt: Text = Field(min_length=1)
@@ -107,13 +120,32 @@ class InferenceResponse(BaseModel):
 
 
 class StreamOptions(RequestModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # newer OpenAI options change nothing here
     include_usage: bool = False
 
 
-class OpenAIParams(RequestModel):
-    """Fields the official ``openai`` SDK sends; unsupported ones are accepted and ignored."""
+# OpenAI parameters that would change the result but this server does not implement: a request that
+# sets one gets 400 "not supported" rather than an answer that silently ignores it. Values that
+# change nothing (false, null, 0, empty, {"type": "text"}, tool_choice "none") are accepted.
+UNSUPPORTED_OPENAI = ("logprobs", "top_logprobs", "echo", "response_format", "tools", "tool_choice", "functions",
+                      "function_call", "logit_bias", "suffix", "best_of", "modalities", "audio", "prediction")
 
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+def _neutral(name: str, value: Any) -> bool:
+    if name == "response_format":
+        return value in (None, {"type": "text"})
+    if name in ("tool_choice", "function_call"):
+        return value in (None, "none", "auto")  # with no tools, "auto" calls nothing
+    if name == "best_of":
+        return value in (None, 1)
+    return not value
+
+
+class OpenAIParams(RequestModel, ExtraSampling):
+    """Fields the official ``openai`` SDK sends. A field that would change the result but is not
+    implemented is refused (see ``unsupported``); other unknown fields are kept for the log."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     model: ModelName | None = None
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
@@ -131,7 +163,16 @@ class OpenAIParams(RequestModel):
     def llama_params(self, max_tokens: int) -> dict[str, Any]:
         return {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p,
                 "stop": stop_list(self.stop), "seed": self.seed, "presence_penalty": self.presence_penalty,
-                "frequency_penalty": self.frequency_penalty}
+                "frequency_penalty": self.frequency_penalty, **self.extra_sampling()}
+
+    def unsupported(self) -> list[str]:
+        """The result-changing parameters this request sets that the server does not implement."""
+        extra = self.model_extra or {}
+        return [k for k in UNSUPPORTED_OPENAI if k in extra and not _neutral(k, extra[k])]
+
+    def ignored(self) -> list[str]:
+        """Unknown parameters that change nothing here (``user``, ``metadata``, …): logged, not refused."""
+        return sorted(k for k in (self.model_extra or {}) if k not in UNSUPPORTED_OPENAI)
 
 
 class CompletionRequest(OpenAIParams):
@@ -153,7 +194,7 @@ class CompletionRequest(OpenAIParams):
 
 
 class ContentPart(RequestModel):
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # OpenAI content parts carry more
     type: Literal["text"]
     text: Text
 
@@ -242,15 +283,3 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChatChunkChoice]
     usage: CompletionUsage | None = None
-
-
-class OpenAIModel(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "gguf-model-server"
-
-
-class OpenAIModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[OpenAIModel]

@@ -1,4 +1,5 @@
-"""GGUF server settings: ``GGUF_*`` environment variables, plus the seed's ``MODEL_DIR`` and ``MODEL_SERVER_PORT``."""
+"""GGUF server settings: ``GGUF_*`` environment variables,
+plus the original servers' ``MODEL_DIR`` and ``MODEL_SERVER_PORT``."""
 
 from __future__ import annotations
 

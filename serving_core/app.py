@@ -48,6 +48,13 @@ def create_model_app(
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, max_drain_bytes=settings.max_drain_bytes)
     app.include_router(health_router())
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> dict[str, str]:
+        """Where to go from here (a bare GET / used to be a 404)."""
+        return {"service": title, "docs": "/docs", "openapi": "/openapi.json", "health": "/health",
+                "models": "/models"}
+
     for router in routers:
         app.include_router(router)
     return app

@@ -34,8 +34,11 @@ class _ShutdownSignals:
     While uvicorn serves, its own handlers run a graceful shutdown; afterwards uvicorn re-raises
     the signal it caught. Python's default actions would then kill the process (SIGTERM) or raise
     KeyboardInterrupt inside the finished event loop, cancelling whatever task is still winding
-    down. Here that re-raised signal is only recorded, for the exit code. Before uvicorn runs
-    (imports, loading), SIGTERM exits cleanly and SIGINT raises KeyboardInterrupt as usual.
+    down; here that re-raised signal is only recorded, for the exit code. Before uvicorn took over,
+    a signal is recorded and acted on at the next step of start-up (a signal handler that raised
+    could be swallowed by library code and leave the server running); once the uvicorn server
+    exists, it is told to shut down as soon as it has started. SIGINT also raises
+    KeyboardInterrupt at once, as Python's default does, to cut a long import short.
     """
 
     def __init__(self) -> None:
@@ -46,18 +49,30 @@ class _ShutdownSignals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
+    @property
+    def stopping(self) -> bool:
+        return bool(self.received)
+
+    def attach(self, server: Any) -> None:
+        """From now on a signal shuts ``server`` down (right after it starts, if it came before)."""
+        self.server = server
+        if self.stopping:
+            server.should_exit = True
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.server is not None and self.server.should_exit:
-            self.received.append(signum)
+        self.received.append(signum)
+        if self.server is not None:
+            self.server.should_exit = True
             return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        raise SystemExit(0)
 
     def exit_code(self) -> int:
         """130 after Ctrl-C (the shell's convention), 0 after SIGTERM, 3 if uvicorn never started."""
         if signal.SIGINT in self.received:
             return 130
+        if self.stopping:
+            return 0
         return 0 if self.server is not None and self.server.started else 3  # 3: e.g. the port is taken
 
 
@@ -97,19 +112,24 @@ def run_server(
         print(f"{prog} could not start: {unavailable}; choose another port with --port or "
               f"{settings_cls.model_config.get('env_prefix', '')}PORT", file=sys.stderr)
         return 3
+    if signals.stopping:
+        return signals.exit_code()
     registry = build_registry(settings)
     try:
-        return _serve(settings, registry, app_factory, signals, t0)
-    except (KeyboardInterrupt, SystemExit) as exc:
-        # Ctrl-C or SIGTERM before uvicorn took over the signals (imports, early loading): stop
-        # the loads and exit quietly, no traceback.
+        code = _serve(settings, registry, app_factory, signals, t0)
+    except KeyboardInterrupt:
+        code = None
+    if code is None:
+        # Stopped before uvicorn took over (imports, early loading): stop the loads, exit quietly.
         log.info("stopped during start-up; stopping the model loads")
         registry.close()
-        return 130 if isinstance(exc, KeyboardInterrupt) else int(exc.code or 0)
+        return signals.exit_code() if signals.stopping else 130
+    return code
 
 
 def _serve(settings: ServerSettings, registry: ModelRegistry, app_factory: str, signals: _ShutdownSignals,
-           t0: float) -> int:
+           t0: float) -> int | None:
+    """Load, build the app, serve; None when a signal stopped start-up before uvicorn ran."""
     if settings.early_start:
         registry.start_loading()
     module, _, func = app_factory.partition(":")
@@ -118,14 +138,14 @@ def _serve(settings: ServerSettings, registry: ModelRegistry, app_factory: str, 
 
     from serving_core.http_server import raise_open_file_limit, uvicorn_config
 
+    if signals.stopping:
+        return None
     app = create_app(settings, registry)
     log.info("web stack imported and app built in %.2f s after start", time.perf_counter() - t0)
     raise_open_file_limit()
-    signals.server = uvicorn.Server(uvicorn_config(app, settings))
-    try:
-        signals.server.run()
-    except KeyboardInterrupt:
-        return 130
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    signals.attach(server)
+    server.run()
     return signals.exit_code()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,22 +12,50 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving_core.errors import ServingError, echo, error_body, scrub_reprs
+from serving_core.errors import ServingError, did_you_mean, echo, error_body, scrub_reprs
 
 log = logging.getLogger("serving_core.errors")
 
 # FastAPI's answer when reading the body raised something other than a JSON syntax error.
 _FASTAPI_BODY_ERROR = "There was an error parsing the body"
-def _validation_message(exc: RequestValidationError) -> str:
-    parts = []
+def _json_position(doc: Any, pos: int) -> str:
+    if not isinstance(doc, str | bytes):
+        return f"character {pos + 1}"
+    text = doc if isinstance(doc, str) else doc.decode("utf-8", "replace")
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return f"line {line}, column {column}"
+
+
+def _known_fields(request: Request, loc: tuple[Any, ...]) -> list[str]:
+    """The field names the request model accepts at ``loc``'s parent (for "did you mean")."""
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    body = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    fields = getattr(body, "model_fields", None)
+    return list(fields) if fields and len(loc) == 2 else []
+
+
+def validation_error(request: Request, exc: RequestValidationError) -> tuple[str, str | None]:
+    """The message (every problem, each naming its field) and the first field at fault."""
+    parts: list[str] = []
+    param: str | None = None
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        msg = scrub_reprs(str(err.get("msg", "invalid value")))
+        raw_loc = tuple(err.get("loc", ()))
+        loc = ".".join(str(p) for p in raw_loc if p != "body")
         if err.get("type") == "json_invalid":
-            msg = f"{msg}: {err.get('ctx', {}).get('error', 'invalid JSON')}"
-            loc = f"body (character {loc})" if loc.isdigit() else loc
-        parts.append(f"{loc}: {echo(msg, 300)}")
-    return "; ".join(parts) or "invalid request"
+            pos = raw_loc[-1] if raw_loc and isinstance(raw_loc[-1], int) else 0
+            reason = err.get("ctx", {}).get("error", "invalid JSON")
+            parts.append(f"the body is not valid JSON: {reason} at {_json_position(exc.body, pos)}")
+            continue
+        param = param or loc or None
+        if err.get("type") == "extra_forbidden":
+            name = str(raw_loc[-1]) if raw_loc else loc
+            parts.append(f"{loc}: unknown field{did_you_mean(name, _known_fields(request, raw_loc))}; "
+                         "remove it (see /docs for the fields this route takes)")
+            continue
+        msg = scrub_reprs(str(err.get("msg", "invalid value")))
+        parts.append(f"{loc or 'body'}: {echo(msg, 300)}")
+    return "; ".join(parts) or "invalid request", param
 
 
 def body_parse_reason(cause: BaseException | None) -> str:
@@ -106,11 +135,10 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(
-            error_body("validation_error", "invalid_request_error", _validation_message(exc)),
-            status_code=422,
-        )
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = validation_error(request, exc)
+        return JSONResponse(error_body("validation_error", "invalid_request_error", message, param=param),
+                            status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

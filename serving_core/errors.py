@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ServingError(Exception):
@@ -92,6 +92,7 @@ class ErrorResponse(BaseModel):
         code: str
         type: str
         message: str
+        param: str | None = Field(default=None, description="the request parameter at fault, when one is")
 
     error: Detail
 
@@ -136,6 +137,14 @@ def echo(value: object, limit: int = ECHO_LIMIT) -> str:
     return text
 
 
+def did_you_mean(name: str, known: Any) -> str:
+    """`` (did you mean 'x'?)`` when a known name is close to ``name``, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, [str(k) for k in known], n=1, cutoff=0.7)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def error_body(code: str, type_: str, message: str, **extra: Any) -> dict[str, Any]:
     """The body every error response carries."""
-    return {"error": {"code": code, "type": type_, "message": message, **extra}}
+    return {"error": {"code": code, "type": type_, "message": message, "param": extra.pop("param", None), **extra}}

@@ -32,6 +32,23 @@ class ModelInfo(ModelHealth):
     name: str
 
 
+class OpenAIModel(BaseModel):
+    """One entry of ``GET /v1/models``; ``state`` and ``error`` are this server's additions, so that a
+    model that cannot serve is not listed as if it could."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    state: Literal["pending", "loading", "ready", "failed", "unloaded"]
+    error: str | None = None
+
+
+class OpenAIModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIModel] = Field(description="ready models first")
+
+
 class ModelsResponse(BaseModel):
     default: str | None = Field(description="what a request without a model name gets: the first ready model")
     models: list[ModelInfo]
@@ -97,5 +114,15 @@ def health_router() -> APIRouter:
             default=registry.default_for(),
             models=[ModelInfo(name=n, **s) for n, s in registry.snapshot().items()],
         )
+
+    @router.get("/v1/models", response_model=OpenAIModelList, tags=["openai"])
+    async def openai_models(request: Request) -> OpenAIModelList:
+        """Every configured model as the ``openai`` SDK's ``models.list()`` reads it, ready ones first."""
+        registry: ModelRegistry = request.app.state.registry
+        owner = request.app.title
+        entries = [OpenAIModel(id=name, created=int(m.transitions["pending"]), owned_by=owner,
+                               state=m.state.value, error=m.public_error(registry.show_paths))
+                   for name, m in registry.models.items()]
+        return OpenAIModelList(data=sorted(entries, key=lambda e: e.state != "ready"))
 
     return router

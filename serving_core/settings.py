@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
@@ -16,7 +15,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from serving_core.errors import echo
+from serving_core.errors import did_you_mean, echo
 from serving_core.specs import ModelSpec
 
 S = TypeVar("S", bound="ServerSettings")
@@ -149,7 +148,7 @@ class ServerSettings(BaseSettings):
         for i, spec in enumerate(self.models):
             if spec.backend not in backends:
                 problems.append(f"models[{i}].backend: unknown backend '{spec.backend}'; "
-                                f"choose one of {', '.join(sorted(backends))}{_did_you_mean(spec.backend, backends)}")
+                                f"choose one of {', '.join(sorted(backends))}{did_you_mean(spec.backend, backends)}")
                 continue
             options = backends[spec.backend]
             try:
@@ -220,15 +219,12 @@ def _loc(parts: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def _did_you_mean(name: str, known: Any) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.7)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _problem(loc: tuple[Any, ...], err: Any, known_fields: Any) -> str:
     """``models[0].options.n_ctxx: unknown field (did you mean 'n_ctx'?)``, or pydantic's message."""
     if err.get("type") == "extra_forbidden" and loc:
-        return f"{_loc(loc)}: unknown field{_did_you_mean(str(loc[-1]), known_fields)}"
+        return f"{_loc(loc)}: unknown field{did_you_mean(str(loc[-1]), known_fields)}"
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     if not loc:
         return msg

@@ -88,7 +88,6 @@ def tiny_server(module_server, model_files, tmp_path_factory):
             {"name": "corrupt", "backend": "llama_cpp", "path": "corrupt.gguf"},
             {"name": "truncated", "backend": "llama_cpp", "path": "truncated.gguf"},
             {"name": "not-gguf", "backend": "llama_cpp", "path": "notes.gguf"},
-            {"name": "bad-option", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": {"n_ctxx": 5}},
             {"name": "tiny-a-alias", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": TINY_OPTS},
         ],
         retry_delay_seconds=0.1,

@@ -263,3 +263,30 @@ def test_default_backends_never_import_torch_or_transformers() -> None:
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+
+
+def test_openai_models_list_and_unsupported_transcription_options(server, media) -> None:
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    assert {m.id for m in client.models.list()} == {"whisper-tiny.en", "rapidocr"}
+    wav = media["wav"].read_bytes()
+    r = server.client.post("/v1/audio/transcriptions", files={"file": ("s.wav", wav)},
+                           data={"timestamp_granularities[]": "word"})
+    assert r.status_code == 400 and "word timestamps" in r.json()["error"]["message"]
+    r = server.client.post("/v1/audio/transcriptions", files={"file": ("s.wav", wav)}, data={"stream": "true"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "stream"
+    r = server.client.post("/v1/audio/transcriptions", files={"file": ("s.wav", wav)},
+                           data={"timestamp_granularities[]": "segment"})
+    assert r.status_code == 200, r.text
+
+
+def test_the_readme_example_files_give_their_text(server) -> None:
+    """The README's curl lines use examples/speech.wav and examples/text.png: they must work."""
+    with (REPO / "examples" / "speech.wav").open("rb") as fh:
+        r = server.client.post("/asr", files={"audio": ("speech.wav", fh)})
+    assert r.status_code == 200, r.text
+    assert word_error_rate("Please send the report to the office before noon on Friday.", r.json()["transcript"]) < 0.2
+    with (REPO / "examples" / "text.png").open("rb") as fh:
+        r = server.client.post("/ocr", files={"image": ("text.png", fh)})
+    assert r.status_code == 200, r.text
+    assert char_error_rate("Invoice number 4021\nTotal due: 318 euros", r.json()["extracted_text"]) < 0.1
+    assert "/asr" in server.client.get("/openapi.json").text and server.client.get("/").json()["docs"] == "/docs"

@@ -78,12 +78,15 @@ def test_make_run_prefixes_each_server_and_ends_with_the_port_conflict() -> None
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         gguf_port = taken.getsockname()[1]
+        asr_port = free_port()
         r = subprocess.run(["bash", "scripts/run.sh"], cwd=REPO, capture_output=True, text=True, timeout=300,
                            env=_env(PYTHON=sys.executable, MODEL_SERVER_PORT=str(gguf_port),
-                                    ASR_OCR_PORT=str(free_port())))
+                                    ASR_OCR_PORT=str(asr_port)))
     assert r.returncode == 3, r.stdout + r.stderr
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
     assert lines[-1].startswith(f"gguf-model-server could not start: port {gguf_port}")
     body = lines[:-2] if lines[-2] == lines[-1] else lines[:-1]
     served = [ln for ln in body if ln.startswith(("gguf    | ", "asr-ocr | "))]
     assert any(ln.startswith("asr-ocr | ") for ln in served) and any(ln.startswith("gguf    | ") for ln in served)
+    with pytest.raises(OSError):  # the ASR/OCR server was stopped too, not left running
+        socket.create_connection(("127.0.0.1", asr_port), timeout=2).close()

@@ -28,7 +28,6 @@ def test_health_reports_each_model_and_failures_with_reasons(tiny_server) -> Non
     assert "corrupted or incomplete" in models["truncated"]["error"]
     assert "failed to read header" in models["corrupt"]["error"]
     assert "bad magic" in models["not-gguf"]["error"]
-    assert "n_ctxx" in models["bad-option"]["error"]
     assert "not serving" in body["message"]
 
 
@@ -40,7 +39,7 @@ def test_ready_is_503_while_any_model_failed(tiny_server) -> None:
 def test_loader_logs_parallel_loading_and_load_times(tiny_server) -> None:
     log = tiny_server.log()
     assert "PERFORMANCE: Using parallel model loading" in log
-    assert log.count("Loading time:") >= 9  # one per model and one total
+    assert log.count("Loading time:") >= 8  # one per loaded model (7: one alias shares) and one total
     assert "Total Loading time:" in log
 
 

@@ -1,4 +1,4 @@
-"""Configuration: YAML, environment overrides, the seed's variables, defaults."""
+"""Configuration: YAML, environment overrides, the original servers' variables, defaults."""
 
 from __future__ import annotations
 
