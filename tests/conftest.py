@@ -75,26 +75,28 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher
 TINY_OPTS = {"n_ctx": 256, "n_threads": 1}
 
 
-@pytest.fixture(scope="module")
-def tiny_server(module_server, model_files, tmp_path_factory):
-    cfg = write_config(
-        tmp_path_factory.mktemp("cfg") / "tiny.yaml",
-        model_dir=str(model_files["dir"]),
-        models=[
-            {"name": "tiny-a", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": TINY_OPTS},
-            {"name": "tiny-b", "backend": "llama_cpp", "path": "tiny-b.gguf", "options": TINY_OPTS},
-            {"name": "tiny-c", "backend": "llama_cpp", "path": str(model_files["c"]), "options": TINY_OPTS},
-            {"name": "missing", "backend": "llama_cpp", "path": "does-not-exist.gguf"},
-            {"name": "corrupt", "backend": "llama_cpp", "path": "corrupt.gguf"},
-            {"name": "truncated", "backend": "llama_cpp", "path": "truncated.gguf"},
-            {"name": "not-gguf", "backend": "llama_cpp", "path": "notes.gguf"},
-            {"name": "tiny-a-alias", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": TINY_OPTS},
-        ],
-        retry_delay_seconds=0.1,
-    )
+def start_configured(module_server, model_files, tmp_path_factory, models: list[dict], **settings: object):
+    """A module-scoped GGUF server on ``models`` (relative paths resolve in the tiny-model folder),
+    with every model settled; its last /health body is in ``.health``."""
+    cfg = write_config(tmp_path_factory.mktemp("cfg") / "server.yaml", model_dir=str(model_files["dir"]),
+                       models=models, **settings)
     srv = module_server(config=cfg)
     srv.health = srv.wait_settled(timeout=120)
     return srv
+
+
+@pytest.fixture(scope="module")
+def tiny_server(module_server, model_files, tmp_path_factory):
+    return start_configured(module_server, model_files, tmp_path_factory, [
+        {"name": "tiny-a", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": TINY_OPTS},
+        {"name": "tiny-b", "backend": "llama_cpp", "path": "tiny-b.gguf", "options": TINY_OPTS},
+        {"name": "tiny-c", "backend": "llama_cpp", "path": str(model_files["c"]), "options": TINY_OPTS},
+        {"name": "missing", "backend": "llama_cpp", "path": "does-not-exist.gguf"},
+        {"name": "corrupt", "backend": "llama_cpp", "path": "corrupt.gguf"},
+        {"name": "truncated", "backend": "llama_cpp", "path": "truncated.gguf"},
+        {"name": "not-gguf", "backend": "llama_cpp", "path": "notes.gguf"},
+        {"name": "tiny-a-alias", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": TINY_OPTS},
+    ], retry_delay_seconds=0.1)
 
 
 def assert_error(r: httpx.Response, status: int) -> str:

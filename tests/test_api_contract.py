@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import TINY_OPTS, assert_error, write_config
+from conftest import TINY_OPTS, assert_error, start_configured
 
 
 @pytest.fixture(scope="module")
 def server(module_server, model_files, tmp_path_factory):
-    cfg = write_config(
-        tmp_path_factory.mktemp("cfg") / "contract.yaml",
-        model_dir=str(model_files["dir"]),
-        models=[
-            {"name": "tiny-a", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": TINY_OPTS},
-            {"name": "missing", "backend": "llama_cpp", "path": "does-not-exist.gguf"},
-        ],
-    )
-    srv = module_server(config=cfg)
-    srv.wait_settled(timeout=120)
-    return srv
+    return start_configured(module_server, model_files, tmp_path_factory, [
+        {"name": "tiny-a", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": TINY_OPTS},
+        {"name": "missing", "backend": "llama_cpp", "path": "does-not-exist.gguf"},
+    ])
 
 
 def test_unknown_native_fields_are_named_with_a_suggestion(server) -> None:

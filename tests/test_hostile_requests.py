@@ -11,23 +11,16 @@ import time
 import httpx
 import pytest
 
-from conftest import TINY_OPTS, assert_error, write_config
+from conftest import TINY_OPTS, assert_error, start_configured, write_config
 
 
 @pytest.fixture(scope="module")
 def server(module_server, model_files, tmp_path_factory):
-    cfg = write_config(
-        tmp_path_factory.mktemp("cfg") / "hostile.yaml",
-        model_dir=str(model_files["dir"]),
-        models=[
-            # The first configured model fails: requests without a model must still be served.
-            {"name": "missing", "backend": "llama_cpp", "path": "does-not-exist.gguf"},
-            {"name": "tiny-a", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": TINY_OPTS},
-        ],
-    )
-    srv = module_server(config=cfg)
-    srv.wait_settled(timeout=120)
-    return srv
+    return start_configured(module_server, model_files, tmp_path_factory, [
+        # The first configured model fails: requests without a model must still be served.
+        {"name": "missing", "backend": "llama_cpp", "path": "does-not-exist.gguf"},
+        {"name": "tiny-a", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": TINY_OPTS},
+    ])
 
 
 def _post_raw(srv, route: str, body: bytes) -> httpx.Response:
