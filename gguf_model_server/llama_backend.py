@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gguf_model_server.default_model import default_model_path, prepare
+from gguf_model_server.special_tokens import SpecialTokenFilter
 from serving_core.errors import BadRequest, ServerShuttingDown
 from serving_core.registry import PermanentLoadError
 from serving_core.specs import ModelSpec, parse_options, require_path
@@ -60,6 +61,7 @@ class LlamaModel:
         self.n_ctx: int = llm.n_ctx()
         self._interrupted = threading.Event()
         self._abort_callback: Any = None  # referenced while llama.cpp may call it
+        self.special_tokens = SpecialTokenFilter(llm)
 
     def interrupt(self) -> None:
         """Make every decode from now on abort (shutdown): a running generation ends at its next token.
@@ -123,6 +125,7 @@ class LlamaModel:
         # gives slightly different logits — the same request (temperature 0, same seed) then
         # continued differently depending on what came before. Re-reading the prompt is the price.
         self.llm.reset()
+        kwargs["logits_processor"] = [self.special_tokens]
         try:
             return fn(**kwargs)
         except ValueError as exc:

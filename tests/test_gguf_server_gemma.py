@@ -106,3 +106,32 @@ def test_same_request_same_text_whatever_came_before(gemma) -> None:
         gen(other)
         seen.add(gen(target))
     assert len(seen) == 1, seen
+
+
+def test_control_tokens_and_image_placeholders_never_appear_as_text(gemma) -> None:
+    # Without the filter Gemma 3 continues this with literal "<start_of_image>" tokens.
+    prompt = "Image: <start_of_image> A cat. Image: <start_of_image> A dog. Image:"
+    for route, body, text_of in (
+        ("/generate", {"prompt": prompt}, lambda j: j["text"]),
+        ("/v1/completions", {"model": "gemma-3-270m", "prompt": prompt}, lambda j: j["choices"][0]["text"]),
+    ):
+        r = gemma.client.post(route, json={**body, "max_tokens": 24, "temperature": 0})
+        assert r.status_code == 200, r.text
+        text = text_of(r.json())
+        assert text.strip() and "<start_of_image>" not in text and "<bos>" not in text, text
+
+
+def test_the_suppressed_set_keeps_end_of_generation_and_ordinary_markup() -> None:
+    import llama_cpp
+
+    from gguf_model_server.default_model import default_model_path
+    from gguf_model_server.special_tokens import scan_suppressed
+
+    llm = llama_cpp.Llama(model_path=str(default_model_path()), n_ctx=64, n_threads=1, verbose=False)
+    banned = set(scan_suppressed(llm).tolist())
+    ids = {t: llm.tokenize(t.encode(), add_bos=False, special=True) for t in
+           ("<start_of_image>", "<bos>", "<eos>", "<end_of_turn>", "\n\n", "<table>")}
+    assert ids["<start_of_image>"][0] in banned and ids["<bos>"][0] in banned
+    for kept in ("<eos>", "<end_of_turn>", "\n\n", "<table>"):  # generation must still end; markup is text
+        assert ids[kept][0] not in banned, kept
+    llm.close()
