@@ -4,16 +4,18 @@ from __future__ import annotations
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Imports inside, so that a Ctrl-C while they run exits quietly too.
-    try:
-        from asr_ocr_model_server.backends import build_registry
-        from asr_ocr_model_server.settings import AsrOcrServerSettings
-        from serving_core.cli import run_server
+    # Signals first: a Ctrl-C while the imports below run is then recorded and acted on after them
+    # (quietly, exit 130), instead of raising KeyboardInterrupt in the middle of an import.
+    from serving_core.signals import ShutdownSignals
 
-        return run_server("asr-ocr-model-server", AsrOcrServerSettings, build_registry,
-                          "asr_ocr_model_server.app:create_app", argv)
-    except KeyboardInterrupt:
-        return 130
+    signals = ShutdownSignals()
+    signals.install()
+    from asr_ocr_model_server.backends import build_registry
+    from asr_ocr_model_server.settings import AsrOcrServerSettings
+    from serving_core.cli import run_server
+
+    return run_server("asr-ocr-model-server", AsrOcrServerSettings, build_registry,
+                      "asr_ocr_model_server.app:create_app", argv, signals)
 
 
 if __name__ == "__main__":

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Imports inside, so that a Ctrl-C while they run exits quietly too.
-    try:
-        from gguf_model_server.loading import build_registry
-        from gguf_model_server.settings import GGUFServerSettings
-        from serving_core.cli import run_server
+    # Signals first: a Ctrl-C while the imports below run is then recorded and acted on after them
+    # (quietly, exit 130), instead of raising KeyboardInterrupt in the middle of an import.
+    from serving_core.signals import ShutdownSignals
 
-        return run_server("gguf-model-server", GGUFServerSettings, build_registry,
-                          "gguf_model_server.app:create_app", argv)
-    except KeyboardInterrupt:
-        return 130
+    signals = ShutdownSignals()
+    signals.install()
+    from gguf_model_server.loading import build_registry
+    from gguf_model_server.settings import GGUFServerSettings
+    from serving_core.cli import run_server
+
+    return run_server("gguf-model-server", GGUFServerSettings, build_registry,
+                      "gguf_model_server.app:create_app", argv, signals)
 
 
 if __name__ == "__main__":

@@ -6,16 +6,14 @@ import argparse
 import errno
 import importlib
 import logging
-import signal
 import socket
 import sys
 import time
 from collections.abc import Callable
-from types import FrameType
-from typing import Any
 
 from serving_core.registry import ModelRegistry
 from serving_core.settings import ConfigError, ServerSettings
+from serving_core.signals import ShutdownSignals
 
 log = logging.getLogger("serving_core.cli")
 
@@ -28,60 +26,13 @@ def configure_logging(level: str) -> None:
     )
 
 
-class _ShutdownSignals:
-    """SIGTERM and SIGINT for the whole life of the process.
-
-    While uvicorn serves, its own handlers run a graceful shutdown; afterwards uvicorn re-raises
-    the signal it caught. Python's default actions would then kill the process (SIGTERM) or raise
-    KeyboardInterrupt inside the finished event loop, cancelling whatever task is still winding
-    down; here that re-raised signal is only recorded, for the exit code. Before uvicorn took over,
-    a signal is recorded and acted on at the next step of start-up (a signal handler that raised
-    could be swallowed by library code and leave the server running); once the uvicorn server
-    exists, it is told to shut down as soon as it has started. SIGINT also raises
-    KeyboardInterrupt at once, as Python's default does, to cut a long import short.
-    """
-
-    def __init__(self) -> None:
-        self.server: Any = None  # the uvicorn.Server once built
-        self.received: list[int] = []
-
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    @property
-    def stopping(self) -> bool:
-        return bool(self.received)
-
-    def attach(self, server: Any) -> None:
-        """From now on a signal shuts ``server`` down (right after it starts, if it came before)."""
-        self.server = server
-        if self.stopping:
-            server.should_exit = True
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self.received.append(signum)
-        if self.server is not None:
-            self.server.should_exit = True
-            return
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-
-    def exit_code(self) -> int:
-        """130 after Ctrl-C (the shell's convention), 0 after SIGTERM, 3 if uvicorn never started."""
-        if signal.SIGINT in self.received:
-            return 130
-        if self.stopping:
-            return 0
-        return 0 if self.server is not None and self.server.started else 3  # 3: e.g. the port is taken
-
-
 def run_server(
     prog: str,
     settings_cls: type[ServerSettings],
     build_registry: Callable[[ServerSettings], ModelRegistry],
     app_factory: str,
     argv: list[str] | None = None,
+    signals: ShutdownSignals | None = None,
 ) -> int:
     """Parse arguments, validate the configuration, start loading, serve until stopped.
 
@@ -90,8 +41,9 @@ def run_server(
     which runs in C with the GIL released.
     """
     t0 = time.perf_counter()
-    signals = _ShutdownSignals()
-    signals.install()
+    if signals is None:
+        signals = ShutdownSignals()
+        signals.install()
     parser = argparse.ArgumentParser(prog=prog, description=f"{prog}: serve models over HTTP")
     parser.add_argument("--config", help="YAML configuration file (environment variables override it)")
     parser.add_argument("--host", help=f"bind address (default {settings_cls.model_fields['host'].default})")
@@ -115,23 +67,22 @@ def run_server(
     if signals.stopping:
         return signals.exit_code()
     registry = build_registry(settings)
-    try:
-        code = _serve(settings, registry, app_factory, signals, t0)
-    except KeyboardInterrupt:
-        code = None
+    code = _serve(settings, registry, app_factory, signals, t0)
     if code is None:
         # Stopped before uvicorn took over (imports, early loading): stop the loads, exit quietly.
         log.info("stopped during start-up; stopping the model loads")
         registry.close()
-        return signals.exit_code() if signals.stopping else 130
+        return signals.exit_code()
     return code
 
 
-def _serve(settings: ServerSettings, registry: ModelRegistry, app_factory: str, signals: _ShutdownSignals,
+def _serve(settings: ServerSettings, registry: ModelRegistry, app_factory: str, signals: ShutdownSignals,
            t0: float) -> int | None:
     """Load, build the app, serve; None when a signal stopped start-up before uvicorn ran."""
     if settings.early_start:
         registry.start_loading()
+    if signals.stopping:
+        return None
     module, _, func = app_factory.partition(":")
     create_app = getattr(importlib.import_module(module), func)
     import uvicorn
