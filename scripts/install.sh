@@ -21,21 +21,7 @@ EXTRAS=${EXTRAS:-gguf,asr,ocr,whisper,transformers,dev}
 WITH_GGUF=0
 [[ ",$EXTRAS," == *",gguf,"* ]] && WITH_GGUF=1
 
-# Why these flags: a default build uses -march=native, and on some VMs the CPU advertises AMX that
-# the hypervisor does not let processes use, so the first llama_decode segfaults in
-# ggml_backend_amx_mul_mat. So: GGML_NATIVE=OFF, never AMX, and AVX-512 (with VNNI / BF16) only
-# when this CPU has it — on a CPU without AVX-512 such a build dies with an illegal instruction.
-cpu_flags() {
-    local have flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-    have=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
-    if [[ " $have " == *" avx512f "* && " $have " == *" avx512bw "* && " $have " == *" avx512vl "* ]]; then
-        flags+=" -DGGML_AVX512=ON"
-        [[ " $have " == *" avx512_vnni "* ]] && flags+=" -DGGML_AVX512_VNNI=ON"
-        [[ " $have " == *" avx512_bf16 "* ]] && flags+=" -DGGML_AVX512_BF16=ON"
-    fi
-    echo "$flags -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
-}
-FLAGS=${LLAMA_CMAKE_ARGS:-$(cpu_flags)}
+FLAGS=${LLAMA_CMAKE_ARGS:-$(bash scripts/llama-flags.sh)}
 WANT="$LLAMA_VERSION $FLAGS"
 
 # Fast path: nothing that decides the install changed since the last complete run.
