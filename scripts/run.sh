@@ -11,6 +11,7 @@ PYTHON="$PY" bash scripts/install.sh
 LOGS=$(mktemp -d)
 prefix() {  # prefix every line with the server's name, keeping a copy for the final message
     local name=$1
+    trap '' INT  # Ctrl-C is for the servers: keep printing until they have said their last line
     while IFS= read -r line; do
         printf '%-8s| %s\n' "$name" "$line"
         printf '%s\n' "$line" >>"$LOGS/$name"
