@@ -3,15 +3,13 @@
 "user-defined" tokens (Gemma 3's `<start_of_image>`), which detokenize to literal text.
 
 A blanket ban on user-defined tokens would be wrong: Gemma also marks runs of newlines, spaces and
-HTML tags that way. The vocabulary scan (~0.15 s for Gemma's 262k tokens) runs in a low-priority
-background thread started at load, so it adds nothing to cold start; the first generation waits
-for it only if it has not finished yet.
+HTML tags that way. The vocabulary scan (~0.15 s for Gemma's 262k tokens, one ctypes call per
+token, holding the GIL) runs on a model's first generation, not at load: at start-up it would
+compete with the other models' loads and the web stack's imports, which are the cold start.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import threading
 from typing import Any
@@ -47,19 +45,17 @@ class SpecialTokenFilter:
     """A llama-cpp-python logits processor that makes the suppressed tokens impossible to sample."""
 
     def __init__(self, llm: Any) -> None:
+        self._llm = llm
         self._ids: np.ndarray | None = None
-        self._thread = threading.Thread(target=self._scan, args=(llm,), name="special-token-scan", daemon=True)
-        self._thread.start()
-
-    def _scan(self, llm: Any) -> None:
-        with contextlib.suppress(AttributeError, OSError):  # Linux: a thread's own priority
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # after loads and requests
-        self._ids = scan_suppressed(llm)
+        self._lock = threading.Lock()
 
     @property
     def ids(self) -> np.ndarray:
-        self._thread.join()
-        return self._ids if self._ids is not None else np.zeros(0, dtype=np.intp)
+        if self._ids is None:
+            with self._lock:
+                if self._ids is None:
+                    self._ids = scan_suppressed(self._llm)
+        return self._ids
 
     def __call__(self, _input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         scores[self.ids] = -np.inf

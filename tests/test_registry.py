@@ -116,15 +116,21 @@ def test_permanent_failure_is_not_retried() -> None:
     assert reg.snapshot()["m"]["error"] == "model file not found: /nope.gguf"
 
 
-def test_failure_is_isolated_from_other_models() -> None:
+def loaded_with_one_failure(names: tuple[str, ...], bad: str, message: str) -> ModelRegistry:
+    """A registry of ``names`` that finished loading, where ``bad`` failed permanently with ``message``."""
     def loader(spec: ModelSpec) -> str:
-        if spec.name == "bad":
-            raise PermanentLoadError("corrupt")
+        if spec.name == bad:
+            raise PermanentLoadError(message)
         return spec.name
 
-    reg = ModelRegistry(specs("good1", "bad", "good2"), loader)
+    reg = ModelRegistry(specs(*names), loader)
     reg.start_loading()
     assert reg.wait(10)
+    return reg
+
+
+def test_failure_is_isolated_from_other_models() -> None:
+    reg = loaded_with_one_failure(("good1", "bad", "good2"), "bad", "corrupt")
     assert reg.get("good1").handle == "good1"
     assert reg.get("good2").handle == "good2"
     with pytest.raises(ModelFailed):
@@ -245,14 +251,8 @@ def test_sharing_can_be_switched_off_and_failures_propagate() -> None:
 
 
 def test_default_is_the_first_ready_model_when_the_first_configured_failed() -> None:
-    def loader(spec: ModelSpec) -> str:
-        if spec.name == "broken":
-            raise PermanentLoadError("model file not found: /srv/secret/models/broken.gguf")
-        return spec.name
-
-    reg = ModelRegistry(specs("broken", "good", "other"), loader)
-    reg.start_loading()
-    assert reg.wait(10)
+    reg = loaded_with_one_failure(("broken", "good", "other"), "broken",
+                                  "model file not found: /srv/secret/models/broken.gguf")
     assert reg.get(None).name == "good"
     assert reg.default_for(lambda m: m.name != "good") == "other"
     # Nothing accepted is ready: the first accepted one is named, so its error explains why.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -10,12 +9,13 @@ import pytest
 from server_process import REPO
 
 
-@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs a git checkout")
 def test_new_benchmark_results_are_ignored_by_git() -> None:
-    r = subprocess.run(["git", "check-ignore", "-q", "bench/results/bench_ttft.json"], cwd=REPO)
-    assert r.returncode == 0
-    r = subprocess.run(["git", "ls-files", "bench/reference"], cwd=REPO, capture_output=True, text=True)
-    assert "bench/reference/bench_generate_throughput.json" in r.stdout  # the recorded runs stay committed
+    # Read .gitignore itself (no git needed): new runs go to bench/results/, which git ignores,
+    # while the runs docs/BENCHMARKS.md records stay in the tracked bench/reference/.
+    ignored = (REPO / ".gitignore").read_text().split()
+    assert "bench/results/" in ignored
+    assert (REPO / "bench" / "reference" / "bench_generate_throughput.json").is_file()
+    assert "bench/reference/" in (REPO / "docs" / "BENCHMARKS.md").read_text()
 
 
 @pytest.mark.parametrize(("cpu_flags", "has_avx512"), [
