@@ -285,7 +285,7 @@ def set_cache(paths: Sequence[Path], cold: bool) -> None:
 def model_copies(n: int, source: Path = GEMMA) -> Iterator[list[Path]]:
     """``n`` distinct copies (own inodes, nothing shared) of ``source`` in a temp dir, removed afterwards."""
     if not source.is_file():
-        raise SystemExit(f"model file not found: {source} (run `python -m gguf_model_server.default_model`)")
+        raise SystemExit(f"model file not found: {source} (run `python -m gguf_model_server.embedded_models`)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-models-"))
     try:
         paths = []

@@ -31,11 +31,12 @@ def protocol_out() -> Any:
 
 def gguf_loader(path: str) -> tuple[Any, Any]:
     from gguf_model_server.llama_backend import import_llama, make_loader
+    from serving_core.compute import ComputeSlots
     from serving_core.specs import ModelSpec
 
     import_llama()
     spec = ModelSpec(name="bench", backend="llama_cpp", path=path, options={"n_ctx": 2048})
-    return make_loader(None), spec
+    return make_loader(None, ComputeSlots(1), 32), spec
 
 
 def asr_ocr_specs() -> dict[str, Any]:
@@ -59,9 +60,10 @@ def timed_load(loader: Any, spec: Any) -> dict[str, Any]:
 
 
 def llama_worker(path: str, out: Any) -> None:
-    from gguf_model_server.llama_backend import import_llama
+    import llama_cpp
 
-    llm = import_llama()(model_path=path, n_ctx=2048, n_threads=os.cpu_count() or 1, verbose=False)
+    # The baseline: llama-cpp-python's own high-level API, one sequence.
+    llm = llama_cpp.Llama(model_path=path, n_ctx=2048, n_threads=os.cpu_count() or 1, verbose=False)
     out.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         req = json.loads(line)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run all nine benchmarks in sequence. Extra arguments (e.g. --runs 5) go to every script.
+# Run all ten benchmarks in sequence. Extra arguments (e.g. --runs 5) go to every script.
 # Results are appended to bench/results/<name>.json. Stops at the first failing benchmark.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,7 +12,8 @@ for name in \
     bench_ttft \
     bench_concurrency \
     bench_asr_ocr_overhead \
-    bench_rss; do
+    bench_rss \
+    bench_engine_vs_llama_server; do
     echo "### $name $*"
     python "$name.py" "$@"
 done

@@ -31,9 +31,10 @@ import fastapi, uvicorn; mark("import fastapi + uvicorn")
 from gguf_model_server.app import create_app
 app = create_app(s, build_registry(s)); mark("import routes, build app")
 from gguf_model_server.llama_backend import make_loader
-m = make_loader(None)(s.models[0]); mark("load model (Gemma 3 270M)")
-m.llm.create_completion("Hello", max_tokens=1, temperature=0); mark("first 1-token inference")
-m.llm.create_completion("Hello there", max_tokens=1, temperature=0); mark("second 1-token inference")
+from serving_core.compute import ComputeSlots
+m = make_loader(None, ComputeSlots(1), 32)(s.models[0]); mark("load model (Gemma 3 270M)")
+m.warmup(); mark("first 1-token inference")
+m.warmup(); mark("second 1-token inference")
 print(json.dumps([(n, b - a) for (_, a), (n, b) in zip(t, t[1:])]))
 """
 

@@ -42,11 +42,11 @@ def asr_ocr_target(config: Path | None, port: int | None, url: str | None) -> Se
 def model_files(target: ServerTarget) -> list[Path]:
     """The weight files/directories the target's configuration makes it read (for page-cache eviction)."""
     if target.key == "gguf":
-        from gguf_model_server.default_model import default_model_path
+        from gguf_model_server.model_files import model_file
         from gguf_model_server.settings import GGUFServerSettings
 
         gguf = GGUFServerSettings.load(target.config)
-        return [s.resolved_path(gguf.model_dir) or default_model_path() for s in gguf.models]
+        return [model_file(s, gguf.model_dir) for s in gguf.models]
     from asr_ocr_model_server.settings import AsrOcrServerSettings
 
     settings = AsrOcrServerSettings.load(target.config)

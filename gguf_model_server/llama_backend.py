@@ -1,25 +1,27 @@
-"""The llama-cpp-python backend: load a GGUF file, complete, chat, stream."""
+"""The llama.cpp backend: load a GGUF file into a serving engine; tokenize prompts and chats for it."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gguf_model_server.default_model import default_model_path, prepare
-from gguf_model_server.special_tokens import SpecialTokenFilter
-from serving_core.errors import BadRequest, ServerShuttingDown
-from serving_core.registry import PermanentLoadError
-from serving_core.specs import ModelSpec, parse_options, require_path
+from gguf_model_server.chat_template import CHATML, ChatTemplate
+from gguf_model_server.engine import Engine, GenerationRequest
+from gguf_model_server.llama_native import ContextShape, NativeModel, VocabScan, llama, scan_vocab
+from gguf_model_server.model_files import resolve_model_path
+from serving_core.compute import ComputeSlots
+from serving_core.errors import BadRequest
+from serving_core.registry import Loader, PermanentLoadError
+from serving_core.specs import ModelSpec, parse_options
 
 log = logging.getLogger("gguf_model_server.llama")
 
-GGUF_MAGIC = b"GGUF"
 LLAMA_BACKEND_NAMES = ("llama_cpp", "llama-cpp", "gguf")
 
 
@@ -28,146 +30,99 @@ class LlamaOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n_ctx: int = Field(default=2048, ge=16, le=262_144, description="context window in tokens")
+    n_ctx: int = Field(default=2048, ge=16, le=262_144, description="context window of each sequence, in tokens")
+    parallel: int = Field(default=4, ge=1, le=64,
+                          description="sequences decoded together (continuous batching); 1 = one at a time")
     n_threads: int | None = Field(default=None, ge=1, le=512, description="default: all cores")
-    n_batch: int = Field(default=512, ge=1, le=65_536)
+    n_batch: int = Field(default=512, ge=1, le=65_536, description="most tokens per decode step")
     use_mmap: bool = True
     use_mlock: bool = False
-    chat_format: str | None = Field(default=None, description="default: the template in the GGUF file")
-
-
-def _resolve_path(spec: ModelSpec, model_dir: str | None) -> Path:
-    path = spec.resolved_path(model_dir)
-    if path is None:
-        path = default_model_path()
-        if not path.is_file():
-            # Normally done once by the install step; doing it here keeps a half-set-up machine working.
-            log.warning("default model not assembled yet; assembling %s (one-time)", path)
-            path = prepare()
-    require_path(path, "model file", hint=spec.path_hint(model_dir))
-    with path.open("rb") as fh:
-        magic = fh.read(4)
-    if magic != GGUF_MAGIC:
-        raise PermanentLoadError(f"not a GGUF file (bad magic bytes {magic!r}): {path}")
-    return path
+    chat_template: str | None = Field(default=None,
+                                      description="Jinja chat template; default: the one in the GGUF file, "
+                                                  "else ChatML")
+    cache_prompt: bool = Field(default=True,
+                               description="reuse a sequence's KV for a shared prompt prefix; false = every "
+                                           "request is evaluated alone from scratch (exactly reproducible)")
 
 
 class LlamaModel:
-    """A loaded GGUF model. Not re-entrant: callers serialise through the model's guard."""
+    """A loaded GGUF model: its engine, tokenizer and chat template."""
 
-    def __init__(self, llm: Any, path: Path) -> None:
-        self.llm = llm
+    def __init__(self, name: str, path: Path, native: NativeModel, engine: Engine, options: LlamaOptions) -> None:
+        self.name = name
         self.path = path
-        self.n_ctx: int = llm.n_ctx()
-        self._interrupted = threading.Event()
-        self._abort_callback: Any = None  # referenced while llama.cpp may call it
-        self.special_tokens = SpecialTokenFilter(llm)
+        self.native = native
+        self.engine = engine
+        self.options = options
+        template = options.chat_template or native.chat_template() or CHATML
+        self.chat: ChatTemplate | None = None
+        self.chat_error: str | None = None
+        try:
+            self.chat = ChatTemplate(template, bos_token=native.token_text(native.bos) if native.bos >= 0 else "",
+                                     eos_token=native.token_text(native.eos) if native.eos >= 0 else "")
+        except Exception as exc:  # noqa: BLE001 - a broken template costs chat, not completion
+            self.chat_error = f"{type(exc).__name__}: {exc}"
+            log.warning("model '%s': its chat template does not compile (%s); chat is unavailable", name,
+                        self.chat_error)
+        self._scan: VocabScan | None = None
+        self._scan_lock = threading.Lock()
+
+    @property
+    def n_ctx(self) -> int:
+        """Context window of one sequence, in tokens."""
+        return self.engine.n_ctx
+
+    def vocab(self) -> VocabScan:
+        """The vocabulary facts, scanned on first use (not at load: that is cold start)."""
+        if self._scan is None:
+            with self._scan_lock:
+                if self._scan is None:
+                    self._scan = scan_vocab(self.native)
+        return self._scan
+
+    def banned_tokens(self) -> list[int]:
+        return self.vocab().banned
+
+    def _tokenize(self, text: str, *, add_special: bool, parse_special: bool, what: str) -> list[int]:
+        # Bound the work before tokenizing: a prompt of B bytes has at least B / (longest token)
+        # tokens, so a multi-megabyte prompt is refused without spending seconds and memory on it.
+        n_bytes = len(text.encode("utf-8"))
+        if n_bytes > self.n_ctx * self.vocab().max_piece_bytes:
+            raise BadRequest(f"the {what} is {n_bytes} bytes: more than the model's context window of "
+                             f"{self.n_ctx} tokens can hold; shorten it",
+                             param="prompt" if what == "prompt" else "messages")
+        return self.native.tokenize(text, add_special=add_special, parse_special=parse_special, limit=self.n_ctx)
+
+    def tokenize_prompt(self, text: str) -> list[int]:
+        """A raw prompt's tokens. Text like ``<bos>`` stays text: a user cannot inject control tokens."""
+        return self._tokenize(text, add_special=True, parse_special=False, what="prompt")
+
+    def tokenize_chat(self, messages: list[dict[str, Any]]) -> list[int]:
+        """The chat rendered with the model's template, tokenized with its control tokens."""
+        if self.chat is None:
+            raise BadRequest(f"model '{self.name}' has no usable chat template ({self.chat_error}); use "
+                             "/v1/completions or set options.chat_template", param="model")
+        rendered = self.chat.render(messages)
+        return self._tokenize(rendered.prompt, add_special=not rendered.starts_with_bos, parse_special=True,
+                              what="chat")
 
     def interrupt(self) -> None:
-        """Make every decode from now on abort (shutdown): a running generation ends at its next token.
-
-        llama.cpp's abort callback is installed only now, because ggml calls it between graph
-        nodes (hundreds of Python calls per token). The CPU backend reads it when a decode starts,
-        so at most the decode already running completes.
-        """
-        import llama_cpp
-
-        self._interrupted.set()
-        self._abort_callback = llama_cpp.ggml_abort_callback(lambda _data: True)
-        llama_cpp.llama_set_abort_callback(self.llm.ctx, self._abort_callback, None)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
-
-    def check_fits(self, prompt: str, max_tokens: int) -> int:
-        """Raise BadRequest unless the prompt plus ``max_tokens`` fit in the context; return prompt tokens."""
-        n = self.count_tokens(prompt)
-        if n >= self.n_ctx:
-            raise BadRequest(
-                f"prompt is {n} tokens but the model's context window is {self.n_ctx} tokens; "
-                "shorten the prompt"
-            )
-        if n + max_tokens > self.n_ctx:
-            raise BadRequest(
-                f"prompt ({n} tokens) + max_tokens ({max_tokens}) exceeds the context window of "
-                f"{self.n_ctx} tokens; lower max_tokens to at most {self.n_ctx - n}"
-            )
-        return n
-
-    def complete(self, prompt: str, **params: Any) -> dict[str, Any]:
-        """One completion in the OpenAI ``text_completion`` shape llama-cpp-python returns."""
-        return self._call(self.llm.create_completion, prompt=prompt, stream=False, **params)  # type: ignore[no-any-return]
-
-    def stream_complete(self, prompt: str, **params: Any) -> Iterator[dict[str, Any]]:
-        return self._stream(self._call(self.llm.create_completion, prompt=prompt, stream=True, **params))
-
-    def chat(self, messages: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
-        return self._call(self.llm.create_chat_completion, messages=messages, stream=False, **params)  # type: ignore[no-any-return]
-
-    def stream_chat(self, messages: list[dict[str, Any]], **params: Any) -> Iterator[dict[str, Any]]:
-        return self._stream(self._call(self.llm.create_chat_completion, messages=messages, stream=True, **params))
-
-    def _stream(self, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        try:
-            yield from chunks
-        except RuntimeError:
-            self._raise_if_interrupted()
-            raise
-
-    def _raise_if_interrupted(self) -> None:
-        if self._interrupted.is_set():
-            # llama-cpp-python reports the aborted decode as RuntimeError("llama_decode returned 2").
-            raise ServerShuttingDown("the server is shutting down; the generation was stopped") from None
-
-    def _call(self, fn: Any, **kwargs: Any) -> Any:
-        # Start from an empty context: llama-cpp-python would otherwise reuse the KV of the longest
-        # prefix shared with the *previous* request, and a prefix evaluated in another batch shape
-        # gives slightly different logits — the same request (temperature 0, same seed) then
-        # continued differently depending on what came before. Re-reading the prompt is the price.
-        self.llm.reset()
-        kwargs["logits_processor"] = [self.special_tokens]
-        try:
-            return fn(**kwargs)
-        except ValueError as exc:
-            # llama-cpp-python signals "prompt too long for the context" with ValueError.
-            if "context window" in str(exc):
-                raise BadRequest(str(exc)) from None
-            raise
-        except RuntimeError:
-            self._raise_if_interrupted()
-            raise
+        """Shutdown: running and waiting generations end with 503 at the next step."""
+        self.engine.interrupt()
 
     def warmup(self) -> None:
         """One token, so the first real request does not pay for first-decode setup."""
-        self.llm.create_completion(prompt="Hello", max_tokens=1, temperature=0.0)
+        import asyncio
+
+        async def one() -> None:
+            await self.engine.submit(GenerationRequest(prompt=self.tokenize_prompt("Hello"), max_tokens=1)).text()
+
+        asyncio.run(one())
 
     def close(self) -> None:
-        close = getattr(self.llm, "close", None)
-        if close is not None:
-            close()
+        self.engine.close()
 
 
-class _NoSuppression:
-    """Stands in for llama_cpp's ``suppress_stdout_stderr``.
-
-    That helper dup2()s the process-wide fds 1 and 2 to /dev/null and back. Two models loading in
-    parallel interleave those swaps, and the second restore leaves stderr pointing at /dev/null
-    for good: every log line after it is lost (seen here with 8 parallel loads). llama.cpp's own
-    log output is already filtered by llama_cpp's log callback (errors only when verbose=False),
-    so nothing is lost by not redirecting.
-    """
-
-    def __init__(self, disable: bool = True) -> None:
-        pass
-
-    def __enter__(self) -> _NoSuppression:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-
-_patch_lock = threading.Lock()
 _GGML_LOG_ERROR = 4  # ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
 _GGML_LOG_CONT = 5
 
@@ -181,6 +136,7 @@ class _LlamaErrors(threading.local):
 
 
 _errors = _LlamaErrors()
+_log_lock = threading.Lock()
 _log_callback: Any = None  # the ctypes callback must stay referenced while llama.cpp may call it
 
 
@@ -197,52 +153,45 @@ def _on_llama_log(level: int, text: bytes, _user_data: Any) -> None:
 
 
 def import_llama() -> Any:
-    """Import llama_cpp (lazily: it is a large part of cold start) with thread-safe stdio handling."""
+    """Import llama_cpp (lazily: it is a large part of cold start), routing llama.cpp's errors to our
+    log (and into the failing model's reason) instead of stderr, where they cannot be tied to a model."""
     global _log_callback
-    with _patch_lock:
-        import ctypes
-
-        import llama_cpp
-        import llama_cpp._internals
-        import llama_cpp.llama
-        import llama_cpp.llama_chat_format
-
-        for module in (llama_cpp.llama, llama_cpp._internals, llama_cpp.llama_chat_format):
-            module.suppress_stdout_stderr = _NoSuppression  # type: ignore[attr-defined]
+    lib = llama()
+    with _log_lock:
         if _log_callback is None:
-            # Only errors, into our log (and into the failing model's reason); the default callback
-            # prints them to stderr, where they cannot be tied to a model.
-            _log_callback = llama_cpp.llama_log_callback(_on_llama_log)
-            llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
-        return llama_cpp.Llama
+            _log_callback = lib.llama_log_callback(_on_llama_log)
+            lib.llama_log_set(_log_callback, ctypes.c_void_p(0))
+    return lib
 
 
-def make_loader(model_dir: str | None):  # noqa: ANN201 - returns serving_core.registry.Loader
-    """A registry loader that builds LlamaModel handles from specs."""
+def make_loader(model_dir: str | None, compute: ComputeSlots, max_waiting: int) -> Loader:
+    """A registry loader that builds LlamaModel handles (model + engine) from specs."""
 
     def load(spec: ModelSpec) -> LlamaModel:
         if spec.backend not in LLAMA_BACKEND_NAMES:
             raise PermanentLoadError(f"unknown backend '{spec.backend}' (the GGUF server serves 'llama_cpp')")
         opts = parse_options(LlamaOptions, spec)
-        path = _resolve_path(spec, model_dir)
-        Llama = import_llama()
+        path = resolve_model_path(spec, model_dir)
+        import_llama()
         _errors.lines = []
         try:
-            llm = Llama(
-                model_path=str(path),
-                n_ctx=opts.n_ctx,
-                n_threads=opts.n_threads or os.cpu_count() or 1,
-                n_batch=opts.n_batch,
-                use_mmap=opts.use_mmap,
-                use_mlock=opts.use_mlock,
-                chat_format=opts.chat_format,
-                verbose=False,
-            )
-        except ValueError as exc:
+            native = NativeModel(path, use_mmap=opts.use_mmap, use_mlock=opts.use_mlock)
+            shape = ContextShape(n_ctx_seq=opts.n_ctx, n_seq=opts.parallel, n_batch=opts.n_batch,
+                                 n_threads=opts.n_threads or os.cpu_count() or 1)
+            holder: list[LlamaModel] = []
+            try:
+                engine = Engine(spec.name, native, shape, compute, max_waiting,
+                                banned=lambda: holder[0].banned_tokens())
+            except Exception:
+                native.close()
+                raise
+            model = LlamaModel(spec.name, path, native, engine, opts)
+            holder.append(model)
+        except RuntimeError as exc:
             detail = "; ".join(_errors.lines or [])
             raise RuntimeError(f"{exc} ({detail})" if detail else str(exc)) from None
         finally:
             _errors.lines = None
-        return LlamaModel(llm, path)
+        return model
 
     return load

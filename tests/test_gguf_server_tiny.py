@@ -74,16 +74,23 @@ def test_inference_seed_route(tiny_server) -> None:
 
 
 def test_generate_stream_sends_events_then_done(tiny_server) -> None:
-    with tiny_server.client.stream("POST", "/generate", json={"model": "tiny-a", "prompt": "the", "max_tokens": 10,
-                                                        "stream": True}) as r:
+    req = {"model": "tiny-a", "prompt": "the", "max_tokens": 10, "temperature": 0, "cache_prompt": False}
+    with tiny_server.client.stream("POST", "/generate", json={**req, "stream": True}) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         datas = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     assert datas[-1] == "[DONE]"
     events = [json.loads(d) for d in datas[:-1]]
     final = events[-1]
-    assert final["finish_reason"] in ("length", "stop")
-    assert final["usage"]["completion_tokens"] == len(events) - 1
+    whole = tiny_server.client.post("/generate", json=req).json()
+    # Streamed and non-streamed answers agree, and usage counts tokens sampled, not events sent (a
+    # character split across tokens is sent once, whole).
+    assert "".join(e["text"] for e in events) == whole["text"]
+    assert final["finish_reason"] == whole["finish_reason"]
+    assert final["usage"] == whole["usage"]
+    if final["finish_reason"] == "length":
+        assert final["usage"]["completion_tokens"] == 10
+    assert final["timings"]["prompt_seconds"] > 0
     assert all(e["model"] == "tiny-a" for e in events)
 
 

@@ -14,10 +14,11 @@ def clean_env(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
-def test_no_config_serves_the_embedded_default() -> None:
+def test_no_config_serves_the_embedded_models_gemma_first() -> None:
     s = GGUFServerSettings.load()
     assert s.port == 8001
-    assert [(m.name, m.backend, m.path) for m in s.models] == [("gemma-3-270m", "llama_cpp", None)]
+    assert [(m.name, m.backend, m.path) for m in s.models] == [
+        ("gemma-3-270m", "llama_cpp", None), ("qwen2.5-0.5b-instruct", "llama_cpp", None)]
     assert s.loader_workers is None and s.share_identical_models and s.early_start
 
 
@@ -118,16 +119,16 @@ def test_example_configs_list_every_setting() -> None:
 
 
 def test_a_relative_model_path_that_is_missing_is_shown_resolved(tmp_path, monkeypatch) -> None:
-    from gguf_model_server.llama_backend import make_loader
+    from gguf_model_server.model_files import resolve_model_path
     from serving_core.registry import PermanentLoadError
     from serving_core.specs import ModelSpec
 
     spec = ModelSpec(name="m", backend="llama_cpp", path="sub/m.gguf")
     with pytest.raises(PermanentLoadError) as exc:
-        make_loader(str(tmp_path))(spec)
+        resolve_model_path(spec, str(tmp_path))
     assert f"model file not found: {tmp_path}/sub/m.gguf (path 'sub/m.gguf' is relative to MODEL_DIR={tmp_path})" \
         == str(exc.value)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PermanentLoadError) as exc:
-        make_loader(None)(spec)
+        resolve_model_path(spec, None)
     assert f"not found: {tmp_path}/sub/m.gguf (path 'sub/m.gguf' is relative to the working directory" in str(exc.value)

@@ -1,0 +1,141 @@
+"""The serving engine against llama.cpp's own C++ `llama-server` (built from the llama.cpp sources
+vendored in the pinned llama-cpp-python sdist by scripts/build-llama-server.sh, same CPU flags), same
+model (embedded Gemma 3 270M), same threads, same number of parallel sequences, same per-sequence
+context, both warm, /v1/completions, temperature 0, interleaved round by round:
+
+- single stream: one client, requests one after another (max_tokens 64) → tokens/s; target ≥ 0.97
+- 16 concurrent clients × 2 requests × 32 tokens → aggregate tokens/s (target ≥ 1.0) and p50/p99
+  request latency (target ≤ 1.0)
+- ours: 16-client aggregate ÷ our single stream (target ≥ 2)
+- spawn → ready with one model, fresh processes (target ≤ 1.0)
+
+Tokens are counted from each response's ``usage.completion_tokens``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import common
+import httpx
+
+PROMPTS = ["The capital of France is", "Once upon a time", "The best way to learn", "In the year 2000",
+           "My favourite food is", "Water boils at", "The quick brown fox", "def fibonacci(n):"]
+PEER, OURS = "llama-server", "ours"
+
+
+def llama_server_binary() -> str:
+    out = subprocess.run(["bash", str(common.REPO / "scripts/build-llama-server.sh")], check=True,
+                         capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def peer_cmd(binary: str, threads: int, parallel: int, n_ctx: int) -> Callable[[int], list[str]]:
+    def build(port: int) -> list[str]:
+        return [binary, "-m", str(common.GEMMA), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
+                "-tb", str(threads), "-np", str(parallel), "-c", str(n_ctx * parallel)]
+    return build
+
+
+def our_config(directory: Path, threads: int, parallel: int, n_ctx: int) -> Path:
+    path = directory / "engine.yaml"
+    path.write_text(json.dumps({"models": [{"name": "gemma-3-270m", "backend": "llama_cpp", "path": str(common.GEMMA),
+                                            "options": {"n_ctx": n_ctx, "parallel": parallel,
+                                                        "n_threads": threads}}]}))
+    return path
+
+
+def complete(client: httpx.Client, prompt: str, max_tokens: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    r = client.post("/v1/completions", json={"model": "gemma-3-270m", "prompt": prompt, "max_tokens": max_tokens,
+                                             "temperature": 0.0})
+    seconds = time.perf_counter() - t0
+    tokens = r.json()["usage"]["completion_tokens"] if r.status_code == 200 else 0
+    return {"status": r.status_code, "seconds": seconds, "tokens": tokens}
+
+
+def single_stream(srv: common.Server, requests: int, max_tokens: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    results = [complete(srv.client, PROMPTS[i % len(PROMPTS)], max_tokens) for i in range(requests)]
+    wall = time.perf_counter() - t0
+    return {"value": sum(r["tokens"] for r in results) / wall,
+            "errors": sum(r["status"] != 200 for r in results)}
+
+
+def concurrent(srv: common.Server, clients: int, per_client: int, max_tokens: int) -> dict[str, Any]:
+    jobs = [PROMPTS[i % len(PROMPTS)] for i in range(clients * per_client)]
+
+    def client_run(k: int) -> list[dict[str, Any]]:
+        with httpx.Client(base_url=srv.client.base_url, timeout=600) as c:
+            return [complete(c, jobs[k * per_client + j], max_tokens) for j in range(per_client)]
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = [r for rs in pool.map(client_run, range(clients)) for r in rs]
+    wall = time.perf_counter() - t0
+    ok = [r["seconds"] for r in results if r["status"] == 200]
+    return {"value": sum(r["tokens"] for r in results) / wall, "errors": len(results) - len(ok),
+            "p50": common.percentile(ok, 50), "p99": common.percentile(ok, 99)}
+
+
+def main() -> None:
+    p = common.parser(__doc__)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--parallel", type=int, default=4)
+    p.add_argument("--n-ctx", type=int, default=2048, help="per sequence")
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--skip-ready", action="store_true", help="skip the spawn → ready comparison")
+    args = p.parse_args()
+    binary = llama_server_binary()
+    peer = peer_cmd(binary, args.threads, args.parallel, args.n_ctx)
+    with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
+        ours = common.gguf_cmd(our_config(Path(tmp), args.threads, args.parallel, args.n_ctx))
+        with common.running(peer) as peer_srv, common.running(ours) as our_srv:
+            peer_srv.wait_ready(path="/health", ready=common.status_200)
+            our_srv.wait_ready()
+            servers = {PEER: peer_srv, OURS: our_srv}
+            for srv in servers.values():
+                srv.client.timeout = 600.0
+                complete(srv.client, "Hello", 4)  # first decode, outside every measurement
+            res = common.interleave(args.runs, args.warmup, {
+                f"{PEER} single": lambda: single_stream(peer_srv, 4, 64),
+                f"{OURS} single": lambda: single_stream(our_srv, 4, 64),
+                f"{PEER} {args.clients} clients": lambda: concurrent(peer_srv, args.clients, 2, 32),
+                f"{OURS} {args.clients} clients": lambda: concurrent(our_srv, args.clients, 2, 32),
+            })
+        ready: dict[str, list[Any]] = {}
+        if not args.skip_ready:
+            ready = common.interleave(args.runs, args.warmup, {
+                f"{PEER} spawn→ready": common.ready_measure(peer, path="/health", ready=common.status_200),
+                f"{OURS} spawn→ready": common.ready_measure(ours),
+            })
+    conc = f"{args.clients} clients"
+    comparisons = [
+        common.compare(res, f"{PEER} single", f"{OURS} single", 0.97, "single stream", "tok/s",
+                       higher_is_better=True),
+        common.compare(res, f"{PEER} {conc}", f"{OURS} {conc}", 1.0, f"{conc} aggregate", "tok/s",
+                       higher_is_better=True),
+        common.Comparison(f"{conc} p50 latency", "s", PEER, common.values_of(res[f"{PEER} {conc}"], "p50"), OURS,
+                          common.values_of(res[f"{OURS} {conc}"], "p50"), 1.0),
+        common.Comparison(f"{conc} p99 latency", "s", PEER, common.values_of(res[f"{PEER} {conc}"], "p99"), OURS,
+                          common.values_of(res[f"{OURS} {conc}"], "p99"), 1.0),
+        common.compare(res, f"{OURS} single", f"{OURS} {conc}", 2.0, f"ours: {conc} ÷ single stream", "tok/s",
+                       higher_is_better=True),
+    ]
+    if ready:
+        comparisons.append(common.compare(ready, f"{PEER} spawn→ready", f"{OURS} spawn→ready", 1.0))
+    errors = sum(r["errors"] for rs in res.values() for r in rs)
+    common.report("bench_engine_vs_llama_server", args, comparisons,
+                  extra={"errors (non-200, all rounds)": errors, "llama-server": binary,
+                         "threads": args.threads, "parallel": args.parallel, "n_ctx_per_sequence": args.n_ctx})
+
+
+if __name__ == "__main__":
+    main()

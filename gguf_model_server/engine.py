@@ -1,0 +1,428 @@
+"""The GGUF serving engine: continuous batching of N sequences per model on one loop thread.
+
+Design after llama.cpp's ``tools/server/server-context.cpp``: each model has ``parallel`` slots
+(llama.cpp sequences, each with its own ``n_ctx`` of KV). One thread per model runs steps: a step
+puts the next token of every generating slot and prompt chunks of newly admitted slots into one
+batch, decodes it once (holding a server-wide compute slot, so models interleave per step), then
+samples every slot that has logits with its own native sampler chain. Text pieces reach the waiting
+request on the event loop through ``Generation``; a finished, cancelled or disconnected request frees
+its slot at the next step. A slot keeps the KV of its last prompt and answer, so a new prompt that
+shares a prefix with it (a repeated system prompt, the next chat turn) skips that prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gguf_model_server.llama_native import (
+    Batch,
+    ContextShape,
+    NativeContext,
+    NativeModel,
+    Sampler,
+    SamplingConfig,
+)
+from gguf_model_server.text_output import TextOutput
+from serving_core.compute import ComputeSlots
+from serving_core.errors import BadRequest, Overloaded, ServerShuttingDown, ServingError
+
+log = logging.getLogger("gguf_model_server.engine")
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate: prompt tokens, a hard ``max_tokens``, sampling and stop strings.
+
+    ``cache_prompt=False`` re-evaluates the whole prompt instead of reusing a slot's matching KV
+    prefix (whose logits were computed in another batch shape, so a greedy answer can differ in
+    the last bits); ``isolated=True`` also keeps other sequences out of this one's decodes. The
+    two together make the output independent of what ran before or beside the request.
+    """
+
+    prompt: list[int]
+    max_tokens: int
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    stop: tuple[str, ...] = ()
+    cache_prompt: bool = True
+    isolated: bool = False
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """Measured accounting of one finished generation."""
+
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int  # tokens sampled, the end-of-generation token excluded
+    cached_prompt_tokens: int  # prompt tokens whose KV was reused, not re-evaluated
+    queued_seconds: float
+    prompt_seconds: float  # admission → first token sampled
+    generation_seconds: float  # first token sampled → finished
+    tokens: tuple[int, ...] = ()  # the tokens sampled, in order (for tests and diagnostics)
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Decode speed after the first token (which the prompt's evaluation produced)."""
+        if self.completion_tokens < 2 or self.generation_seconds <= 0:
+            return None
+        return (self.completion_tokens - 1) / self.generation_seconds
+
+
+class Generation:
+    """The request-side handle of one generation: iterate for text pieces, then read ``stats``.
+
+    Fed from the engine thread through the event loop; ``cancel`` (client gone) frees the slot at
+    the engine's next step.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[str | GenerationStats | BaseException] = asyncio.Queue()
+        self.cancelled = False
+        self.stats: GenerationStats | None = None
+
+    # engine thread side
+    def _push(self, item: str | GenerationStats | BaseException) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed event loop: nobody is waiting any more
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    async def pieces(self) -> AsyncIterator[str]:
+        """Text as it is generated (never a partial character or part of a stop string)."""
+        while True:
+            item = await self._queue.get()
+            if isinstance(item, GenerationStats):
+                self.stats = item
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def text(self) -> str:
+        """The whole text, after the generation finished."""
+        return "".join([piece async for piece in self.pieces()])
+
+
+@dataclass
+class _Job:
+    request: GenerationRequest
+    handle: Generation
+    submitted: float
+    admitted: float = 0.0
+    first_token: float = 0.0
+    sampler: Sampler | None = None
+    output: TextOutput | None = None
+    sampled: list[int] = field(default_factory=list)
+    cached: int = 0
+    prompt_started: bool = False
+
+
+@dataclass
+class _Slot:
+    seq: int
+    cache: list[int] = field(default_factory=list)  # tokens whose KV the sequence holds, in order
+    job: _Job | None = None
+    next_token: int = -1  # sampled, to be fed at the next step
+    logits_at: int = -1  # batch index to sample from after this step's decode
+    fed: int = 0  # tokens of this slot in this step's batch
+    last_used: float = 0.0
+
+    @property
+    def generating(self) -> bool:
+        return self.job is not None and self.next_token >= 0
+
+    @property
+    def n_past(self) -> int:
+        return len(self.cache)
+
+
+class Engine:
+    """Continuous batching over one model (see the module docstring)."""
+
+    def __init__(self, name: str, model: NativeModel, shape: ContextShape, compute: ComputeSlots,
+                 max_waiting: int, banned: Callable[[], list[int]]) -> None:
+        self.name = name
+        self.model = model
+        self.shape = shape
+        self.max_waiting = max_waiting
+        self._compute = compute
+        self.ctx = NativeContext(model, shape)
+        self._batch = Batch(max(shape.n_batch, shape.n_seq))
+        self._slots = [_Slot(seq=i) for i in range(shape.n_seq)]
+        self._pending: deque[_Job] = deque()
+        self._cv = threading.Condition()
+        self._stopping = False
+        self._banned = banned  # tokens never to sample (computed once, on first use)
+        self.mean_request_seconds: float | None = None
+        self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def n_ctx(self) -> int:
+        """Context window of one sequence, in tokens."""
+        return self.shape.n_ctx_seq
+
+    # -- request side (event loop) -------------------------------------------------------------
+
+    def check_fits(self, n_prompt: int, max_tokens: int) -> None:
+        if n_prompt >= self.n_ctx:
+            raise BadRequest(f"prompt is {n_prompt} tokens but the model's context window is {self.n_ctx} "
+                             "tokens; shorten the prompt", param="prompt")
+        if n_prompt + max_tokens > self.n_ctx:
+            raise BadRequest(f"prompt ({n_prompt} tokens) + max_tokens ({max_tokens}) exceeds the context "
+                             f"window of {self.n_ctx} tokens; lower max_tokens to at most {self.n_ctx - n_prompt}",
+                             param="max_tokens")
+
+    def retry_after(self) -> float:
+        per_request = self.mean_request_seconds or 1.0
+        waves = (len(self._pending) // max(1, len(self._slots))) + 1
+        return max(1.0, round(waves * per_request))
+
+    def check_admission(self) -> None:
+        """Raise now if a new request could not be taken: shutting down (503) or queue full (429)."""
+        if self._stopping:
+            raise ServerShuttingDown(f"the server is shutting down; model '{self.name}' takes no new requests")
+        busy = sum(s.job is not None for s in self._slots) + len(self._pending)
+        if busy >= len(self._slots) + self.max_waiting:
+            raise Overloaded(f"model '{self.name}' is busy: {len(self._slots)} sequences running and "
+                             f"{len(self._pending)} requests waiting; retry in about {self.retry_after():.0f} s",
+                             retry_after=self.retry_after())
+
+    def submit(self, request: GenerationRequest) -> Generation:
+        """Queue a generation (all checks that can fail happen here, before any response starts)."""
+        self.check_fits(len(request.prompt), request.max_tokens)
+        handle = Generation(asyncio.get_running_loop())
+        with self._cv:
+            self.check_admission()
+            self._pending.append(_Job(request=request, handle=handle, submitted=time.perf_counter()))
+            self._cv.notify()
+        return handle
+
+    def cancel(self, handle: Generation) -> None:
+        """Stop a generation whose client went away; its slot is free at the next step."""
+        handle.cancel()
+        with self._cv:
+            for job in list(self._pending):
+                if job.handle is handle:
+                    self._pending.remove(job)
+
+    @property
+    def active(self) -> int:
+        return sum(s.job is not None for s in self._slots)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Shutdown: stop the loop, fail every running and waiting request with 503."""
+        if self.active or self._pending:
+            log.info("model '%s': interrupting its running calls for shutdown (%d running, %d waiting)", self.name,
+                     self.active, len(self._pending))
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        self.ctx.abort_decodes()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the loop thread, then free the context and model (never under a running decode)."""
+        self.interrupt()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("model '%s': engine thread still running after %.0f s; not freeing it", self.name, timeout)
+            return
+        self._batch.close()
+        self.ctx.close()
+        self.model.close()
+
+    # -- engine thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cv:
+                    while not self._stopping and not self._pending and not self.active:
+                        self._cv.wait()
+                    if self._stopping:
+                        break
+                    self._admit()
+                self._step()
+        except BaseException:
+            log.exception("model '%s': engine loop failed", self.name)
+            self._fail_all(ServingError("generation failed; see the server log"))
+        else:
+            self._fail_all(ServerShuttingDown("the server is shutting down; the generation was stopped"))
+
+    def _fail_all(self, exc: ServingError) -> None:
+        with self._cv:
+            self._stopping = True
+            jobs = list(self._pending)
+            self._pending.clear()
+        for slot in self._slots:
+            if slot.job is not None:
+                jobs.append(slot.job)
+                self._release(slot)
+        for job in jobs:
+            job.handle._push(exc)
+
+    def _admit(self) -> None:
+        """Give waiting requests free slots: the slot whose cached tokens share the longest prefix
+        with the prompt (its KV is reused), else the least recently used one."""
+        while self._pending:
+            free = [s for s in self._slots if s.job is None]
+            if not free:
+                return
+            job = self._pending.popleft()
+            if job.handle.cancelled:
+                continue
+            prompt = job.request.prompt
+            slot = max(free, key=lambda s: (_common_prefix(s.cache, prompt), -s.last_used))
+            job.admitted = time.perf_counter()
+            slot.job = job
+            slot.next_token = -1
+
+    def _start_prompt(self, slot: _Slot, job: _Job) -> None:
+        """First step of a job: reuse the slot's matching KV prefix, set up its sampler."""
+        prompt = job.request.prompt
+        keep = _common_prefix(slot.cache, prompt) if job.request.cache_prompt else 0
+        keep = min(keep, len(prompt) - 1)  # the last prompt token is evaluated again for its logits
+        self.ctx.forget(slot.seq, keep)
+        del slot.cache[keep:]
+        job.cached = keep
+        job.sampler = Sampler(self.model, job.request.sampling, self._banned())
+        sampling = job.request.sampling
+        if sampling.repeat_penalty != 1.0 or sampling.presence_penalty or sampling.frequency_penalty:
+            job.sampler.accept_prompt(prompt[-sampling.penalty_last_n:])
+        job.output = TextOutput(list(job.request.stop))
+        job.prompt_started = True
+
+    def _step(self) -> None:
+        batch = self._batch
+        batch.clear()
+        for slot in self._slots:
+            slot.fed, slot.logits_at = 0, -1
+            if slot.job is not None and slot.job.handle.cancelled:
+                self._release(slot)
+        slots = [s for s in self._slots if s.job is not None]
+        isolated = next((s for s in slots if s.job and s.job.request.isolated), None)
+        if isolated is not None:
+            slots = [isolated]  # an isolated request's decodes hold only its own tokens
+        for slot in slots:
+            if slot.generating and batch.free:
+                slot.logits_at = batch.add(slot.next_token, slot.n_past, slot.seq, True)
+                slot.fed = 1
+        for slot in sorted((s for s in slots if not s.generating), key=lambda s: s.job.admitted if s.job else 0):
+            job = slot.job
+            if job is None or not batch.free:
+                continue
+            if not job.prompt_started:
+                self._start_prompt(slot, job)
+            prompt = job.request.prompt
+            chunk = prompt[slot.n_past: slot.n_past + batch.free]
+            for k, token in enumerate(chunk):
+                pos = slot.n_past + k
+                index = batch.add(token, pos, slot.seq, pos == len(prompt) - 1)
+                if pos == len(prompt) - 1:
+                    slot.logits_at = index
+            slot.fed = len(chunk)
+        if batch.n == 0:
+            return
+        with self._compute.held():
+            rc = self.ctx.decode(batch)
+        if rc != 0:
+            self._decode_failed(rc, slots)
+            return
+        for slot in slots:
+            job = slot.job
+            if job is None or not slot.fed:
+                continue
+            if slot.generating:
+                slot.cache.append(slot.next_token)
+            else:
+                slot.cache.extend(job.request.prompt[slot.n_past: slot.n_past + slot.fed])
+            if slot.logits_at >= 0:
+                self._sample(slot, job)
+
+    def _sample(self, slot: _Slot, job: _Job) -> None:
+        assert job.sampler is not None and job.output is not None
+        token = job.sampler.sample(self.ctx, slot.logits_at)
+        now = time.perf_counter()
+        if not job.first_token:
+            job.first_token = now
+        if self.model.is_eog(token):
+            self._finish(slot, job, "stop", now)
+            return
+        job.sampled.append(token)
+        text = job.output.feed(self.model.piece(token))
+        if text:
+            job.handle._push(text)
+        if job.output.stopped:
+            self._finish(slot, job, "stop", now)
+        elif len(job.sampled) >= job.request.max_tokens:
+            self._finish(slot, job, "length", now)
+        else:
+            slot.next_token = token
+
+    def _finish(self, slot: _Slot, job: _Job, reason: FinishReason, now: float) -> None:
+        assert job.output is not None
+        rest = job.output.flush()
+        if rest:
+            job.handle._push(rest)
+        stats = GenerationStats(
+            finish_reason=reason,
+            prompt_tokens=len(job.request.prompt),
+            completion_tokens=len(job.sampled),
+            cached_prompt_tokens=job.cached,
+            queued_seconds=job.admitted - job.submitted,
+            prompt_seconds=job.first_token - job.admitted,
+            generation_seconds=now - job.first_token,
+            tokens=tuple(job.sampled),
+        )
+        took = now - job.admitted
+        prev = self.mean_request_seconds
+        self.mean_request_seconds = took if prev is None else prev + 0.3 * (took - prev)
+        job.handle._push(stats)
+        self._release(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        job = slot.job
+        if job is not None and job.sampler is not None:
+            job.sampler.close()
+        slot.job = None
+        slot.next_token = -1
+        slot.last_used = time.perf_counter()
+
+    def _decode_failed(self, rc: int, slots: list[_Slot]) -> None:
+        # On abort or error, part of the batch may be in the KV: the slots' caches are unknown now.
+        for slot in slots:
+            self.ctx.forget(slot.seq, 0)
+            slot.cache.clear()
+        if self._stopping:
+            return  # the loop ends and fails every request with 503
+        log.error("model '%s': llama_decode returned %d for a batch of %d tokens", self.name, rc, self._batch.n)
+        for slot in slots:
+            if slot.job is not None and slot.fed:
+                slot.job.handle._push(ServingError("generation failed; see the server log"))
+                self._release(slot)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

@@ -1,0 +1,140 @@
+"""What every generation API family shares: pick the model, tokenize, admit to its engine (every
+check that can fail happens here, before a response starts), then wait for or stream the result."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from gguf_model_server.engine import Generation, GenerationRequest, GenerationStats
+from gguf_model_server.llama_backend import LlamaModel
+from gguf_model_server.llama_native import SamplingConfig
+from gguf_model_server.schemas import Timings
+from serving_core.errors import ServingError, error_body
+from serving_core.registry import ModelRegistry
+from serving_core.streaming import sse_event
+
+log = logging.getLogger("gguf_model_server.serving")
+
+
+class ClientDisconnected(ServingError):
+    """The client went away before the answer was ready; nobody reads this response."""
+
+    status_code = 499
+    code = "client_closed_request"
+    type = "invalid_request_error"
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """One request's generation settings, whatever API family it came through."""
+
+    sampling: SamplingConfig
+    max_tokens: int | None  # None: the family's default, cut to what fits the context
+    default_max_tokens: int
+    stop: tuple[str, ...] = ()
+    cache_prompt: bool | None = None  # None: the model's setting
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A generation queued on a model's engine."""
+
+    model: str
+    llama: LlamaModel
+    generation: Generation
+    prompt_tokens: int
+
+    def cancel(self) -> None:
+        self.llama.engine.cancel(self.generation)
+
+
+Tokenize = Callable[[LlamaModel], list[int]]
+
+
+def timings(stats: GenerationStats) -> Timings:
+    return Timings(
+        queue_seconds=round(stats.queued_seconds, 4),
+        prompt_seconds=round(stats.prompt_seconds, 4),
+        prompt_tokens_cached=stats.cached_prompt_tokens,
+        generation_seconds=round(stats.generation_seconds, 4),
+        tokens_per_second=None if stats.tokens_per_second is None else round(stats.tokens_per_second, 2),
+    )
+
+
+async def _until_disconnected(request: Request) -> None:
+    # After the body was read, the next ASGI message is the disconnect (or the end of the response).
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class GenerationServing:
+    """The engine-facing half of every generation route."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    async def admit(self, model: str | None, tokenize: Tokenize, params: GenerationParams) -> Admitted:
+        """Find the model, tokenize and admit; raises the typed 4xx/5xx errors before any response."""
+        managed = self.registry.get(model)
+        llama: LlamaModel = managed.handle
+        llama.engine.check_admission()  # cheap, and refuses before the (bounded) tokenizing work
+        # Tokenizing beside running decodes is safe: it reads only the vocabulary. peek() counts
+        # the thread as inside the model, so shutdown does not free the model under it.
+        prompt = await managed.guard.peek(tokenize, llama)
+        if params.max_tokens is not None:
+            max_tokens = params.max_tokens
+        else:
+            llama.engine.check_fits(len(prompt), 1)
+            max_tokens = min(params.default_max_tokens, llama.n_ctx - len(prompt))
+        cache_prompt = llama.options.cache_prompt if params.cache_prompt is None else params.cache_prompt
+        generation = llama.engine.submit(GenerationRequest(
+            prompt=prompt, max_tokens=max_tokens, sampling=params.sampling, stop=params.stop,
+            cache_prompt=cache_prompt, isolated=not cache_prompt,
+        ))
+        return Admitted(model=managed.name, llama=llama, generation=generation, prompt_tokens=len(prompt))
+
+    async def complete(self, admitted: Admitted, request: Request) -> tuple[str, GenerationStats]:
+        """The whole text and its stats; a client that hangs up meanwhile frees its sequence at once."""
+        answer = asyncio.ensure_future(admitted.generation.text())
+        gone = asyncio.ensure_future(_until_disconnected(request))
+        try:
+            await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not answer.done():
+                answer.cancel()
+                admitted.cancel()
+        if not answer.done() or answer.cancelled():
+            raise ClientDisconnected("the client closed the connection; the generation was stopped")
+        text = answer.result()
+        assert admitted.generation.stats is not None
+        return text, admitted.generation.stats
+
+    async def events(self, admitted: Admitted) -> AsyncIterator[str | GenerationStats]:
+        """Text pieces, then the stats; leaving early (client gone) frees the sequence at once."""
+        try:
+            async for piece in admitted.generation.pieces():
+                yield piece
+            assert admitted.generation.stats is not None
+            yield admitted.generation.stats
+        finally:
+            admitted.cancel()
+
+
+async def sse(events: AsyncIterator[object], model: str) -> AsyncIterator[str]:
+    """Server-sent events of already-rendered event objects; an error after the 200 becomes an
+    error event; always ends with ``[DONE]``."""
+    try:
+        async for event in events:
+            yield sse_event(event)
+    except ServingError as exc:
+        yield sse_event(error_body(exc.code, exc.type, exc.message))
+    except Exception:
+        log.exception("generation failed mid-stream on model '%s'", model)
+        yield sse_event(error_body("internal_error", "server_error", "generation failed; see the server log"))
+    yield sse_event("[DONE]")

@@ -1,0 +1,134 @@
+"""The OpenAI-compatible API family: ``/v1/completions`` and ``/v1/chat/completions``."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import Request
+
+from gguf_model_server.engine import GenerationStats
+from gguf_model_server.schemas import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatDelta,
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
+    CompletionUsage,
+    OpenAIParams,
+    stop_tuple,
+)
+from gguf_model_server.serving import Admitted, GenerationParams, GenerationServing, sse, timings
+from serving_core.errors import BadRequest, echo
+
+log = logging.getLogger("gguf_model_server.serving_openai")
+
+COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+CHAT_DEFAULT_MAX_TOKENS = 512  # OpenAI has no limit; cut further to what fits the context
+
+
+def check_openai_params(req: OpenAIParams) -> None:
+    """400 for a parameter that would change the result but is not implemented; unknown harmless
+    ones (``user``, ``metadata``, …) are only logged."""
+    unsupported = req.unsupported()
+    if unsupported:
+        raise BadRequest(f"not supported: {', '.join(unsupported)}; remove the parameter", param=unsupported[0])
+    ignored = req.ignored()
+    if ignored:
+        log.info("ignoring parameters that change nothing here: %s", ", ".join(echo(k) for k in ignored))
+
+
+def _params(req: OpenAIParams, max_tokens: int | None, default: int) -> GenerationParams:
+    return GenerationParams(sampling=req.sampling(), stop=stop_tuple(req.stop), cache_prompt=req.cache_prompt,
+                            max_tokens=max_tokens, default_max_tokens=default)
+
+
+def _usage(stats: GenerationStats) -> CompletionUsage:
+    return CompletionUsage(prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens,
+                           total_tokens=stats.prompt_tokens + stats.completion_tokens)
+
+
+def _include_usage(req: OpenAIParams) -> bool:
+    return bool(req.stream_options and req.stream_options.include_usage)
+
+
+class CompletionServing(GenerationServing):
+    """``/v1/completions``, as the ``openai`` SDK's ``completions.create``."""
+
+    async def admit_completion(self, req: CompletionRequest) -> Admitted:
+        check_openai_params(req)
+        max_tokens = req.max_tokens if "max_tokens" in req.model_fields_set else None
+        params = _params(req, max_tokens, COMPLETION_DEFAULT_MAX_TOKENS)
+        return await self.admit(req.model, lambda llama: llama.tokenize_prompt(req.text), params)
+
+    async def completion(self, admitted: Admitted, request: Request) -> CompletionResponse:
+        text, stats = await self.complete(admitted, request)
+        return CompletionResponse(
+            id=f"cmpl-{uuid.uuid4().hex}", created=int(time.time()), model=admitted.model,
+            choices=[CompletionChoice(text=text, index=0, finish_reason=stats.finish_reason)],
+            usage=_usage(stats), timings=timings(stats),
+        )
+
+    def completion_stream(self, admitted: Admitted, req: CompletionRequest) -> AsyncIterator[str]:
+        ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+
+        def chunk(text: str, finish_reason: str | None) -> CompletionResponse:
+            return CompletionResponse(id=ident, created=created, model=admitted.model,
+                                      choices=[CompletionChoice(text=text, index=0, finish_reason=finish_reason)])
+
+        async def events() -> AsyncIterator[CompletionResponse]:
+            async for item in self.events(admitted):
+                if not isinstance(item, GenerationStats):
+                    yield chunk(item, None)
+                    continue
+                yield chunk("", item.finish_reason)
+                if _include_usage(req):
+                    yield CompletionResponse(id=ident, created=created, model=admitted.model, choices=[],
+                                             usage=_usage(item), timings=timings(item))
+
+        return sse(events(), admitted.model)
+
+
+class ChatServing(GenerationServing):
+    """``/v1/chat/completions`` through the model's own chat template, as ``chat.completions.create``."""
+
+    async def admit_chat(self, req: ChatCompletionRequest) -> Admitted:
+        check_openai_params(req)
+        messages = [m.as_llama() for m in req.messages]
+        params = _params(req, req.requested_max_tokens, CHAT_DEFAULT_MAX_TOKENS)
+        return await self.admit(req.model, lambda llama: llama.tokenize_chat(messages), params)
+
+    async def chat(self, admitted: Admitted, request: Request) -> ChatCompletionResponse:
+        text, stats = await self.complete(admitted, request)
+        return ChatCompletionResponse(
+            id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=admitted.model,
+            choices=[ChatChoice(index=0, message=AssistantMessage(content=text), finish_reason=stats.finish_reason)],
+            usage=_usage(stats), timings=timings(stats),
+        )
+
+    def chat_stream(self, admitted: Admitted, req: ChatCompletionRequest) -> AsyncIterator[str]:
+        ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+        def chunk(delta: ChatDelta, finish_reason: str | None = None) -> ChatCompletionChunk:
+            return ChatCompletionChunk(id=ident, created=created, model=admitted.model,
+                                       choices=[ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason)])
+
+        async def events() -> AsyncIterator[ChatCompletionChunk]:
+            yield chunk(ChatDelta(role="assistant", content=""))
+            async for item in self.events(admitted):
+                if not isinstance(item, GenerationStats):
+                    yield chunk(ChatDelta(content=item))
+                    continue
+                yield chunk(ChatDelta(), item.finish_reason)
+                if _include_usage(req):
+                    yield ChatCompletionChunk(id=ident, created=created, model=admitted.model, choices=[],
+                                              usage=_usage(item), timings=timings(item))
+
+        return sse(events(), admitted.model)

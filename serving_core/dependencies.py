@@ -1,0 +1,28 @@
+"""Typed FastAPI dependencies: what a route handler may use, taken from ``app.state``.
+
+Handlers declare ``registry: RegistryDep`` instead of reading ``request.app.state`` themselves, so
+the type is checked and a test can override the dependency.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from serving_core.registry import ModelRegistry
+from serving_core.settings import ServerSettings
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    registry: ModelRegistry = request.app.state.registry
+    return registry
+
+
+def get_settings(request: Request) -> ServerSettings:
+    settings: ServerSettings = request.app.state.settings
+    return settings
+
+
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
