@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from gguf_model_server.llama_native import (
     Batch,
@@ -32,7 +32,7 @@ from gguf_model_server.llama_native import (
 )
 from gguf_model_server.text_output import TextOutput
 from serving_core.compute import ComputeSlots
-from serving_core.errors import BadRequest, Overloaded, ServerShuttingDown, ServingError
+from serving_core.errors import BadRequest, ModelFailed, Overloaded, ServerShuttingDown, ServingError
 
 log = logging.getLogger("gguf_model_server.engine")
 
@@ -69,13 +69,14 @@ class GenerationStats:
     prompt_seconds: float  # admission → first token sampled
     generation_seconds: float  # first token sampled → finished
     tokens: tuple[int, ...] = ()  # the tokens sampled, in order (for tests and diagnostics)
+    decode_steps: int = 0  # samples taken, the end-of-generation token included
 
     @property
     def tokens_per_second(self) -> float | None:
         """Decode speed after the first token (which the prompt's evaluation produced)."""
-        if self.completion_tokens < 2 or self.generation_seconds <= 0:
+        if self.decode_steps < 2 or self.generation_seconds <= 0:
             return None
-        return (self.completion_tokens - 1) / self.generation_seconds
+        return (self.decode_steps - 1) / self.generation_seconds
 
 
 class Generation:
@@ -159,13 +160,14 @@ class Engine:
         self.max_waiting = max_waiting
         self._compute = compute
         self.ctx = NativeContext(model, shape)
-        self._batch = Batch(max(shape.n_batch, shape.n_seq))
+        self._batch = Batch(self.ctx.n_batch)
         self._slots = [_Slot(seq=i) for i in range(shape.n_seq)]
         self._pending: deque[_Job] = deque()
         self._cv = threading.Condition()
         self._stopping = False
         self._banned = banned  # tokens never to sample (computed once, on first use)
         self.mean_request_seconds: float | None = None
+        self.failure: str | None = None  # set if the loop died: the model then answers 503, not "shutting down"
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
         self._thread.start()
 
@@ -177,6 +179,8 @@ class Engine:
     # -- request side (event loop) -------------------------------------------------------------
 
     def check_fits(self, n_prompt: int, max_tokens: int) -> None:
+        if n_prompt == 0:
+            raise BadRequest("the prompt is empty after tokenizing; send some text", param="prompt")
         if n_prompt >= self.n_ctx:
             raise BadRequest(f"prompt is {n_prompt} tokens but the model's context window is {self.n_ctx} "
                              "tokens; shorten the prompt", param="prompt")
@@ -192,6 +196,8 @@ class Engine:
 
     def check_admission(self) -> None:
         """Raise now if a new request could not be taken: shutting down (503) or queue full (429)."""
+        if self.failure is not None:
+            raise ModelFailed(f"model '{self.name}' is unavailable: {self.failure}")
         if self._stopping:
             raise ServerShuttingDown(f"the server is shutting down; model '{self.name}' takes no new requests")
         busy = sum(s.job is not None for s in self._slots) + len(self._pending)
@@ -261,8 +267,9 @@ class Engine:
                         break
                     self._admit()
                 self._step()
-        except BaseException:
+        except BaseException:  # the engine must fail its requests, not hang them
             log.exception("model '%s': engine loop failed", self.name)
+            self.failure = "its engine stopped after an internal error (see the server log)"
             self._fail_all(ServingError("generation failed; see the server log"))
         else:
             self._fail_all(ServerShuttingDown("the server is shutting down; the generation was stopped"))
@@ -300,7 +307,8 @@ class Engine:
         prompt = job.request.prompt
         keep = _common_prefix(slot.cache, prompt) if job.request.cache_prompt else 0
         keep = min(keep, len(prompt) - 1)  # the last prompt token is evaluated again for its logits
-        self.ctx.forget(slot.seq, keep)
+        if not self.ctx.forget(slot.seq, keep):
+            keep = 0  # this model's memory cannot be cut part-way: the sequence was dropped whole
         del slot.cache[keep:]
         job.cached = keep
         job.sampler = Sampler(self.model, job.request.sampling, self._banned())
@@ -329,8 +337,8 @@ class Engine:
             job = slot.job
             if job is None or not batch.free:
                 continue
-            if not job.prompt_started:
-                self._start_prompt(slot, job)
+            if not job.prompt_started and not self._guarded(slot, self._start_prompt, slot, job):
+                continue
             prompt = job.request.prompt
             chunk = prompt[slot.n_past: slot.n_past + batch.free]
             for k, token in enumerate(chunk):
@@ -355,7 +363,21 @@ class Engine:
             else:
                 slot.cache.extend(job.request.prompt[slot.n_past: slot.n_past + slot.fed])
             if slot.logits_at >= 0:
-                self._sample(slot, job)
+                self._guarded(slot, self._sample, slot, job)
+
+    def _guarded(self, slot: _Slot, step: Callable[[_Slot, _Job], None], *args: Any) -> bool:
+        """Run one job's part of a step; a Python error fails that request (500), not the engine."""
+        try:
+            step(*args)
+            return True
+        except Exception:
+            log.exception("model '%s': generation failed", self.name)
+            if slot.job is not None:
+                slot.job.handle._push(ServingError("generation failed; see the server log"))
+                self.ctx.forget(slot.seq, 0)
+                slot.cache.clear()
+                self._release(slot)
+            return False
 
     def _sample(self, slot: _Slot, job: _Job) -> None:
         assert job.sampler is not None and job.output is not None
@@ -391,6 +413,7 @@ class Engine:
             prompt_seconds=job.first_token - job.admitted,
             generation_seconds=now - job.first_token,
             tokens=tuple(job.sampled),
+            decode_steps=len(job.sampled) + (reason == "stop" and not job.output.stopped),
         )
         took = now - job.admitted
         prev = self.mean_request_seconds

@@ -117,7 +117,11 @@ class LlamaModel:
         async def one() -> None:
             await self.engine.submit(GenerationRequest(prompt=self.tokenize_prompt("Hello"), max_tokens=1)).text()
 
-        asyncio.run(one())
+        try:
+            asyncio.run(one())
+        except BaseException:
+            self.close()  # the registry retries with a fresh load: free this one
+            raise
 
     def close(self) -> None:
         self.engine.close()

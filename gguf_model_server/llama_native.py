@@ -139,8 +139,10 @@ class NativeContext:
         params.n_ctx = shape.n_ctx_seq * shape.n_seq
         params.n_seq_max = shape.n_seq
         params.kv_unified = False
-        params.n_batch = shape.n_batch
-        params.n_ubatch = min(shape.n_batch, 512)
+        # A step holds a token of every sequence at least: llama.cpp asserts a batch fits n_batch.
+        self.n_batch = max(shape.n_batch, shape.n_seq)
+        params.n_batch = self.n_batch
+        params.n_ubatch = min(self.n_batch, 512)
         params.n_threads = shape.n_threads
         params.n_threads_batch = shape.n_threads
         params.no_perf = True
@@ -154,9 +156,13 @@ class NativeContext:
     def decode(self, batch: Batch) -> int:
         return int(self._lib.llama_decode(self.ptr, batch.raw))
 
-    def forget(self, seq: int, from_pos: int = 0) -> None:
-        """Drop sequence ``seq``'s KV from position ``from_pos`` on."""
-        self._lib.llama_memory_seq_rm(self.memory, seq, from_pos, -1)
+    def forget(self, seq: int, from_pos: int = 0) -> bool:
+        """Drop sequence ``seq``'s KV from position ``from_pos`` on. False when the memory cannot cut
+        a sequence part-way (recurrent and hybrid models): then the whole sequence is dropped."""
+        if self._lib.llama_memory_seq_rm(self.memory, seq, from_pos, -1):
+            return True
+        self._lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
+        return False
 
     def abort_decodes(self) -> None:
         """Make every decode from now on return "aborted" (shutdown).

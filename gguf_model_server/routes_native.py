@@ -11,7 +11,6 @@ from gguf_model_server.schemas import GenerateRequest, GenerateResponse, Inferen
 from gguf_model_server.serving_native import NativeServing
 from serving_core.dependencies import RegistryDep
 from serving_core.errors import error_responses
-from serving_core.streaming import SSE_HEADERS
 
 ERRORS = error_responses({400: "prompt does not fit the context window"})
 
@@ -32,8 +31,7 @@ def native_router() -> APIRouter:
         """Continue a prompt. With ``stream: true`` the answer is server-sent events."""
         admitted = await serving.admit_generate(req)
         if req.stream:
-            return StreamingResponse(serving.generate_stream(admitted), media_type="text/event-stream",
-                                     headers=SSE_HEADERS)
+            return serving.generate_stream(admitted)
         return await serving.generate(admitted, request)
 
     @router.post("/inference", response_model=InferenceResponse, responses=ERRORS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -17,7 +16,6 @@ from gguf_model_server.schemas import (
 )
 from gguf_model_server.serving_openai import ChatServing, CompletionServing
 from serving_core.dependencies import RegistryDep
-from serving_core.streaming import SSE_HEADERS
 
 
 def get_completion_serving(registry: RegistryDep) -> CompletionServing:
@@ -32,10 +30,6 @@ CompletionServingDep = Annotated[CompletionServing, Depends(get_completion_servi
 ChatServingDep = Annotated[ChatServing, Depends(get_chat_serving)]
 
 
-def _sse(body: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
-
-
 def openai_router() -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -45,7 +39,7 @@ def openai_router() -> APIRouter:
         """Text completion, as the ``openai`` SDK's ``completions.create``."""
         admitted = await serving.admit_completion(req)
         if req.stream:
-            return _sse(serving.completion_stream(admitted, req))
+            return serving.completion_stream(admitted, req)
         return await serving.completion(admitted, request)
 
     @router.post("/chat/completions", response_model=ChatCompletionResponse, responses=ERRORS)
@@ -54,7 +48,7 @@ def openai_router() -> APIRouter:
         """Chat completion with the model's own chat template, as ``chat.completions.create``."""
         admitted = await serving.admit_chat(req)
         if req.stream:
-            return _sse(serving.chat_stream(admitted, req))
+            return serving.chat_stream(admitted, req)
         return await serving.chat(admitted, request)
 
     return router

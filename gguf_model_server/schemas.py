@@ -28,7 +28,7 @@ class ExtraSampling(BaseModel):
 
     top_k: int | None = Field(default=None, ge=0, le=100_000, description="0 = off; default 40")
     min_p: float | None = Field(default=None, ge=0.0, le=1.0, description="default 0.05")
-    repeat_penalty: float | None = Field(default=None, ge=0.0, le=10.0, description="1 = off; default 1.0")
+    repeat_penalty: float | None = Field(default=None, gt=0.0, le=10.0, description="1 = off; default 1.0")
 
     cache_prompt: bool | None = Field(
         default=None,

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from gguf_model_server.engine import Generation, GenerationRequest, GenerationStats
 from gguf_model_server.llama_backend import LlamaModel
@@ -16,7 +18,7 @@ from gguf_model_server.llama_native import SamplingConfig
 from gguf_model_server.schemas import Timings
 from serving_core.errors import ServingError, error_body
 from serving_core.registry import ModelRegistry
-from serving_core.streaming import sse_event
+from serving_core.streaming import SSE_HEADERS, sse_event
 
 log = logging.getLogger("gguf_model_server.serving")
 
@@ -124,6 +126,22 @@ class GenerationServing:
             yield admitted.generation.stats
         finally:
             admitted.cancel()
+
+
+class GenerationStream(StreamingResponse):
+    """The server-sent events of one generation. However the response ends, the generation is
+    cancelled — also when Starlette cancels the body before it ever ran (the client left while the
+    request was being admitted), where the body generator's own ``finally`` never runs."""
+
+    def __init__(self, admitted: Admitted, events: AsyncIterator[object]) -> None:
+        super().__init__(sse(events, admitted.model), media_type="text/event-stream", headers=SSE_HEADERS)
+        self._admitted = admitted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._admitted.cancel()
 
 
 async def sse(events: AsyncIterator[object], model: str) -> AsyncIterator[str]:

@@ -17,7 +17,7 @@ from gguf_model_server.schemas import (
     Usage,
     stop_tuple,
 )
-from gguf_model_server.serving import Admitted, GenerationParams, GenerationServing, sse, timings
+from gguf_model_server.serving import Admitted, GenerationParams, GenerationServing, GenerationStream, timings
 
 GENERATE_DEFAULT_MAX_TOKENS = 128
 
@@ -38,7 +38,7 @@ class NativeServing(GenerationServing):
         return GenerateResponse(model=admitted.model, text=text, finish_reason=stats.finish_reason,
                                 usage=_usage(stats), timings=timings(stats))
 
-    def generate_stream(self, admitted: Admitted) -> AsyncIterator[str]:
+    def generate_stream(self, admitted: Admitted) -> GenerationStream:
         async def events() -> AsyncIterator[GenerateStreamEvent]:
             async for item in self.events(admitted):
                 if isinstance(item, GenerationStats):
@@ -47,7 +47,7 @@ class NativeServing(GenerationServing):
                 else:
                     yield GenerateStreamEvent(model=admitted.model, text=item)
 
-        return sse(events(), admitted.model)
+        return GenerationStream(admitted, events())
 
     async def inference(self, req: InferenceRequest, request: Request) -> InferenceResponse:
         params = GenerationParams(

@@ -25,7 +25,7 @@ from gguf_model_server.schemas import (
     OpenAIParams,
     stop_tuple,
 )
-from gguf_model_server.serving import Admitted, GenerationParams, GenerationServing, sse, timings
+from gguf_model_server.serving import Admitted, GenerationParams, GenerationServing, GenerationStream, timings
 from serving_core.errors import BadRequest, echo
 
 log = logging.getLogger("gguf_model_server.serving_openai")
@@ -76,7 +76,7 @@ class CompletionServing(GenerationServing):
             usage=_usage(stats), timings=timings(stats),
         )
 
-    def completion_stream(self, admitted: Admitted, req: CompletionRequest) -> AsyncIterator[str]:
+    def completion_stream(self, admitted: Admitted, req: CompletionRequest) -> GenerationStream:
         ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
         def chunk(text: str, finish_reason: str | None) -> CompletionResponse:
@@ -93,7 +93,7 @@ class CompletionServing(GenerationServing):
                     yield CompletionResponse(id=ident, created=created, model=admitted.model, choices=[],
                                              usage=_usage(item), timings=timings(item))
 
-        return sse(events(), admitted.model)
+        return GenerationStream(admitted, events())
 
 
 class ChatServing(GenerationServing):
@@ -113,7 +113,7 @@ class ChatServing(GenerationServing):
             usage=_usage(stats), timings=timings(stats),
         )
 
-    def chat_stream(self, admitted: Admitted, req: ChatCompletionRequest) -> AsyncIterator[str]:
+    def chat_stream(self, admitted: Admitted, req: ChatCompletionRequest) -> GenerationStream:
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
         def chunk(delta: ChatDelta, finish_reason: str | None = None) -> ChatCompletionChunk:
@@ -131,4 +131,4 @@ class ChatServing(GenerationServing):
                     yield ChatCompletionChunk(id=ident, created=created, model=admitted.model, choices=[],
                                               usage=_usage(item), timings=timings(item))
 
-        return sse(events(), admitted.model)
+        return GenerationStream(admitted, events())

@@ -11,6 +11,8 @@ from engine_harness import GREEDY, generate, last_logits, load
 
 from gguf_model_server.engine import GenerationRequest
 from gguf_model_server.llama_native import SamplingConfig
+from gguf_model_server.text_output import TextOutput
+from serving_core.errors import BadRequest, ServingError
 
 PROMPTS = ["The capital of France is", "Once upon a time", "def fib(n):", "The best way to learn",
            "Water boils at", "My favourite food is", "In 1492,", "The quick brown fox"]
@@ -120,3 +122,43 @@ def test_prompt_cache_reuses_a_shared_prefix(gemma) -> None:
     off = generate(gemma, [system + "Question: what is fire?"], max_tokens=4, sampling=GREEDY,
                    cache_prompt=False)[0][1]
     assert off.cached_prompt_tokens == 0
+
+
+def test_more_sequences_than_batch_tokens_still_decode(model_files) -> None:
+    # 8 generating sequences need 8 tokens per step: the context's batch is raised to fit them
+    # (llama.cpp aborts the process on a batch larger than n_batch).
+    model = load("tiny-a", model_files["a"], n_ctx=64, parallel=8, n_batch=4)
+    try:
+        out = generate(model, ["the"] * 8, max_tokens=12, sampling=GREEDY)
+        assert [s.completion_tokens for _, s in out] == [12] * 8
+    finally:
+        model.close()
+
+
+def test_an_empty_prompt_is_refused_not_hung(tiny) -> None:
+    with pytest.raises(BadRequest, match="empty"):
+        tiny.engine.check_fits(0, 1)
+
+
+def test_an_error_in_one_generation_fails_only_that_request(tiny, monkeypatch) -> None:
+    import gguf_model_server.engine as engine_module
+
+    real = engine_module.TextOutput
+
+    def broken(stop: list[str]) -> TextOutput:
+        if stop == ["BOOM"]:
+            raise RuntimeError("injected")
+        return real(stop)
+
+    monkeypatch.setattr(engine_module, "TextOutput", broken)
+
+    async def run() -> tuple[BaseException | None, str]:
+        bad = tiny.engine.submit(GenerationRequest(prompt=tiny.tokenize_prompt("the"), max_tokens=4, stop=("BOOM",)))
+        good = tiny.engine.submit(GenerationRequest(prompt=tiny.tokenize_prompt("a"), max_tokens=4))
+        results = await asyncio.gather(bad.text(), good.text(), return_exceptions=True)
+        return results[0] if isinstance(results[0], BaseException) else None, str(results[1])
+
+    error, text = asyncio.run(run())
+    assert isinstance(error, ServingError) and error.status_code == 500
+    assert text  # the other request, in the same steps, was answered
+    assert generate(tiny, ["the"], max_tokens=3, sampling=GREEDY)[0][1].completion_tokens == 3  # still serving

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import time
 
 import httpx
@@ -198,3 +199,24 @@ def test_abandoned_non_streaming_requests_stop_decoding(gemma) -> None:
     r = gemma.client.post("/generate", json={"prompt": "The capital of France is", "max_tokens": 4})
     assert r.status_code == 200, r.text
     assert r.json()["timings"]["queue_seconds"] < 2, r.json()
+
+
+def test_streams_whose_clients_left_before_the_response_free_their_sequences(gemma) -> None:
+    # A client that sends a streaming request and leaves at once (before the 200 could be sent):
+    # its generation must not run on for nobody. Four of them would otherwise fill every sequence
+    # and, with no waiting allowed, the next request would get 429.
+    host, port = gemma.url.removeprefix("http://").split(":")
+    body = json.dumps({"prompt": COUNTING, "max_tokens": 1500, "stream": True}).encode()
+    head = (f"POST /generate HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    for _ in range(4):
+        with socket.create_connection((host, int(port))) as s:
+            s.sendall(head + body)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        r = gemma.client.post("/generate", json={"prompt": "The capital of France is", "max_tokens": 4})
+        if r.status_code == 200:
+            break
+        assert r.status_code == 429
+        time.sleep(0.2)
+    assert r.status_code == 200, "abandoned streams kept their sequences"

@@ -137,6 +137,7 @@ def test_streaming_overflow_is_400_before_the_stream(tiny_server) -> None:
         ({"prompt": 12}, "prompt"),
         ({"prompt": "x", "stop": [""]}, "stop"),
         ({"prompt": "x", "seed": -1}, "seed"),
+        ({"prompt": "x", "repeat_penalty": 0}, "repeat_penalty"),  # llama.cpp would divide by it
     ],
 )
 def test_out_of_range_parameters_are_422_naming_the_field(tiny_server, body, field) -> None:
@@ -167,6 +168,27 @@ def test_concurrent_burst_across_models_has_no_5xx(tiny_server) -> None:
         codes = list(pool.map(one, range(48)))
     assert codes.count(200) == 48, codes
     assert tiny_server.client.get("/health").json()["models"]["tiny-a"]["state"] == "ready"
+
+
+def test_a_burst_of_streams_is_refused_before_the_200_never_inside_it(tiny_server) -> None:
+    # 100 streams at once on one model (4 sequences + 32 waiting): the rest must get 429 before any
+    # response starts, and every stream that got its 200 must end normally, not with an error event.
+    def one(_: int) -> tuple[int, list[str]]:
+        with httpx.Client(base_url=tiny_server.url, timeout=120) as c, \
+                c.stream("POST", "/v1/completions", json={"model": "tiny-b", "prompt": "the", "max_tokens": 24,
+                                                          "stream": True}) as r:
+            return r.status_code, [line for line in r.iter_lines() if line.startswith("data: ")]
+
+    with ThreadPoolExecutor(100) as pool:
+        results = list(pool.map(one, range(100)))
+    codes = [code for code, _ in results]
+    assert set(codes) <= {200, 429}, codes
+    assert codes.count(200) >= 36, codes  # at least every sequence and queue place was used
+    for code, lines in results:
+        if code == 200:
+            assert lines[-1] == "data: [DONE]"
+            assert not any('"error"' in line for line in lines), lines
+            assert json.loads(lines[-2][6:])["choices"][0]["finish_reason"] in ("length", "stop")
 
 
 def test_server_still_serves_after_all_the_bad_input(tiny_server) -> None:
