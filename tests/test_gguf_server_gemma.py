@@ -30,6 +30,16 @@ def startup(module_server):
     return srv, first_health, first_generate, settled
 
 
+def admitted_within(srv, seconds: float) -> httpx.Response:
+    """A short /generate, retried while the model answers 429 (all sequences busy), for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        r = srv.client.post("/generate", json={"prompt": "The capital of France is", "max_tokens": 4})
+        if r.status_code != 429 or time.monotonic() > deadline:
+            return r
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def gemma(startup):
     return startup[0]
@@ -87,13 +97,7 @@ def test_busy_model_with_full_queue_is_429_and_disconnect_frees_it(gemma) -> Non
         assert "busy" in busy.json()["error"]["message"]
     # Leaving the `with` closed the connections mid-stream: the generations must stop and free their
     # sequences long before 1500 tokens (~40 s) would have been produced.
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        r = gemma.client.post("/generate", json={"prompt": "The capital of France is", "max_tokens": 4})
-        if r.status_code == 200:
-            break
-        assert r.status_code == 429
-        time.sleep(0.2)
+    r = admitted_within(gemma, 20)
     assert r.status_code == 200, "generation did not stop after the client disconnected"
     assert r.json()["timings"]["queue_seconds"] < 5
 
@@ -212,11 +216,4 @@ def test_streams_whose_clients_left_before_the_response_free_their_sequences(gem
     for _ in range(4):
         with socket.create_connection((host, int(port))) as s:
             s.sendall(head + body)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        r = gemma.client.post("/generate", json={"prompt": "The capital of France is", "max_tokens": 4})
-        if r.status_code == 200:
-            break
-        assert r.status_code == 429
-        time.sleep(0.2)
-    assert r.status_code == 200, "abandoned streams kept their sequences"
+    assert admitted_within(gemma, 20).status_code == 200, "abandoned streams kept their sequences"
