@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from serving_core.errors import BadRequest
 
 _init_lock = threading.Lock()
@@ -156,6 +158,11 @@ class NativeContext:
     def decode(self, batch: Batch) -> int:
         return int(self._lib.llama_decode(self.ptr, batch.raw))
 
+    def logits(self, index: int, n_vocab: int) -> np.ndarray:
+        """The logits at batch index ``index`` of the last decode (a view, valid until the next)."""
+        ptr = self._lib.llama_get_logits_ith(self.ptr, index)
+        return np.ctypeslib.as_array(ptr, shape=(n_vocab,))
+
     def forget(self, seq: int, from_pos: int = 0) -> bool:
         """Drop sequence ``seq``'s KV from position ``from_pos`` on. False when the memory cannot cut
         a sequence part-way (recurrent and hybrid models): then the whole sequence is dropped."""
@@ -244,6 +251,14 @@ class Sampler:
     def __init__(self, model: NativeModel, config: SamplingConfig, banned: list[int]) -> None:
         lib = model._lib
         self._lib = lib
+        self._n_vocab = model.n_vocab
+        # Plain greedy (no penalties) is an argmax over the logits; numpy does it in ~0.1 ms, where
+        # llama.cpp first builds a candidate array of the whole vocabulary (~1 ms for 262k tokens,
+        # ~10 % of a 4-sequence step here). Same choice: the first maximum, banned tokens excluded.
+        self._argmax_only = config.greedy and config.repeat_penalty == 1.0 and not config.presence_penalty \
+            and not config.frequency_penalty
+        self._banned = np.asarray(banned, dtype=np.intp)
+        self._banned_set = frozenset(banned)
         chain_params = lib.llama_sampler_chain_default_params()
         chain_params.no_perf = True
         self.ptr = lib.llama_sampler_chain_init(chain_params)
@@ -276,6 +291,14 @@ class Sampler:
 
     def sample(self, ctx: NativeContext, index: int) -> int:
         """Draw (and accept) the next token from the logits at batch index ``index``."""
+        if self._argmax_only:
+            logits = ctx.logits(index, self._n_vocab)
+            token = int(logits.argmax())
+            if token in self._banned_set:
+                allowed = logits.copy()
+                allowed[self._banned] = -np.inf
+                token = int(allowed.argmax())
+            return token
         return int(self._lib.llama_sampler_sample(self.ptr, ctx.ptr, index))
 
     def close(self) -> None:
