@@ -14,6 +14,7 @@ Tokens are counted from each response's ``usage.completion_tokens``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import tempfile
@@ -85,39 +86,26 @@ def concurrent(srv: common.Server, clients: int, per_client: int, max_tokens: in
             "p50": common.percentile(ok, 50), "p99": common.percentile(ok, 99)}
 
 
-def main() -> None:
-    p = common.parser(__doc__)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--parallel", type=int, default=4)
-    p.add_argument("--n-ctx", type=int, default=2048, help="per sequence")
-    p.add_argument("--clients", type=int, default=16)
-    p.add_argument("--skip-ready", action="store_true", help="skip the spawn → ready comparison")
-    args = p.parse_args()
-    binary = llama_server_binary()
-    peer = peer_cmd(binary, args.threads, args.parallel, args.n_ctx)
-    with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
-        ours = common.gguf_cmd(our_config(Path(tmp), args.threads, args.parallel, args.n_ctx))
-        with common.running(peer) as peer_srv, common.running(ours) as our_srv:
-            peer_srv.wait_ready(path="/health", ready=common.status_200)
-            our_srv.wait_ready()
-            servers = {PEER: peer_srv, OURS: our_srv}
-            for srv in servers.values():
-                srv.client.timeout = 600.0
-                complete(srv.client, "Hello", 4)  # first decode, outside every measurement
-            res = common.interleave(args.runs, args.warmup, {
-                f"{PEER} single": lambda: single_stream(peer_srv, 4, 64),
-                f"{OURS} single": lambda: single_stream(our_srv, 4, 64),
-                f"{PEER} {args.clients} clients": lambda: concurrent(peer_srv, args.clients, 2, 32),
-                f"{OURS} {args.clients} clients": lambda: concurrent(our_srv, args.clients, 2, 32),
-            })
-        ready: dict[str, list[Any]] = {}
-        if not args.skip_ready:
-            ready = common.interleave(args.runs, args.warmup, {
-                f"{PEER} spawn→ready": common.ready_measure(peer, path="/health", ready=common.status_200),
-                f"{OURS} spawn→ready": common.ready_measure(ours),
-            })
+def serving_rounds(args: argparse.Namespace, peer: Callable[[int], list[str]],
+                   ours: Callable[[int], list[str]]) -> dict[str, list[Any]]:
+    """Both servers up and warm; single stream and concurrent clients, interleaved."""
+    with common.running(peer) as peer_srv, common.running(ours) as our_srv:
+        peer_srv.wait_ready(path="/health", ready=common.status_200)
+        our_srv.wait_ready()
+        for srv in (peer_srv, our_srv):
+            srv.client.timeout = 600.0
+            complete(srv.client, "Hello", 4)  # first decode, outside every measurement
+        return common.interleave(args.runs, args.warmup, {
+            f"{PEER} single": lambda: single_stream(peer_srv, 4, 64),
+            f"{OURS} single": lambda: single_stream(our_srv, 4, 64),
+            f"{PEER} {args.clients} clients": lambda: concurrent(peer_srv, args.clients, 2, 32),
+            f"{OURS} {args.clients} clients": lambda: concurrent(our_srv, args.clients, 2, 32),
+        })
+
+
+def serving_comparisons(args: argparse.Namespace, res: dict[str, list[Any]]) -> list[common.Comparison]:
     conc = f"{args.clients} clients"
-    comparisons = [
+    return [
         common.compare(res, f"{PEER} single", f"{OURS} single", 0.97, "single stream", "tok/s",
                        higher_is_better=True),
         common.compare(res, f"{PEER} {conc}", f"{OURS} {conc}", 1.0, f"{conc} aggregate", "tok/s",
@@ -129,9 +117,34 @@ def main() -> None:
         common.compare(res, f"{OURS} single", f"{OURS} {conc}", 2.0, f"ours: {conc} ÷ single stream", "tok/s",
                        higher_is_better=True),
     ]
-    if ready:
-        comparisons.append(common.compare(ready, f"{PEER} spawn→ready", f"{OURS} spawn→ready", 1.0))
-    errors = sum(r["errors"] for rs in res.values() for r in rs)
+
+
+def main() -> None:
+    p = common.parser(__doc__)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--parallel", type=int, default=4)
+    p.add_argument("--n-ctx", type=int, default=2048, help="per sequence")
+    p.add_argument("--clients", type=int, default=16)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--skip-ready", action="store_true", help="skip the spawn → ready comparison")
+    which.add_argument("--ready-only", action="store_true", help="only the spawn → ready comparison")
+    args = p.parse_args()
+    binary = llama_server_binary()
+    peer = peer_cmd(binary, args.threads, args.parallel, args.n_ctx)
+    comparisons: list[common.Comparison] = []
+    errors = 0
+    with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
+        ours = common.gguf_cmd(our_config(Path(tmp), args.threads, args.parallel, args.n_ctx))
+        if not args.ready_only:
+            res = serving_rounds(args, peer, ours)
+            comparisons += serving_comparisons(args, res)
+            errors = sum(r["errors"] for rs in res.values() for r in rs)
+        if not args.skip_ready:
+            ready = common.interleave(args.runs, args.warmup, {
+                f"{PEER} spawn→ready": common.ready_measure(peer, path="/health", ready=common.status_200),
+                f"{OURS} spawn→ready": common.ready_measure(ours),
+            })
+            comparisons.append(common.compare(ready, f"{PEER} spawn→ready", f"{OURS} spawn→ready", 1.0))
     common.report("bench_engine_vs_llama_server", args, comparisons,
                   extra={"errors (non-200, all rounds)": errors, "llama-server": binary,
                          "threads": args.threads, "parallel": args.parallel, "n_ctx_per_sequence": args.n_ctx})
