@@ -169,6 +169,9 @@ class Engine:
         self.mean_request_seconds: float | None = None
         self.failure: str | None = None  # set if the loop died: the model then answers 503, not "shutting down"
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
+
+    def start(self) -> None:
+        """Start the loop thread (once everything ``banned`` needs exists)."""
         self._thread.start()
 
     @property
@@ -247,7 +250,8 @@ class Engine:
     def close(self, timeout: float = 30.0) -> None:
         """Stop the loop thread, then free the context and model (never under a running decode)."""
         self.interrupt()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("model '%s': engine thread still running after %.0f s; not freeing it", self.name, timeout)
             return
@@ -258,6 +262,10 @@ class Engine:
     # -- engine thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._banned()  # the vocabulary scan, now rather than in the first request
+        except Exception:
+            log.exception("model '%s': scanning the vocabulary failed (retried at the first request)", self.name)
         try:
             while True:
                 with self._cv:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gguf_model_server.chat_template import CHATML, ChatTemplate
 from gguf_model_server.engine import Engine, GenerationRequest
-from gguf_model_server.llama_native import ContextShape, NativeModel, VocabScan, llama, scan_vocab
+from gguf_model_server.llama_native import ContextShape, NativeModel, banned_tokens, llama, longest_piece_bytes
 from gguf_model_server.model_files import resolve_model_path
 from serving_core.compute import ComputeSlots
 from serving_core.errors import BadRequest
@@ -23,6 +23,7 @@ from serving_core.specs import ModelSpec, parse_options
 log = logging.getLogger("gguf_model_server.llama")
 
 LLAMA_BACKEND_NAMES = ("llama_cpp", "llama-cpp", "gguf")
+_CHEAP_BYTES_PER_TOKEN = 8
 
 
 class LlamaOptions(BaseModel):
@@ -64,30 +65,37 @@ class LlamaModel:
             self.chat_error = f"{type(exc).__name__}: {exc}"
             log.warning("model '%s': its chat template does not compile (%s); chat is unavailable", name,
                         self.chat_error)
-        self._scan: VocabScan | None = None
-        self._scan_lock = threading.Lock()
+        self._banned: list[int] | None = None
+        self._longest_piece: int | None = None
+        self._vocab_lock = threading.Lock()
 
     @property
     def n_ctx(self) -> int:
         """Context window of one sequence, in tokens."""
         return self.engine.n_ctx
 
-    def vocab(self) -> VocabScan:
-        """The vocabulary facts, scanned on first use (not at load: that is cold start)."""
-        if self._scan is None:
-            with self._scan_lock:
-                if self._scan is None:
-                    self._scan = scan_vocab(self.native)
-        return self._scan
-
     def banned_tokens(self) -> list[int]:
-        return self.vocab().banned
+        """The tokens never to sample, scanned once: by the engine thread as soon as the model is
+        loaded (mostly beside other models' loads), or by the first request if that comes first."""
+        if self._banned is None:
+            with self._vocab_lock:
+                if self._banned is None:
+                    self._banned = banned_tokens(self.native)
+        return self._banned
+
+    def longest_piece(self) -> int:
+        if self._longest_piece is None:
+            with self._vocab_lock:
+                if self._longest_piece is None:
+                    self._longest_piece = longest_piece_bytes(self.native)
+        return self._longest_piece
 
     def _tokenize(self, text: str, *, add_special: bool, parse_special: bool, what: str) -> list[int]:
         # Bound the work before tokenizing: a prompt of B bytes has at least B / (longest token)
         # tokens, so a multi-megabyte prompt is refused without spending seconds and memory on it.
+        # Up to 8 bytes per context token it is cheaper to just tokenize (and stop counting there).
         n_bytes = len(text.encode("utf-8"))
-        if n_bytes > self.n_ctx * self.vocab().max_piece_bytes:
+        if n_bytes > self.n_ctx * _CHEAP_BYTES_PER_TOKEN and n_bytes > self.n_ctx * self.longest_piece():
             raise BadRequest(f"the {what} is {n_bytes} bytes: more than the model's context window of "
                              f"{self.n_ctx} tokens can hold; shorten it",
                              param="prompt" if what == "prompt" else "messages")
@@ -191,6 +199,7 @@ def make_loader(model_dir: str | None, compute: ComputeSlots, max_waiting: int) 
                 raise
             model = LlamaModel(spec.name, path, native, engine, opts)
             holder.append(model)
+            engine.start()
         except RuntimeError as exc:
             detail = "; ".join(_errors.lines or [])
             raise RuntimeError(f"{exc} ({detail})" if detail else str(exc)) from None

@@ -307,34 +307,32 @@ class Sampler:
             self.ptr = None
 
 
-@dataclass(frozen=True)
-class VocabScan:
-    """What one pass over the vocabulary tells the engine."""
+def banned_tokens(model: NativeModel) -> list[int]:
+    """Tokens a text server must never emit: control tokens other than end-of-generation
+    (``<bos>``, ``<pad>``, ``<unusedN>``) and multimodal placeholders that models mark as ordinary
+    user-defined tokens (Gemma 3's ``<start_of_image>``), which would detokenize to literal text.
 
-    banned: list[int]  # tokens a text server must never emit (see ``scan_vocab``)
-    max_piece_bytes: int  # the longest token text: a prompt of B bytes has at least B / this tokens
-
-
-def scan_vocab(model: NativeModel) -> VocabScan:
-    """One ctypes call or two per vocabulary entry (~0.2 s for Gemma's 262k tokens).
-
-    Banned: control tokens other than end-of-generation (``<bos>``, ``<pad>``, ``<unusedN>``) and
-    multimodal placeholders that models mark as ordinary user-defined tokens (Gemma 3's
-    ``<start_of_image>``), which would detokenize to literal text. A blanket ban on user-defined
-    tokens would be wrong: Gemma also marks runs of newlines, spaces and HTML tags that way.
+    A blanket ban on user-defined tokens would be wrong: Gemma also marks runs of newlines, spaces
+    and HTML tags that way. One ctypes call per vocabulary entry (~0.2 s for Gemma's 262k tokens).
     """
     import re
 
     placeholder = re.compile(r"^(?:<(?:start|end)_of_\w+>|<\w*(?:image|audio|video)\w*>|\[multimodal\])$")
     banned: list[int] = []
-    longest = 1
-    lib = model._lib
-    buf = ctypes.create_string_buffer(256)
+    get_attr, vocab = model._lib.llama_vocab_get_attr, model.vocab
+    special = _ATTR_CONTROL | _ATTR_UNUSED | _ATTR_USER_DEFINED
     for token in range(model.n_vocab):
-        longest = max(longest, abs(lib.llama_token_to_piece(model.vocab, token, buf, len(buf), 0, True)))
-        attr = model.token_attr(token)
-        if not attr & (_ATTR_CONTROL | _ATTR_UNUSED | _ATTR_USER_DEFINED) or model.is_eog(token):
+        attr = get_attr(vocab, token)
+        if not attr & special or model.is_eog(token):
             continue
         if attr & (_ATTR_CONTROL | _ATTR_UNUSED) or placeholder.match(model.token_text(token)):
             banned.append(token)
-    return VocabScan(banned=banned, max_piece_bytes=longest)
+    return banned
+
+
+def longest_piece_bytes(model: NativeModel) -> int:
+    """The longest token's text in bytes: a text of B bytes has at least B / this many tokens.
+    ~0.6 s for Gemma's 262k tokens, so only computed for prompts too large to just tokenize."""
+    get_piece, vocab = model._lib.llama_token_to_piece, model.vocab
+    buf = ctypes.create_string_buffer(256)
+    return max(1, max(abs(get_piece(vocab, t, buf, len(buf), 0, True)) for t in range(model.n_vocab)))

@@ -137,11 +137,10 @@ def test_control_tokens_and_image_placeholders_never_appear_as_text(gemma) -> No
 
 def test_the_suppressed_set_keeps_end_of_generation_and_ordinary_markup() -> None:
     from gguf_model_server.embedded_models import DEFAULT_MODEL_NAME, embedded_model_path
-    from gguf_model_server.llama_native import NativeModel, scan_vocab
+    from gguf_model_server.llama_native import NativeModel, banned_tokens, longest_piece_bytes
 
     model = NativeModel(embedded_model_path(DEFAULT_MODEL_NAME), use_mmap=True, use_mlock=False)
-    scan = scan_vocab(model)
-    banned = set(scan.banned)
+    banned = set(banned_tokens(model))
     ids = {t: model.tokenize(t, add_special=False, parse_special=True, limit=8) for t in
            ("<start_of_image>", "<bos>", "<eos>", "<end_of_turn>", "\n\n", "<table>")}
     assert ids["<start_of_image>"][0] in banned and ids["<bos>"][0] in banned
@@ -149,7 +148,7 @@ def test_the_suppressed_set_keeps_end_of_generation_and_ordinary_markup() -> Non
         assert ids[kept][0] not in banned, kept
     # A raw prompt's "<bos>" is text, not the control token (no injected control tokens).
     assert ids["<bos>"][0] not in model.tokenize("<bos>", add_special=False, parse_special=False, limit=8)
-    assert scan.max_piece_bytes >= max(len(model.piece(t)) for t in range(1000))
+    assert longest_piece_bytes(model) == 48  # llama.cpp's load log says "max token length = 48"
     model.close()
 
 
