@@ -18,7 +18,8 @@ from asr_ocr_model_server.backend_options import (
     RapidOcrOptions,
     TransformersOcrOptions,
 )
-from serving_core.registry import ModelRegistry, PermanentLoadError
+from serving_core.errors import PermanentLoadError
+from serving_core.registry import ModelRegistry
 from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
 

@@ -16,8 +16,8 @@ from gguf_model_server.engine import Engine, GenerationRequest
 from gguf_model_server.llama_native import ContextShape, NativeModel, banned_tokens, llama, longest_piece_bytes
 from gguf_model_server.model_files import resolve_model_path
 from serving_core.compute import ComputeSlots
-from serving_core.errors import BadRequest
-from serving_core.registry import Loader, PermanentLoadError
+from serving_core.errors import BadRequest, PermanentLoadError
+from serving_core.registry import Loader
 from serving_core.specs import ModelSpec, parse_options
 
 log = logging.getLogger("gguf_model_server.llama")

@@ -12,7 +12,7 @@ from gguf_model_server.embedded_models import (
     embedded_model_path,
     prepare,
 )
-from serving_core.registry import PermanentLoadError
+from serving_core.errors import PermanentLoadError
 from serving_core.specs import ModelSpec, require_path
 
 log = logging.getLogger("gguf_model_server.llama")

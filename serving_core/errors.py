@@ -11,6 +11,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+class PermanentLoadError(Exception):
+    """A load failure that retrying cannot fix (missing file, unknown backend, bad option)."""
+
+
 class ServingError(Exception):
     """An error with an HTTP status, a stable code and a message meant for the client."""
 

@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving_core.errors import ModelFailed, ModelLoading, ModelNotFound, echo, hide_paths
+from serving_core.errors import ModelFailed, ModelLoading, ModelNotFound, PermanentLoadError, echo, hide_paths
 from serving_core.scheduling import ModelGuard
 from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
@@ -26,10 +26,6 @@ class ModelState(str, enum.Enum):
     READY = "ready"
     FAILED = "failed"
     UNLOADED = "unloaded"
-
-
-class PermanentLoadError(Exception):
-    """A load failure that retrying cannot fix (missing file, unknown backend, bad option)."""
 
 
 Loader = Callable[[ModelSpec], Any]

@@ -8,6 +8,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from serving_core.errors import PermanentLoadError
+
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
@@ -65,8 +67,6 @@ class ModelSpec(BaseModel):
 
 def parse_options(options_model: type[OptionsT], spec: ModelSpec) -> OptionsT:
     """Validate a spec's backend options; a bad one fails that model (not the server) with its name."""
-    from serving_core.registry import PermanentLoadError
-
     try:
         return options_model(**spec.options)
     except ValidationError as exc:
@@ -88,8 +88,6 @@ def require_path(path: Path, what: str, kind: Literal["file", "directory"] = "fi
     """``path`` if it is an existing regular file (or directory); otherwise a PermanentLoadError that
     says what is wrong: missing (with ``hint``, e.g. what a relative path was resolved against), or
     the wrong kind of thing (a FIFO would block ``open()``)."""
-    from serving_core.registry import PermanentLoadError
-
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:

@@ -25,7 +25,7 @@ from gguf_model_server.embedded_models import (
     verify,
 )
 from gguf_model_server.model_files import resolve_model_path
-from serving_core.registry import PermanentLoadError
+from serving_core.errors import PermanentLoadError
 from serving_core.specs import ModelSpec
 
 QWEN = "qwen2.5-0.5b-instruct"

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from serving_core.errors import ModelFailed, ModelLoading, ModelNotFound
-from serving_core.registry import ModelRegistry, ModelState, PermanentLoadError
+from serving_core.errors import ModelFailed, ModelLoading, ModelNotFound, PermanentLoadError
+from serving_core.registry import ModelRegistry, ModelState
 from serving_core.specs import ModelSpec
 
 

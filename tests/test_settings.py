@@ -120,7 +120,7 @@ def test_example_configs_list_every_setting() -> None:
 
 def test_a_relative_model_path_that_is_missing_is_shown_resolved(tmp_path, monkeypatch) -> None:
     from gguf_model_server.model_files import resolve_model_path
-    from serving_core.registry import PermanentLoadError
+    from serving_core.errors import PermanentLoadError
     from serving_core.specs import ModelSpec
 
     spec = ModelSpec(name="m", backend="llama_cpp", path="sub/m.gguf")

@@ -11,8 +11,7 @@ import numpy as np
 
 from asr_ocr_model_server.asr.transcript import Segment, Transcript, silence
 from asr_ocr_model_server.backend_options import FasterWhisperOptions
-from serving_core.errors import ServerShuttingDown
-from serving_core.registry import PermanentLoadError
+from serving_core.errors import PermanentLoadError, ServerShuttingDown
 from serving_core.specs import ModelSpec, parse_options, require_path
 
 

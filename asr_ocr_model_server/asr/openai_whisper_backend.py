@@ -10,7 +10,7 @@ import numpy as np
 
 from asr_ocr_model_server.asr.transcript import Segment, Transcript, silence
 from asr_ocr_model_server.backend_options import OpenAIWhisperOptions
-from serving_core.registry import PermanentLoadError
+from serving_core.errors import PermanentLoadError
 from serving_core.specs import ModelSpec, parse_options, require_path
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from asr_ocr_model_server.backend_options import RapidOcrOptions
 from asr_ocr_model_server.ocr.lines import TextLine, blank_image
-from serving_core.registry import PermanentLoadError
+from serving_core.errors import PermanentLoadError
 from serving_core.specs import ModelSpec, parse_options
 
 
