@@ -14,6 +14,7 @@ from serving_core.error_handlers import install_error_handlers
 from serving_core.health import health_router
 from serving_core.limits import BodySizeLimit
 from serving_core.registry import ModelRegistry
+from serving_core.security import install_security
 from serving_core.settings import ServerSettings
 
 log = logging.getLogger("serving_core.app")
@@ -47,6 +48,7 @@ def create_model_app(
     app.state.uptime = lambda: time.monotonic() - started
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, max_drain_bytes=settings.max_drain_bytes)
+    install_security(app, settings)
     app.include_router(health_router())
 
     @app.get("/", include_in_schema=False)

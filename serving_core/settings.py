@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,7 +35,8 @@ class ServerSettings(BaseSettings):
     # Each backend this server has, with the model of its `options:`; checked at start (empty = not checked).
     backend_options: ClassVar[dict[str, type[BaseModel]]] = {}
 
-    host: str = "0.0.0.0"
+    host: str = Field(default="127.0.0.1", description="interface to bind; 0.0.0.0 for every interface "
+                      "(the Docker images pass it), 127.0.0.1 by default as llama-server and Ollama do")
     port: int = Field(default=0, ge=0, le=65535, description="0 means the server's default port")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     model_dir: str | None = Field(default=None, description="base directory for relative model paths")
@@ -96,6 +97,24 @@ class ServerSettings(BaseSettings):
         "instead of a connection reset",
     )
 
+    # Who may call the server.
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="when set, every route except /health* and the docs needs `Authorization: Bearer KEY` or "
+        "`X-API-Key: KEY` (401 otherwise)",
+    )
+    metrics_require_api_key: bool = Field(default=True, description="/metrics needs the API key (when one is set)")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins a browser may call from (e.g. https://app.example); empty = CORS off; '*' = any",
+    )
+    cors_allow_credentials: bool = Field(default=False, description="let browsers send cookies/auth cross-origin")
+    trusted_hosts: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Host header values accepted (400 otherwise), against DNS rebinding; e.g. "
+        "['localhost', '127.0.0.1', 'models.internal']; '*' = any",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -128,6 +147,11 @@ class ServerSettings(BaseSettings):
             self.port = self.default_port
         if self.max_request_bytes == 0:
             self.max_request_bytes = self.default_max_request_bytes
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError("cors_origins: '*' cannot be combined with cors_allow_credentials (any site could "
+                             "then act with the user's credentials); list the origins instead")
+        if self.api_key is not None and not self.api_key.get_secret_value().strip():
+            raise ValueError("api_key: empty; unset it to turn authentication off")
         return self
 
     def default_models(self) -> list[ModelSpec]:
