@@ -17,4 +17,4 @@ def create_app(settings: ServerSettings | None = None, registry: ModelRegistry |
     """Build the ASR/OCR server app; models start loading when the app starts, unless ``registry`` already is."""
     settings = settings or AsrOcrServerSettings.load()
     return create_model_app(settings, registry or build_registry(settings), title="ASR/OCR model server",
-                            routers=[asr_router(), ocr_router()])
+                            routers=[asr_router(), ocr_router()], metrics_prefix="asr_ocr")

@@ -34,11 +34,14 @@ async def transcribe_upload(request: Request, upload: UploadFile, model: str | N
                             prompt: str | None = None, temperature: float | None = None) -> tuple[str, Transcript]:
     """Decode the upload and run the model on it; returns the model name and the transcript."""
     max_seconds = request.app.state.settings.max_audio_seconds
-    return await run_on_upload(
+    name, transcript = await run_on_upload(
         request, model, "asr", lambda: check_audio(upload.file, upload.filename),
         lambda: decode_audio(upload.file, upload.filename, max_seconds),
         lambda handle, audio: handle.transcribe(audio, language=language, prompt=prompt, temperature=temperature),
     )
+    request.app.state.metrics.counter("audio_seconds", "seconds of audio transcribed", ["model"]).labels(
+        name).inc(transcript.duration)
+    return name, transcript
 
 
 def asr_router() -> APIRouter:

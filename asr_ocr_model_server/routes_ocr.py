@@ -28,6 +28,7 @@ def ocr_router() -> APIRouter:
             lambda: decode_image(image.file, limits, image.filename),
             lambda handle, img: handle.read(img),
         )
+        request.app.state.metrics.counter("images", "images read (OCR)", ["model"]).labels(name).inc()
         return OcrResponse(
             model=name,
             extracted_text="\n".join(line.text for line in lines),

@@ -17,4 +17,4 @@ def create_app(settings: ServerSettings | None = None, registry: ModelRegistry |
     """Build the GGUF server app; models start loading when the app starts, unless ``registry`` already is."""
     settings = settings or GGUFServerSettings.load()
     return create_model_app(settings, registry or build_registry(settings), title="GGUF model server",
-                            routers=[native_router(), openai_router()])
+                            routers=[native_router(), openai_router()], metrics_prefix="gguf")

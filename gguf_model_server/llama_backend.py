@@ -114,6 +114,10 @@ class LlamaModel:
         return self._tokenize(rendered.prompt, add_special=not rendered.starts_with_bos, parse_special=True,
                               what="chat")
 
+    def busy(self) -> tuple[int, int]:
+        """(sequences generating, requests waiting for a sequence), for /metrics."""
+        return self.engine.active, self.engine.waiting
+
     def interrupt(self) -> None:
         """Shutdown: running and waiting generations end with 503 at the next step."""
         self.engine.interrupt()

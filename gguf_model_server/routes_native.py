@@ -9,14 +9,14 @@ from fastapi.responses import StreamingResponse
 
 from gguf_model_server.schemas import GenerateRequest, GenerateResponse, InferenceRequest, InferenceResponse
 from gguf_model_server.serving_native import NativeServing
-from serving_core.dependencies import RegistryDep
+from serving_core.dependencies import MetricsDep, RegistryDep
 from serving_core.errors import error_responses
 
 ERRORS = error_responses({400: "prompt does not fit the context window"})
 
 
-def get_native_serving(registry: RegistryDep) -> NativeServing:
-    return NativeServing(registry)
+def get_native_serving(registry: RegistryDep, metrics: MetricsDep) -> NativeServing:
+    return NativeServing(registry, metrics)
 
 
 NativeServingDep = Annotated[NativeServing, Depends(get_native_serving)]

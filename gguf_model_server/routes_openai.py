@@ -15,15 +15,15 @@ from gguf_model_server.schemas import (
     CompletionResponse,
 )
 from gguf_model_server.serving_openai import ChatServing, CompletionServing
-from serving_core.dependencies import RegistryDep
+from serving_core.dependencies import MetricsDep, RegistryDep
 
 
-def get_completion_serving(registry: RegistryDep) -> CompletionServing:
-    return CompletionServing(registry)
+def get_completion_serving(registry: RegistryDep, metrics: MetricsDep) -> CompletionServing:
+    return CompletionServing(registry, metrics)
 
 
-def get_chat_serving(registry: RegistryDep) -> ChatServing:
-    return ChatServing(registry)
+def get_chat_serving(registry: RegistryDep, metrics: MetricsDep) -> ChatServing:
+    return ChatServing(registry, metrics)
 
 
 CompletionServingDep = Annotated[CompletionServing, Depends(get_completion_serving)]

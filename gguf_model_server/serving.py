@@ -17,6 +17,7 @@ from gguf_model_server.llama_backend import LlamaModel
 from gguf_model_server.llama_native import SamplingConfig
 from gguf_model_server.schemas import Timings
 from serving_core.errors import ServingError, error_body
+from serving_core.metrics import ServerMetrics
 from serving_core.registry import ModelRegistry
 from serving_core.streaming import SSE_HEADERS, sse_event
 
@@ -56,6 +57,7 @@ class Admitted:
 
 
 Tokenize = Callable[[LlamaModel], list[int]]
+TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 30, 40, 50, 75, 100, 150, 200, 400)
 
 
 def timings(stats: GenerationStats) -> Timings:
@@ -77,8 +79,20 @@ async def _until_disconnected(request: Request) -> None:
 class GenerationServing:
     """The engine-facing half of every generation route."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, metrics: ServerMetrics) -> None:
         self.registry = registry
+        self.metrics = metrics
+
+    def _record(self, model: str, stats: GenerationStats) -> None:
+        m = self.metrics
+        m.counter("prompt_tokens", "prompt tokens received", ["model"]).labels(model).inc(stats.prompt_tokens)
+        m.counter("prompt_tokens_cached", "prompt tokens whose KV was reused", ["model"]).labels(model).inc(
+            stats.cached_prompt_tokens)
+        m.counter("generated_tokens", "tokens generated (sampled)", ["model"]).labels(model).inc(
+            stats.completion_tokens)
+        if stats.tokens_per_second is not None:
+            m.histogram("decode_tokens_per_second", "per-request decode speed after the first token", ["model"],
+                        TOKENS_PER_SECOND_BUCKETS).labels(model).observe(stats.tokens_per_second)
 
     async def admit(self, model: str | None, tokenize: Tokenize, params: GenerationParams) -> Admitted:
         """Find the model, tokenize and admit; raises the typed 4xx/5xx errors before any response."""
@@ -114,16 +128,20 @@ class GenerationServing:
         if not answer.done() or answer.cancelled():
             raise ClientDisconnected("the client closed the connection; the generation was stopped")
         text = answer.result()
-        assert admitted.generation.stats is not None
-        return text, admitted.generation.stats
+        stats = admitted.generation.stats
+        assert stats is not None
+        self._record(admitted.model, stats)
+        return text, stats
 
     async def events(self, admitted: Admitted) -> AsyncIterator[str | GenerationStats]:
         """Text pieces, then the stats; leaving early (client gone) frees the sequence at once."""
         try:
             async for piece in admitted.generation.pieces():
                 yield piece
-            assert admitted.generation.stats is not None
-            yield admitted.generation.stats
+            stats = admitted.generation.stats
+            assert stats is not None
+            self._record(admitted.model, stats)
+            yield stats
         finally:
             admitted.cancel()
 

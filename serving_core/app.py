@@ -8,11 +8,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Response
 
 from serving_core.error_handlers import install_error_handlers
 from serving_core.health import health_router
 from serving_core.limits import BodySizeLimit
+from serving_core.metrics import RequestMetrics, ServerMetrics
 from serving_core.registry import ModelRegistry
 from serving_core.security import install_security
 from serving_core.settings import ServerSettings
@@ -26,6 +27,7 @@ def create_model_app(
     *,
     title: str,
     routers: list[APIRouter],
+    metrics_prefix: str = "model_server",
 ) -> FastAPI:
     """Build an app that serves ``registry``'s models; its lifespan starts loading them (unless the
     caller already did) and frees them on exit."""
@@ -49,6 +51,9 @@ def create_model_app(
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, max_drain_bytes=settings.max_drain_bytes)
     install_security(app, settings)
+    metrics = ServerMetrics(registry, metrics_prefix)
+    app.state.metrics = metrics
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts refused requests too
     app.include_router(health_router())
 
     @app.get("/", include_in_schema=False)
@@ -56,6 +61,12 @@ def create_model_app(
         """Where to go from here (a bare GET / used to be a 404)."""
         return {"service": title, "docs": "/docs", "openapi": "/openapi.json", "health": "/health",
                 "models": "/models"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text exposition (see docs/OPERATIONS.md for the names)."""
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     for router in routers:
         app.include_router(router)

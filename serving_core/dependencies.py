@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from serving_core.metrics import ServerMetrics
 from serving_core.registry import ModelRegistry
 from serving_core.settings import ServerSettings
 
@@ -24,5 +25,11 @@ def get_settings(request: Request) -> ServerSettings:
     return settings
 
 
+def get_metrics(request: Request) -> ServerMetrics:
+    metrics: ServerMetrics = request.app.state.metrics
+    return metrics
+
+
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+MetricsDep = Annotated[ServerMetrics, Depends(get_metrics)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]

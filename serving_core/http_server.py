@@ -92,6 +92,7 @@ def uvicorn_config(app: Any, settings: ServerSettings) -> uvicorn.Config:
         port=settings.port,
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's loggers go to the root handler: one line format for everything
+        access_log=False,  # serving_core.metrics writes the access line, with the model and duration
         http=protocol,
         timeout_keep_alive=max(1, round(settings.keep_alive_seconds)),
         limit_concurrency=settings.max_connections,

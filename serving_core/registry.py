@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serving_core.errors import ModelFailed, ModelLoading, ModelNotFound, PermanentLoadError, echo, hide_paths
+from serving_core.request_context import note_model
 from serving_core.scheduling import ModelGuard
 from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
@@ -277,6 +278,8 @@ class ModelRegistry:
         """The ready model called ``name`` (default: see ``default_for``), or a typed error."""
         key = self.default_for() if name is None else name
         model = self.models.get(key) if key is not None else None
+        if model is not None:
+            note_model(model.name)
         if model is None:
             raise ModelNotFound(
                 f"model '{echo(name)}' is not configured; available models: {', '.join(self.models) or '(none)'}",

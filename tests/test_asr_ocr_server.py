@@ -81,6 +81,24 @@ def test_asr_transcribes_speech(server, media) -> None:
     assert body["segments"] and all(s["end"] >= s["start"] for s in body["segments"])
 
 
+def test_metrics_count_audio_seconds_and_images(server, media) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def sample(name: str, model: str) -> float:
+        text = server.client.get("/metrics").text
+        return next((s.value for f in text_string_to_metric_families(text) for s in f.samples
+                     if s.name == name and s.labels.get("model") == model), 0.0)
+
+    audio_before = sample("asr_ocr_audio_seconds_total", "whisper-tiny.en")
+    images_before = sample("asr_ocr_images_total", "rapidocr")
+    r = server.client.post("/asr", files={"audio": ("speech.wav", media["wav"].read_bytes(), "audio/wav")})
+    assert r.status_code == 200, r.text
+    assert abs(sample("asr_ocr_audio_seconds_total", "whisper-tiny.en") - audio_before - r.json()["duration"]) < 0.01
+    r = server.client.post("/ocr", files={"image": ("text.png", media["png"].read_bytes(), "image/png")})
+    assert r.status_code == 200, r.text
+    assert sample("asr_ocr_images_total", "rapidocr") == images_before + 1
+
+
 @pytest.mark.parametrize("fmt", ["flac", "ogg", "m4a", "webm", "mp3"])
 def test_asr_decodes_each_container(server, media, fmt) -> None:
     # A wrong declared type on purpose: the server looks at the bytes.

@@ -68,7 +68,9 @@ def test_every_log_line_has_one_timestamp_format(start_server, tiny_config) -> N
     srv.stop()
     lines = [ln for ln in srv.log().splitlines() if ln.strip()]
     assert any("Uvicorn running on" in ln for ln in lines)  # uvicorn's own lines are among them
-    assert any('"GET /health HTTP/1.1" 200' in ln for ln in lines)  # and its access log
+    # One access line per request, with the model and the duration (uvicorn's own is off).
+    assert any("serving_core.access: GET /health model=- status=200" in ln for ln in lines), lines
+    assert not any('"GET /health HTTP/1.1"' in ln for ln in lines)
     untimed = [ln for ln in lines if not TIMESTAMP.match(ln)]
     assert untimed == []
 

@@ -217,3 +217,22 @@ def test_request_body_over_the_limit_is_413(tiny_server) -> None:
     msg = assert_error(tiny_server.client.post("/generate", json={"prompt": huge}), 413)
     assert "limit" in msg
     assert tiny_server.client.get("/health/live").status_code == 200
+
+
+def test_metrics_count_generated_tokens_and_requests(tiny_server) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def sample(name: str, **labels: str) -> float:
+        text = tiny_server.client.get("/metrics").text
+        return next((s.value for f in text_string_to_metric_families(text) for s in f.samples
+                     if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())), 0.0)
+
+    before = sample("gguf_generated_tokens_total", model="tiny-c")
+    requests_before = sample("gguf_requests_total", model="tiny-c", route="/generate", status="200")
+    r = tiny_server.client.post("/generate", json={"model": "tiny-c", "prompt": "the", "max_tokens": 7,
+                                                   "temperature": 0})
+    assert r.status_code == 200
+    assert sample("gguf_generated_tokens_total", model="tiny-c") - before == r.json()["usage"]["completion_tokens"]
+    assert sample("gguf_requests_total", model="tiny-c", route="/generate", status="200") == requests_before + 1
+    assert sample("gguf_model_state", model="missing", state="failed") == 1
+    assert sample("gguf_model_in_flight", model="tiny-c") == 0
