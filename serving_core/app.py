@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Response
 
+from serving_core.drain import Drain, DrainGate
 from serving_core.error_handlers import install_error_handlers
 from serving_core.health import health_router
 from serving_core.limits import BodySizeLimit
@@ -51,6 +52,9 @@ def create_model_app(
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, max_drain_bytes=settings.max_drain_bytes)
     install_security(app, settings)
+    drain = Drain(settings.shutdown_grace_seconds)
+    app.state.drain = drain
+    app.add_middleware(DrainGate, drain=drain)
     metrics = ServerMetrics(registry, metrics_prefix)
     app.state.metrics = metrics
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts refused requests too

@@ -85,8 +85,7 @@ def _serve(settings: ServerSettings, registry: ModelRegistry, app_factory: str, 
         return None
     module, _, func = app_factory.partition(":")
     create_app = getattr(importlib.import_module(module), func)
-    import uvicorn
-
+    from serving_core.drain import DrainingServer
     from serving_core.http_server import raise_open_file_limit, uvicorn_config
 
     if signals.stopping:
@@ -94,7 +93,7 @@ def _serve(settings: ServerSettings, registry: ModelRegistry, app_factory: str, 
     app = create_app(settings, registry)
     log.info("web stack imported and app built in %.2f s after start", time.perf_counter() - t0)
     raise_open_file_limit()
-    server = uvicorn.Server(uvicorn_config(app, settings))
+    server = DrainingServer(uvicorn_config(app, settings), app.state.drain)
     signals.attach(server)
     server.run()
     return signals.exit_code()

@@ -97,5 +97,7 @@ def uvicorn_config(app: Any, settings: ServerSettings) -> uvicorn.Config:
         timeout_keep_alive=max(1, round(settings.keep_alive_seconds)),
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=settings.max_header_bytes,
-        timeout_graceful_shutdown=round(settings.shutdown_grace_seconds),
+        # The drain (serving_core.drain) already gave running requests the grace; whatever still
+        # runs after it is cancelled promptly.
+        timeout_graceful_shutdown=1,
     )

@@ -84,7 +84,9 @@ class ServerSettings(BaseSettings):
     )
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024, description="request line + headers")
     shutdown_grace_seconds: float = Field(
-        default=10.0, ge=0, le=3600, description="on SIGTERM/SIGINT, time running requests get to finish"
+        default=30.0, ge=0, le=3600,
+        description="on SIGTERM/SIGINT (the first), time running requests and streams get to finish while new "
+        "ones get 503 and /health/ready says draining; a second signal stops at once",
     )
     shutdown_drain_seconds: float = Field(
         default=30.0, ge=0, le=3600,

@@ -3,6 +3,7 @@ thread left it, and the process exits cleanly (it used to segfault inside llama.
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -110,3 +111,40 @@ def test_sigterm_during_a_transcription_frees_whisper_after_the_call(start_serve
     out = box["out"]
     if isinstance(out, httpx.Response):
         assert out.status_code == 503 and out.json()["error"]["code"] == "shutting_down", log
+
+
+def test_sigterm_drains_a_running_stream_and_refuses_new_work(start_server) -> None:
+    srv = start_server(env={"GGUF_SHUTDOWN_GRACE_SECONDS": "60"})
+    srv.wait_settled(timeout=120)
+    url = srv.url
+    events: list[str] = []
+    started = threading.Event()
+
+    def stream() -> None:
+        with httpx.stream("POST", f"{url}/generate", timeout=120,
+                          json={"prompt": "Once upon a time", "max_tokens": 120, "temperature": 0,
+                                "stream": True}) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    events.append(line[6:])
+                    started.set()
+
+    box = _in_background(stream)
+    assert started.wait(60)
+    srv.proc.send_signal(signal.SIGTERM)
+    _wait_for_log(srv, "draining:")
+    # While draining: probes see it at once, new work is refused with a hint, nothing is cut.
+    ready = httpx.get(f"{url}/health/ready", timeout=10)
+    assert ready.status_code == 503 and ready.json()["status"] == "draining"
+    assert httpx.get(f"{url}/health/live", timeout=10).status_code == 200
+    refused = httpx.post(f"{url}/generate", json={"prompt": "x", "max_tokens": 1}, timeout=10)
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
+    assert int(refused.headers["Retry-After"]) >= 1
+    box["thread"].join(120)  # type: ignore[attr-defined]
+    assert "out" in box and box["out"] is None, box.get("out")
+    assert events[-1] == "[DONE]"
+    final = json.loads(events[-2])
+    assert final["finish_reason"] == "length" and final["usage"]["completion_tokens"] == 120, final
+    assert srv.proc.wait(60) == 0
+    log = srv.log()
+    assert "drained in" in log and "models released" in log and "Traceback" not in log, log

@@ -1,0 +1,134 @@
+"""Graceful drain: on SIGTERM/SIGINT keep serving what is in flight, refuse what is new, then stop.
+
+Uvicorn alone closes its listening socket at the first signal: a load balancer still sending traffic
+gets connection errors, and a probe cannot see the pod going away. Here the first signal starts a
+drain instead: ``/health/ready`` answers 503 at once, new requests get 503 ``shutting_down`` with
+``Retry-After``, requests and streams already running finish — for up to ``shutdown_grace_seconds``
+— and only then is uvicorn told to exit (which frees the models). A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from serving_core.errors import error_body
+
+log = logging.getLogger("serving_core.drain")
+
+# Probes and scrapes are not work to wait for, and stay answered while draining.
+_NOT_WORK = frozenset({"/health", "/health/live", "/metrics"})
+
+
+class Drain:
+    """The drain state of one app: requests in flight, and whether new ones are still taken."""
+
+    def __init__(self, grace_seconds: float) -> None:
+        self.grace_seconds = grace_seconds
+        self.in_flight = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def begin(self) -> None:
+        if not self.draining:
+            self.draining = True
+            log.info("draining: %d request(s) in flight get up to %.0f s to finish; new requests get 503 "
+                     "(signal again to stop now)", self.in_flight, self.grace_seconds)
+
+    async def wait_idle(self) -> bool:
+        """Wait until nothing is in flight, at most the grace; False if requests were still running."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.grace_seconds)
+            return True
+        except TimeoutError:
+            return False
+
+    def _enter(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+
+class DrainGate:
+    """ASGI middleware: counts the requests in flight; while draining refuses new ones (503 +
+    ``Retry-After``) and answers ``/health/ready`` with 503."""
+
+    def __init__(self, app: ASGIApp, drain: Drain) -> None:
+        self.app = app
+        self.drain = drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in _NOT_WORK:
+            await self.app(scope, receive, send)
+            return
+        if self.drain.draining:
+            if path == "/health/ready":
+                await _json(send, 503, {"status": "draining", "message": "the server is shutting down"})
+            else:
+                await _json(send, 503, error_body("shutting_down", "server_error",
+                                                  "the server is shutting down; retry on another instance"),
+                            retry_after=True)
+            return
+        self.drain._enter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.drain._leave()
+
+
+async def _json(send: Send, status: int, body: dict[str, Any], retry_after: bool = False) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+               (b"connection", b"close")]
+    if retry_after:
+        headers.append((b"retry-after", b"5"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server whose first SIGTERM/SIGINT drains (see the module docstring)."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+        super().__init__(config)
+        self.drain = drain
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drainer: asyncio.Task[None] | None = None  # referenced, so it is not garbage-collected
+
+    async def startup(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.drain.draining or self._loop is None or not self.started:
+            super().handle_exit(sig, frame)  # a second signal, or not serving yet: stop now
+            return
+        self._captured_signals.append(sig)
+        # A signal handler must not touch the event loop's data; call_soon_threadsafe is safe here.
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        self.drain.begin()
+        self._drainer = asyncio.ensure_future(self._exit_when_drained())
+
+    async def _exit_when_drained(self) -> None:
+        t0 = time.monotonic()
+        if await self.drain.wait_idle():
+            log.info("drained in %.1f s", time.monotonic() - t0)
+        else:
+            log.warning("%d request(s) still running after the %.0f s grace; stopping them",
+                        self.drain.in_flight, self.drain.grace_seconds)
+        self.should_exit = True
