@@ -21,8 +21,9 @@ ROUTE_OF = {"asr": "/asr", "ocr": "/ocr"}
 OPENAI_ASR_ALIAS = "whisper-1"
 
 
-def pick_model(request: Request, name: str | None, task: Task) -> ManagedModel:
-    """The named model (default: the first ready model for ``task``), ready; typed errors otherwise."""
+async def pick_model(request: Request, name: str | None, task: Task) -> ManagedModel:
+    """The named model (default: the first ready model for ``task``), ready and held for the request
+    (loaded now if it loads on demand); typed errors otherwise."""
     registry: ModelRegistry = request.app.state.registry
     if name == OPENAI_ASR_ALIAS and task == "asr" and name not in registry.models:
         name = None
@@ -35,7 +36,8 @@ def pick_model(request: Request, name: str | None, task: Task) -> ManagedModel:
     if spec_model is not None and task_of(spec_model.spec) != task:
         other = task_of(spec_model.spec)
         raise BadRequest(f"model '{name}' is an {other.upper()} model; send it to {ROUTE_OF[other]}")
-    return registry.get(name)
+    managed, _ = await registry.acquire(name)
+    return managed
 
 
 async def run_on_upload(request: Request, name: str | None, task: Task, check: Callable[[], None],
@@ -48,7 +50,7 @@ async def run_on_upload(request: Request, name: str | None, task: Task, check: C
     ~115 MB for 30 min of audio) exists only while its model call runs, never for every request
     queued behind it, and decoding counts against the compute slots like the model call does.
     """
-    managed = pick_model(request, name, task)
+    managed = await pick_model(request, name, task)
     managed.guard.check_admission()
     await asyncio.to_thread(check)
 

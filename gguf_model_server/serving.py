@@ -96,7 +96,7 @@ class GenerationServing:
 
     async def admit(self, model: str | None, tokenize: Tokenize, params: GenerationParams) -> Admitted:
         """Find the model, tokenize and admit; raises the typed 4xx/5xx errors before any response."""
-        managed = self.registry.get(model)
+        managed, _ = await self.registry.acquire(model)  # held until the request (its stream too) ends
         llama: LlamaModel = managed.handle
         llama.engine.check_admission()  # cheap, and refuses before the (bounded) tokenizing work
         # Tokenizing beside running decodes is safe: it reads only the vocabulary. peek() counts

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Response
 
+from serving_core.admin import admin_router
 from serving_core.drain import Drain, DrainGate
 from serving_core.error_handlers import install_error_handlers
 from serving_core.health import health_router
@@ -38,9 +39,11 @@ def create_model_app(
         app.state.registry = registry
         if not registry.started:
             registry.start_loading()  # returns at once: HTTP is served while models load
+        idle = asyncio.create_task(_unload_idle_models(registry, settings.idle_check_seconds))
         try:
             yield
         finally:
+            idle.cancel()
             # Uvicorn has stopped accepting and drained in-flight requests by now.
             await asyncio.to_thread(registry.close)
             log.info("models released")
@@ -59,6 +62,7 @@ def create_model_app(
     app.state.metrics = metrics
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts refused requests too
     app.include_router(health_router())
+    app.include_router(admin_router())
 
     @app.get("/", include_in_schema=False)
     async def index() -> dict[str, str]:
@@ -75,3 +79,15 @@ def create_model_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+async def _unload_idle_models(registry: ModelRegistry, every: float) -> None:
+    """Apply ``keep_alive``: unload models idle for longer (never one a request holds)."""
+    if all(m.spec.keep_alive < 0 for m in registry.models.values()):
+        return
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(registry.unload_idle)
+        except Exception:
+            log.exception("unloading idle models failed")

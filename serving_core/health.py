@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from serving_core.registry import ModelRegistry, ModelState
+from serving_core.registry import ManagedModel, ModelRegistry, ModelState
 
 
 class ModelHealth(BaseModel):
@@ -57,18 +57,29 @@ class ModelsResponse(BaseModel):
 def overall_status(registry: ModelRegistry) -> tuple[str, str]:
     """Fold per-model states into one status and a message a person can read."""
     states = [m.state for m in registry.models.values()]
-    waiting = [s for s in states if s in (ModelState.PENDING, ModelState.LOADING)]
+    # Loading on demand (a lazy model's first request, an admin load) is not start-up: still ready.
+    waiting = [m for m in registry.models.values()
+               if m.state in (ModelState.PENDING, ModelState.LOADING) and not m.on_demand]
     ready = states.count(ModelState.READY)
+    # Unloaded by policy (load: lazy, keep_alive, an admin unload) loads on the next request: not a failure.
+    serviceable = [m for m in registry.models.values() if m.state is ModelState.READY or _by_policy(m)]
     if not states:
         return "unhealthy", "no models configured"
     if waiting:
         return "loading", f"{ready}/{len(states)} models ready, {len(waiting)} still loading"
-    if ready == len(states):
-        return "healthy", f"{ready}/{len(states)} models ready"
-    failed = [m.name for m in registry.models.values() if m.state is not ModelState.READY]
+    if len(serviceable) == len(states):
+        idle = len(states) - ready
+        return "healthy", f"{ready}/{len(states)} models ready" + (f", {idle} loaded on demand" if idle else "")
+    failed = [m.name for m in registry.models.values() if m not in serviceable]
     if ready:
         return "degraded", f"{ready}/{len(states)} models ready; not serving: {', '.join(failed)}"
     return "unhealthy", f"no model is ready; not serving: {', '.join(failed)}"
+
+
+def _by_policy(model: ManagedModel) -> bool:
+    """Not loaded now, but it loads on its next request (unloaded without an error, or loading on demand)."""
+    return (model.state is ModelState.UNLOADED and model.error is None) or (
+        model.on_demand and model.state in (ModelState.PENDING, ModelState.LOADING))
 
 
 def _health_body(request: Request) -> HealthResponse:

@@ -114,20 +114,23 @@ class RequestMetrics:
             return
         t0 = time.perf_counter()
         status = [500]
-        models, token = request_context.begin()
+        notes, token = request_context.begin()
 
         async def send_status(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                if notes.load_wait_seconds:  # the request waited for an on-demand model load
+                    message["headers"] = [*message.get("headers", []), (b"x-model-load-wait-seconds",
+                                                                       f"{notes.load_wait_seconds:.3f}".encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_status)
         finally:
-            request_context.end(token)
+            request_context.end(notes, token)
             seconds = time.perf_counter() - t0
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            model = models[-1] if models else ""
+            model = notes.models[-1] if notes.models else ""
             if route != "/metrics":
                 self.metrics.requests.labels(route, model, str(status[0])).inc()
                 self.metrics.latency.labels(route).observe(seconds)

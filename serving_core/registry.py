@@ -12,8 +12,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving_core.errors import ModelFailed, ModelLoading, ModelNotFound, PermanentLoadError, echo, hide_paths
-from serving_core.request_context import note_model
+from serving_core.errors import (
+    ModelFailed,
+    ModelLoading,
+    ModelNotFound,
+    PermanentLoadError,
+    ServerShuttingDown,
+    echo,
+    hide_paths,
+)
+from serving_core.request_context import at_request_end, note_load_wait, note_model
 from serving_core.scheduling import ModelGuard
 from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
@@ -27,6 +35,10 @@ class ModelState(str, enum.Enum):
     READY = "ready"
     FAILED = "failed"
     UNLOADED = "unloaded"
+
+
+class _Stopped(Exception):
+    """The server began shutting down while a load was running."""
 
 
 Loader = Callable[[ModelSpec], Any]
@@ -50,6 +62,9 @@ class ManagedModel:
     handle: Any = None
     shares_with: str | None = None  # the model whose loaded handle (and guard) this one uses
     transitions: dict[str, float] = field(default_factory=dict)
+    refs: int = 0  # requests holding the model (it is never unloaded while one does)
+    last_used: float = field(default_factory=time.monotonic)
+    on_demand: bool = False  # this load was started by a request or an admin call: requests wait for it
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -107,6 +122,7 @@ class ModelRegistry:
         share_key: Callable[[ModelSpec], str] = ModelSpec.load_key,
         show_paths: bool = False,
         drain_seconds: float = 30.0,
+        on_demand_wait_seconds: float = 120.0,
     ) -> None:
         compute = compute or asyncio.Semaphore(1)
         self.models: dict[str, ManagedModel] = {}
@@ -132,12 +148,15 @@ class ModelRegistry:
         self._interrupt = interrupt
         self.show_paths = show_paths
         self.drain_seconds = drain_seconds
+        self.on_demand_wait_seconds = on_demand_wait_seconds
         self.workers = workers or max(1, len(self._aliases))
         self.retries = retries
         self.retry_delay = retry_delay
         self._executor: ThreadPoolExecutor | None = None
         self._futures: list[Future[None]] = []
         self._stopping = threading.Event()
+        self._lifecycle = threading.RLock()  # load/unload decisions and reference counts
+        self._loads: dict[str, Future[None]] = {}
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self._done = threading.Event()
@@ -165,6 +184,7 @@ class ModelRegistry:
             share_key=share_key,
             show_paths=settings.show_paths_in_errors,
             drain_seconds=settings.shutdown_drain_seconds,
+            on_demand_wait_seconds=settings.on_demand_load_wait_seconds,
         )
 
     @property
@@ -172,9 +192,17 @@ class ModelRegistry:
         return self.started_at is not None
 
     def start_loading(self) -> None:
-        """Submit every load to the pool and return at once."""
-        self.started_at = time.perf_counter()
-        primaries = [self.models[name] for name in self._aliases]
+        """Submit every eager model's load to the pool and return at once (a second call does nothing).
+        Lazy models stay ``unloaded`` until their first request."""
+        with self._lifecycle:
+            if self.started_at is not None:
+                return
+            self.started_at = time.perf_counter()
+        for name in self._aliases:
+            if self.models[name].spec.load == "lazy":
+                self._set(self.models[name], ModelState.UNLOADED, error=None)
+                log.info("Model '%s' loads on its first request (load: lazy)", name)
+        primaries = [self.models[name] for name in self._aliases if self.models[name].spec.load == "eager"]
         for name, aliases in self._aliases.items():
             for alias in aliases:
                 log.info("Model '%s' shares the loaded model of '%s' (same backend, file and options)",
@@ -187,7 +215,7 @@ class ModelRegistry:
         else:
             log.info("PERFORMANCE: Using sequential model loading (%d models, 1 worker)", len(primaries))
         self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="model-loader")
-        self._futures = [self._executor.submit(self._load_one, m) for m in primaries]
+        self._futures = [self.request_load(m.name, on_demand=False) for m in primaries]
         remaining = [len(self._futures)]
         counter_lock = threading.Lock()
 
@@ -227,11 +255,14 @@ class ModelRegistry:
             self._set(model, ModelState.LOADING, attempts=attempt)
             log.info("Loading model '%s' (%s), attempt %d/%d", spec.name, spec.backend, attempt, max_attempts)
             try:
-                handle = self._loader(spec)
+                handle = self._within_timeout(spec, lambda: self._loader(spec))
                 if handle is None:
                     raise RuntimeError("backend returned no model handle")
                 if warm and self._warmup is not None:
                     self._warmup(handle)
+            except _Stopped:
+                self._set(model, ModelState.UNLOADED, error="server shut down before the model loaded")
+                return
             except PermanentLoadError as exc:
                 self._fail(model, t0, str(exc))
                 return
@@ -245,10 +276,39 @@ class ModelRegistry:
                 self._fail(model, t0, message)
                 return
             seconds = time.perf_counter() - t0
-            self._set(model, ModelState.READY, handle=handle, load_seconds=seconds, error=None)
+            self._set(model, ModelState.READY, handle=handle, load_seconds=seconds, error=None,
+                      last_used=time.monotonic())
             log.info("Model '%s' ready%s. Loading time: %.2f seconds", spec.name,
                      " (warmed up)" if warm else "", seconds)
             return
+
+    def _within_timeout(self, spec: ModelSpec, load: Callable[[], Any]) -> Any:
+        """Run ``load`` in its own thread, waiting at most ``spec.load_timeout`` (and not past shutdown).
+
+        A load can block for good (``open()`` on a FIFO named like a model): its thread is then left
+        behind (a daemon) and the model fails, instead of the loader pool or shutdown hanging on it.
+        """
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                box["handle"] = load()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"load-{spec.name}", daemon=True).start()
+        deadline = time.monotonic() + spec.load_timeout
+        while not done.wait(0.1):
+            if self._stopping.is_set():
+                raise _Stopped
+            if time.monotonic() > deadline:
+                raise PermanentLoadError(f"load timed out after {spec.load_timeout:g} s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("handle")
 
     def _set(self, model: ManagedModel, state: ModelState, **changes: Any) -> None:
         """Change a loaded model's state, and that of every name sharing it."""
@@ -264,6 +324,102 @@ class ModelRegistry:
         """Block until every load finished (ready or failed); for tests and tools."""
         return self._done.wait(timeout)
 
+    # -- lifecycle: load on demand, unload, reload, idle unload ---------------------------------
+
+    def primary(self, model: ManagedModel) -> ManagedModel:
+        """The model that owns ``model``'s loaded handle (itself unless it is an alias)."""
+        return self.models[model.shares_with] if model.shares_with else model
+
+    def request_load(self, name: str, on_demand: bool = True) -> Future[None]:
+        """Start loading ``name`` unless it is ready or already loading; the future ends with the load."""
+        model = self.primary(self.models[name])
+        with self._lifecycle:
+            if self._stopping.is_set():
+                raise ServerShuttingDown("the server is shutting down; no model loads now")
+            current = self._loads.get(model.name)
+            if current is not None and not current.done():
+                return current
+            done: Future[None] = Future()
+            if model.state is ModelState.READY:
+                done.set_result(None)
+                return done
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="model-loader")
+            for m in (model, *self._aliases.get(model.name, ())):
+                m.on_demand = on_demand
+            future = self._executor.submit(self._load_one, model)
+            self._loads[model.name] = future
+            return future
+
+    def lease(self, model: ManagedModel) -> Callable[[], None]:
+        """Hold a ready model for one request; call the returned function when the request ends."""
+        owner = self.primary(model)
+        with self._lifecycle:
+            owner.refs += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            with self._lifecycle:
+                owner.refs -= 1
+                owner.last_used = time.monotonic()
+
+        return release
+
+    def unload(self, name: str) -> bool:
+        """Free a ready model now; False (nothing done) while a request holds it."""
+        model = self.primary(self.models[name])
+        with self._lifecycle:
+            if model.state is not ModelState.READY:
+                return True
+            if model.refs > 0 or model.guard.threads_inside:
+                return False
+            handle = model.handle
+            self._set(model, ModelState.UNLOADED, handle=None, error=None)
+        # No request holds it and new ones see "unloaded" (and load it again): safe to free.
+        if handle is not None and self._release is not None:
+            try:
+                self._release(handle)
+            except Exception:
+                log.exception("error freeing model '%s'", model.name)
+        log.info("Model '%s' unloaded", model.name)
+        return True
+
+    def unload_idle(self) -> list[str]:
+        """Unload every ready model with a ``keep_alive`` that has had no request for that long."""
+        now = time.monotonic()
+        idle = [m.name for m in (self.models[n] for n in self._aliases)
+                if m.spec.keep_alive >= 0 and m.state is ModelState.READY and m.refs == 0
+                and now - m.last_used >= m.spec.keep_alive]
+        unloaded = [name for name in idle if self.unload(name)]
+        for name in unloaded:
+            log.info("Model '%s' was idle for %g s (keep_alive): unloaded", name, self.models[name].spec.keep_alive)
+        return unloaded
+
+    async def acquire(self, name: str | None) -> tuple[ManagedModel, Callable[[], None]]:
+        """The ready model a request uses, held (never unloaded) until the returned release is called —
+        within an HTTP request, at its end, automatically. A model that is not loaded (lazy, or
+        unloaded when idle) is loaded now and waited for, up to ``on_demand_wait_seconds``;
+        concurrent requests wait on the same load; the wait goes into the response's
+        ``X-Model-Load-Wait-Seconds`` header."""
+        model = self.lookup(name)
+        if model.state is ModelState.UNLOADED or (model.on_demand and model.state is ModelState.LOADING):
+            t0 = time.monotonic()
+            future = self.request_load(model.name)
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self.on_demand_wait_seconds)
+            except TimeoutError:
+                raise ModelLoading(f"model '{model.name}' is still loading (on demand); retry shortly",
+                                   retry_after=5) from None
+            note_load_wait(time.monotonic() - t0)
+        ready = self.get(model.name)
+        release = self.lease(ready)
+        at_request_end(release)
+        return ready, release
+
     # -- lookup ------------------------------------------------------------------------------
 
     def default_for(self, accept: Callable[[ManagedModel], bool] = lambda _: True) -> str | None:
@@ -274,22 +430,28 @@ class ModelRegistry:
         chosen = ready or (accepted[0] if accepted else None)
         return chosen.name if chosen else None
 
-    def get(self, name: str | None) -> ManagedModel:
-        """The ready model called ``name`` (default: see ``default_for``), or a typed error."""
+    def lookup(self, name: str | None) -> ManagedModel:
+        """The model called ``name`` (default: see ``default_for``) whatever its state; 404 if unknown."""
         key = self.default_for() if name is None else name
         model = self.models.get(key) if key is not None else None
-        if model is not None:
-            note_model(model.name)
         if model is None:
             raise ModelNotFound(
                 f"model '{echo(name)}' is not configured; available models: {', '.join(self.models) or '(none)'}",
                 available=list(self.models),
             )
+        note_model(model.name)
+        return model
+
+    def get(self, name: str | None) -> ManagedModel:
+        """The ready model called ``name`` (default: see ``default_for``), or a typed error."""
+        model = self.lookup(name)
         state = model.state
         if state is ModelState.READY:
             return model
         if state in (ModelState.PENDING, ModelState.LOADING):
             raise ModelLoading(f"model '{model.name}' is still loading; retry shortly", retry_after=1)
+        if state is ModelState.UNLOADED and model.error is None:
+            raise ModelLoading(f"model '{model.name}' is not loaded; it loads on its next request", retry_after=1)
         reason = model.public_error(self.show_paths) or state.value
         raise ModelFailed(f"model '{model.name}' is unavailable: {reason}")
 
@@ -319,6 +481,9 @@ class ModelRegistry:
                     log.exception("error interrupting model '%s'", m.name)
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
+        for m in primaries:  # loads cancelled before they started
+            if m.state is ModelState.PENDING:
+                self._set(m, ModelState.UNLOADED, error="server shut down before the model loaded")
         deadline = time.monotonic() + self.drain_seconds
         for m in primaries:
             if not m.guard.wait_idle(max(0.0, deadline - time.monotonic())):

@@ -99,6 +99,12 @@ class ServerSettings(BaseSettings):
         "instead of a connection reset",
     )
 
+    on_demand_load_wait_seconds: float = Field(
+        default=120, gt=0, le=3600,
+        description="how long a request waits for a model that loads on demand (load: lazy, or unloaded "
+        "after keep_alive) before it gets 503 + Retry-After",
+    )
+    idle_check_seconds: float = Field(default=1.0, gt=0, le=3600, description="how often keep_alive is checked")
     # Who may call the server.
     api_key: SecretStr | None = Field(
         default=None,

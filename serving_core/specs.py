@@ -29,6 +29,17 @@ class ModelSpec(BaseModel):
         default=None, description="run one tiny inference before reporting ready (default: server-wide setting)"
     )
     options: dict[str, Any] = Field(default_factory=dict, description="backend-specific options")
+    load: Literal["eager", "lazy"] = Field(
+        default="eager", description="eager: at start; lazy: on its first request (which waits for the load)"
+    )
+    keep_alive: float = Field(
+        default=-1, ge=-1, le=31_536_000,
+        description="seconds a model stays loaded without requests before it is unloaded; -1 = forever "
+        "(Ollama's meaning); it loads again on its next request",
+    )
+    load_timeout: float = Field(
+        default=300, gt=0, le=86_400, description="a load still running after this many seconds fails"
+    )
 
     @field_validator("path")
     @classmethod
@@ -43,8 +54,8 @@ class ModelSpec(BaseModel):
         embedded model per name)."""
         import json
 
-        return json.dumps([self.backend, str(path or self.path), self.options, self.warmup], sort_keys=True,
-                          default=str)
+        return json.dumps([self.backend, str(path or self.path), self.options, self.warmup, self.load,
+                           self.keep_alive, self.load_timeout], sort_keys=True, default=str)
 
     def resolved_path(self, model_dir: str | None) -> Path | None:
         """The weights path, absolute: ``~`` expanded, relative paths anchored at ``model_dir`` (or,

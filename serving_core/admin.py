@@ -1,0 +1,69 @@
+"""Model lifecycle routes: load, unload and reload a model without restarting the server.
+
+Behind the API key when one is set (every non-health route is). Concurrent calls are safe: a
+load already running is joined, not started twice; an unload waits for no one and refuses (409)
+while a request holds the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from serving_core.dependencies import RegistryDep
+from serving_core.errors import ServingError, error_responses
+from serving_core.health import ModelInfo
+from serving_core.registry import ModelRegistry, ModelState
+
+ModelName = Annotated[str, Path(description="a configured model name", max_length=256)]
+
+
+class ModelInUse(ServingError):
+    status_code = 409
+    code = "model_in_use"
+    type = "invalid_request_error"
+
+
+def _info(registry: ModelRegistry, name: str) -> ModelInfo:
+    return ModelInfo(name=name, **registry.models[name].snapshot(registry.show_paths))
+
+
+async def _load(registry: ModelRegistry, name: str) -> ModelInfo:
+    model = registry.lookup(name)
+    future = registry.request_load(model.name)
+    await asyncio.shield(asyncio.wrap_future(future))  # ends as ready or failed (load_timeout bounds it)
+    return _info(registry, name)
+
+
+def _unload(registry: ModelRegistry, name: str) -> ModelInfo:
+    model = registry.lookup(name)
+    if not registry.unload(model.name):
+        raise ModelInUse(f"model '{name}' is serving requests; unload it when they are done")
+    return _info(registry, name)
+
+
+def admin_router() -> APIRouter:
+    router = APIRouter(prefix="/models", tags=["lifecycle"])
+    errors = error_responses({404: "unknown model", 409: "model in use"})
+
+    @router.post("/{name}/load", response_model=ModelInfo, responses=errors)
+    async def load(name: ModelName, registry: RegistryDep) -> ModelInfo:
+        """Load the model (no-op when ready); answers when it is ready or failed, with its state."""
+        return await _load(registry, name)
+
+    @router.post("/{name}/unload", response_model=ModelInfo, responses=errors)
+    async def unload(name: ModelName, registry: RegistryDep) -> ModelInfo:
+        """Free the model's memory; it loads again on its next request. 409 while it serves one."""
+        return await asyncio.to_thread(_unload, registry, name)
+
+    @router.post("/{name}/reload", response_model=ModelInfo, responses=errors)
+    async def reload(name: ModelName, registry: RegistryDep) -> ModelInfo:
+        """Read the model's file again (after fixing a failed model's file, say): unload, then load."""
+        model = registry.lookup(name)
+        if registry.primary(model).state is ModelState.READY:
+            await asyncio.to_thread(_unload, registry, name)
+        return await _load(registry, name)
+
+    return router
