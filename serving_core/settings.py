@@ -39,6 +39,7 @@ class ServerSettings(BaseSettings):
                       "(the Docker images pass it), 127.0.0.1 by default as llama-server and Ollama do")
     port: int = Field(default=0, ge=0, le=65535, description="0 means the server's default port")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
     model_dir: str | None = Field(default=None, description="base directory for relative model paths")
     models: list[ModelSpec] = Field(default_factory=list)
     loader_workers: int | None = Field(

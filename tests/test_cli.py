@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -96,3 +97,15 @@ def test_make_run_prefixes_each_server_and_ends_with_the_port_conflict() -> None
     assert any(ln.startswith("gguf    | ") for ln in body)
     with pytest.raises(OSError):  # the ASR/OCR server was stopped too, not left running
         socket.create_connection(("127.0.0.1", asr_port), timeout=2).close()
+
+
+def test_json_logs_are_one_object_per_line(start_server, tiny_config) -> None:
+    srv = start_server(config=tiny_config, env={"GGUF_LOG_FORMAT": "json"})
+    srv.wait_settled(timeout=60)
+    srv.client.get("/health")
+    srv.stop()
+    lines = [ln for ln in srv.log().splitlines() if ln.strip()]
+    entries = [json.loads(ln) for ln in lines]  # every line parses
+    assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    assert any(e["logger"] == "serving_core.access" and e["message"].startswith("GET /health") for e in entries)
+    assert any("Loading time" in e["message"] for e in entries)  # the loading lines stay
