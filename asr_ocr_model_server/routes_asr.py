@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import PlainTextResponse
 
 from asr_ocr_model_server.asr.subtitles import to_srt, to_vtt
 from asr_ocr_model_server.asr.transcript import Transcript
 from asr_ocr_model_server.audio_input import check_audio, decode_audio
-from asr_ocr_model_server.model_choice import run_on_upload
+from asr_ocr_model_server.model_choice import UploadServing, UploadServingDep
 from asr_ocr_model_server.schemas import (
     AsrResponse,
     SegmentOut,
@@ -30,17 +30,16 @@ ERRORS = error_responses({
 })
 
 
-async def transcribe_upload(request: Request, upload: UploadFile, model: str | None, language: str | None,
+async def transcribe_upload(serving: UploadServing, upload: UploadFile, model: str | None, language: str | None,
                             prompt: str | None = None, temperature: float | None = None) -> tuple[str, Transcript]:
     """Decode the upload and run the model on it; returns the model name and the transcript."""
-    max_seconds = request.app.state.settings.max_audio_seconds
-    name, transcript = await run_on_upload(
-        request, model, "asr", lambda: check_audio(upload.file, upload.filename),
+    max_seconds = serving.settings.max_audio_seconds
+    name, transcript = await serving.run(
+        model, "asr", lambda: check_audio(upload.file, upload.filename),
         lambda: decode_audio(upload.file, upload.filename, max_seconds),
         lambda handle, audio: handle.transcribe(audio, language=language, prompt=prompt, temperature=temperature),
     )
-    request.app.state.metrics.counter("audio_seconds", "seconds of audio transcribed", ["model"]).labels(
-        name).inc(transcript.duration)
+    serving.count("audio_seconds", "seconds of audio transcribed", name, transcript.duration)
     return name, transcript
 
 
@@ -49,20 +48,20 @@ def asr_router() -> APIRouter:
 
     @router.post("/asr", response_model=AsrResponse, responses=ERRORS)
     async def asr(
-        request: Request,
+        serving: UploadServingDep,
         audio: Annotated[UploadFile, File(description="WAV, MP3, FLAC, OGG, M4A or WebM")],
         model: Annotated[str | None, Form(description="default: the first ASR model")] = None,
         language: Annotated[str | None, Form(pattern=LANGUAGE, description="ISO-639-1, e.g. 'en'")] = None,
     ) -> AsrResponse:
         """Transcribe an uploaded audio file."""
-        name, t = await transcribe_upload(request, audio, model, language)
+        name, t = await transcribe_upload(serving, audio, model, language)
         return AsrResponse(model=name, transcript=t.text, language=t.language, duration=round(t.duration, 3),
                            segments=[SegmentOut(start=s.start, end=s.end, text=s.text) for s in t.segments])
 
     @router.post("/v1/audio/transcriptions", response_model=TranscriptionJson | TranscriptionVerbose,
                  responses={**ERRORS, 200: {"content": {"text/plain": {}}}}, tags=["openai"])
     async def transcriptions(
-        request: Request,
+        serving: UploadServingDep,
         file: Annotated[UploadFile, File()],
         model: Annotated[str, Form(description="a configured ASR model, or 'whisper-1' for the default")] = "whisper-1",
         language: Annotated[str | None, Form(pattern=LANGUAGE)] = None,
@@ -81,7 +80,7 @@ def asr_router() -> APIRouter:
         if timestamp_granularities and "word" in timestamp_granularities:
             raise BadRequest("not supported: word timestamps; only 'segment' granularity is available",
                              param="timestamp_granularities")
-        _, t = await transcribe_upload(request, file, model, language, prompt, temperature)
+        _, t = await transcribe_upload(serving, file, model, language, prompt, temperature)
         if response_format == "text":
             return PlainTextResponse(t.text + "\n")
         if response_format == "srt":

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
 from asr_ocr_model_server.image_input import check_image, decode_image, limits_from
-from asr_ocr_model_server.model_choice import run_on_upload
+from asr_ocr_model_server.model_choice import UploadServingDep
 from asr_ocr_model_server.routes_asr import ERRORS
 from asr_ocr_model_server.schemas import LineOut, OcrResponse
 
@@ -17,18 +17,18 @@ def ocr_router() -> APIRouter:
 
     @router.post("/ocr", response_model=OcrResponse, responses=ERRORS)
     async def ocr(
-        request: Request,
+        serving: UploadServingDep,
         image: Annotated[UploadFile, File(description="PNG, JPEG, WebP, TIFF, BMP or GIF")],
         model: Annotated[str | None, Form(description="default: the first OCR model")] = None,
     ) -> OcrResponse:
         """Read the text in an uploaded image."""
-        limits = limits_from(request.app.state.settings)
-        name, lines = await run_on_upload(
-            request, model, "ocr", lambda: check_image(image.file, limits, image.filename),
+        limits = limits_from(serving.settings)
+        name, lines = await serving.run(
+            model, "ocr", lambda: check_image(image.file, limits, image.filename),
             lambda: decode_image(image.file, limits, image.filename),
             lambda handle, img: handle.read(img),
         )
-        request.app.state.metrics.counter("images", "images read (OCR)", ["model"]).labels(name).inc()
+        serving.count("images", "images read (OCR)", name)
         return OcrResponse(
             model=name,
             extracted_text="\n".join(line.text for line in lines),
