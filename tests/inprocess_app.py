@@ -35,9 +35,23 @@ def echo_router() -> APIRouter:
     return router
 
 
-def client(loader: Callable[[ModelSpec], Any] | None = None, **settings: Any) -> TestClient:
-    """A started app (lifespan run, eager models loaded) on ``settings``; use as a context manager."""
+class SettledClient(TestClient):
+    """A TestClient whose ``with`` block starts once the start-up loads are over (they run in the
+    background: without this, a test's first request could race a load)."""
+
+    registry: ModelRegistry
+
+    def __enter__(self) -> SettledClient:
+        super().__enter__()
+        assert self.registry.wait(30), "start-up loads did not finish"
+        return self
+
+
+def client(loader: Callable[[ModelSpec], Any] | None = None, **settings: Any) -> SettledClient:
+    """A started app (lifespan run, eager loads over) on ``settings``; use as a context manager."""
     cfg = FakeSettings(**settings)
     registry = ModelRegistry.from_settings(cfg, loader or (lambda spec: object()))
     app = create_model_app(cfg, registry, title="fake model server", routers=[echo_router()])
-    return TestClient(app, base_url="http://127.0.0.1")
+    c = SettledClient(app, base_url="http://127.0.0.1")
+    c.registry = registry
+    return c
