@@ -7,7 +7,6 @@ import json
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving_core.errors import error_body
@@ -74,6 +73,42 @@ class CorsOff:
         await send({"type": "http.response.body", "body": body})
 
 
+class TrustedHosts:
+    """ASGI middleware against DNS rebinding: 400 (the JSON error shape) unless the ``Host`` header
+    names an allowed host. Patterns as Starlette's ``TrustedHostMiddleware``: exact, or ``*.domain``."""
+
+    def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
+        self.app = app
+        self.allowed = [a.lower() for a in allowed]
+
+    def _trusted(self, host: str) -> bool:
+        return any(host == a or (a.startswith("*.") and host.endswith(a[1:])) for a in self.allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        raw = next((v for k, v in scope.get("headers", ()) if k == b"host"), b"").decode("latin-1")
+        if self._trusted(host_of(raw)):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(error_body("untrusted_host", "invalid_request_error",
+                                     "the Host header names a host this server does not serve; "
+                                     "see the trusted_hosts setting")).encode()
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def host_of(header: str) -> str:
+    """The host name of a ``Host`` header, without the port (``[::1]:8001`` → ``::1``)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        end = header.find("]")
+        return header[1:end] if end > 0 else header
+    return header.rsplit(":", 1)[0] if ":" in header else header
+
+
 def _is_preflight(scope: Scope) -> bool:
     if scope.get("method") != "OPTIONS":
         return False
@@ -93,4 +128,4 @@ def install_security(app: FastAPI, settings: ServerSettings) -> None:
     else:
         app.add_middleware(CorsOff)
     if settings.trusted_hosts != ["*"]:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+        app.add_middleware(TrustedHosts, allowed=settings.trusted_hosts)

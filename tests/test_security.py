@@ -74,9 +74,13 @@ def test_an_empty_api_key_is_a_config_error() -> None:
 
 
 def test_untrusted_host_headers_are_refused() -> None:
-    with client(trusted_hosts=["127.0.0.1", "localhost"]) as c:
+    with client(trusted_hosts=["127.0.0.1", "localhost", "*.models.internal", "::1"]) as c:
         assert c.get("/health").status_code == 200
-        assert c.get("/health", headers={"Host": "attacker.example"}).status_code == 400
+        for host in ("localhost:8001", "gguf.models.internal", "[::1]:8001"):
+            assert c.get("/health", headers={"Host": host}).status_code == 200, host
+        for host in ("attacker.example", "models.internal.attacker.example", "localhost.attacker.example"):
+            r = c.get("/health", headers={"Host": host})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "untrusted_host", host
 
 
 def test_the_default_bind_address_is_loopback() -> None:
