@@ -10,7 +10,6 @@ drain instead: ``/health/ready`` answers 503 at once, new requests get 503 ``shu
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from types import FrameType
@@ -19,7 +18,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from serving_core.errors import error_body
+from serving_core.errors import error_body, json_messages
 
 log = logging.getLogger("serving_core.drain")
 
@@ -90,13 +89,9 @@ class DrainGate:
 
 
 async def _json(send: Send, status: int, body: dict[str, Any], retry_after: bool = False) -> None:
-    data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-               (b"connection", b"close")]
-    if retry_after:
-        headers.append((b"retry-after", b"5"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+    extra = ((b"connection", b"close"), (b"retry-after", b"5")) if retry_after else ((b"connection", b"close"),)
+    for message in json_messages(status, body, extra):
+        await send(message)
 
 
 class DrainingServer(uvicorn.Server):

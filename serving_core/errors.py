@@ -152,3 +152,16 @@ def did_you_mean(name: str, known: Any) -> str:
 def error_body(code: str, type_: str, message: str, **extra: Any) -> dict[str, Any]:
     """The body every error response carries."""
     return {"error": {"code": code, "type": type_, "message": message, "param": extra.pop("param", None), **extra}}
+
+
+def json_messages(status: int, payload: dict[str, Any],
+                  headers: tuple[tuple[bytes, bytes], ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two ASGI messages (start, body) of a JSON response, for middleware that answers by itself
+    (auth, drain, body limit, CORS, hosts) before any route runs."""
+    import json
+
+    data = json.dumps(payload).encode()
+    start = {"type": "http.response.start", "status": status,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                         *headers]}
+    return start, {"type": "http.response.body", "body": data}

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving_core.errors import error_body
+from serving_core.errors import error_body, json_messages
 
 
 class _TooLarge(Exception):
@@ -58,17 +57,15 @@ class BodySizeLimit:
     async def _reject(self, scope: Scope, receive: Receive, send: Send, declared: int | None, already: int,
                       body_done: bool) -> None:
         mb = self.max_bytes / (1024 * 1024)
-        body = json.dumps(error_body(
+        start, body = json_messages(413, error_body(
             "payload_too_large", "invalid_request_error",
             f"request body is larger than the limit of {self.max_bytes} bytes ({mb:g} MiB)",
-        )).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        ), ((b"connection", b"close"),))
+        await send(start)
         expects_continue = any(n == b"expect" and v.lower() == b"100-continue" for n, v in scope.get("headers", []))
         if not body_done and not expects_continue:
             await self._drain(receive, declared, already)
-        await send({"type": "http.response.body", "body": body})
+        await send(body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

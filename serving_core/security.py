@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hmac
-import json
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from serving_core.errors import error_body
+from serving_core.errors import error_body, json_messages
 from serving_core.settings import ServerSettings
 
 # Always public: probes must work without credentials, and the API description is not a secret.
@@ -49,11 +48,9 @@ class ApiKeyAuth:
             return
         message = ("missing API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`" if key is None
                    else "incorrect API key")
-        body = json.dumps(error_body("invalid_api_key", "invalid_request_error", message)).encode()
-        await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"www-authenticate", b"Bearer")]})
-        await send({"type": "http.response.body", "body": body})
+        for reply in json_messages(401, error_body("invalid_api_key", "invalid_request_error", message),
+                                   ((b"www-authenticate", b"Bearer"),)):
+            await send(reply)
 
 
 class CorsOff:
@@ -66,11 +63,9 @@ class CorsOff:
         if scope["type"] != "http" or not _is_preflight(scope):
             await self.app(scope, receive, send)
             return
-        body = json.dumps(error_body("cors_disabled", "invalid_request_error",
-                                     "cross-origin requests are not enabled on this server; set cors_origins")).encode()
-        await send({"type": "http.response.start", "status": 403,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        for reply in json_messages(403, error_body("cors_disabled", "invalid_request_error", "cross-origin requests "
+                                                   "are not enabled on this server; set cors_origins")):
+            await send(reply)
 
 
 class TrustedHosts:
@@ -92,12 +87,10 @@ class TrustedHosts:
         if self._trusted(host_of(raw)):
             await self.app(scope, receive, send)
             return
-        body = json.dumps(error_body("untrusted_host", "invalid_request_error",
-                                     "the Host header names a host this server does not serve; "
-                                     "see the trusted_hosts setting")).encode()
-        await send({"type": "http.response.start", "status": 400,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        for reply in json_messages(400, error_body("untrusted_host", "invalid_request_error",
+                                                   "the Host header names a host this server does not serve; "
+                                                   "see the trusted_hosts setting")):
+            await send(reply)
 
 
 def host_of(header: str) -> str:

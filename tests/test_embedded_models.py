@@ -110,8 +110,8 @@ def test_paths_are_under_the_cache_dir(cache, tmp_path, monkeypatch) -> None:
 
 def test_the_installed_pieces_add_up_to_the_recorded_size() -> None:
     qwen = EMBEDDED_MODELS[QWEN]
-    if any(importlib.util.find_spec(p.module) is None for p in qwen.packages):
-        pytest.skip("the gguf extra is not installed")
+    missing = [p.module for p in qwen.packages if importlib.util.find_spec(p.module) is None]
+    assert not missing, f"not installed: {missing} (make install installs the gguf extra)"
     total = 0
     for piece in qwen.pieces:
         with importlib.resources.as_file(importlib.resources.files(piece.module).joinpath(piece.resource)) as p:
