@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from asr_ocr_model_server.backends import build_registry
@@ -13,7 +15,7 @@ from serving_core.registry import ModelRegistry
 from serving_core.settings import ServerSettings
 
 
-def create_app(settings: ServerSettings | None = None, registry: ModelRegistry | None = None) -> FastAPI:
+def create_app(settings: ServerSettings | None = None, registry: ModelRegistry[Any] | None = None) -> FastAPI:
     """Build the ASR/OCR server app; models start loading when the app starts, unless ``registry`` already is."""
     settings = settings or AsrOcrServerSettings.load()
     return create_model_app(settings, registry or build_registry(settings), title="ASR/OCR model server",

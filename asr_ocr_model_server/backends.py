@@ -8,22 +8,42 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
+from asr_ocr_model_server.asr.transcript import AsrModel
 from asr_ocr_model_server.backend_options import (
     FasterWhisperOptions,
     OpenAIWhisperOptions,
     RapidOcrOptions,
     TransformersOcrOptions,
 )
+from asr_ocr_model_server.ocr.lines import OcrModel
 from serving_core.errors import PermanentLoadError
-from serving_core.registry import ModelRegistry
+from serving_core.registry import Loader, ModelRegistry
+from serving_core.registry_settings import registry_from_settings
 from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
 
 Task = Literal["asr", "ocr"]
+
+AsrOcrModel = AsrModel | OcrModel
+"""A loaded model on this server: what the registry's handles are."""
+
+
+def as_asr(handle: AsrOcrModel) -> AsrModel:
+    """The handle of a model already checked to serve ASR (``UploadServing.pick``), typed as one."""
+    if not isinstance(handle, AsrModel):
+        raise TypeError(f"{type(handle).__name__} is not a speech-to-text model")
+    return handle
+
+
+def as_ocr(handle: AsrOcrModel) -> OcrModel:
+    """The handle of a model already checked to serve OCR (``UploadServing.pick``), typed as one."""
+    if not isinstance(handle, OcrModel):
+        raise TypeError(f"{type(handle).__name__} is not an OCR model")
+    return handle
 
 
 @dataclass(frozen=True)
@@ -49,10 +69,10 @@ def task_of(spec: ModelSpec) -> Task:
     return BACKENDS[spec.backend].task
 
 
-def make_loader(model_dir: str | None):  # noqa: ANN201 - returns serving_core.registry.Loader
+def make_loader(model_dir: str | None) -> Loader[AsrOcrModel]:
     """A registry loader that imports the spec's backend module on first use and loads the model."""
 
-    def load(spec: ModelSpec) -> Any:
+    def load(spec: ModelSpec) -> AsrOcrModel:
         info = BACKENDS.get(spec.backend)
         if info is None:
             raise PermanentLoadError(f"unknown backend '{spec.backend}'; choose one of {sorted(BACKENDS)}")
@@ -63,29 +83,30 @@ def make_loader(model_dir: str | None):  # noqa: ANN201 - returns serving_core.r
                 f"backend '{spec.backend}' needs a package that is not installed ({exc}); "
                 f"install the extra: pip install -e {info.package_hint}"
             ) from None
-        return module.load(spec, model_dir)
+        model: AsrOcrModel = module.load(spec, model_dir)
+        return model
 
     return load
 
 
-def warmup(handle: Any) -> None:
+def warmup(handle: AsrOcrModel) -> None:
     handle.warmup()
 
 
-def release(handle: Any) -> None:
+def release(handle: AsrOcrModel) -> None:
     close = getattr(handle, "close", None)
     if close is not None:
         close()
 
 
-def interrupt(handle: Any) -> None:
+def interrupt(handle: AsrOcrModel) -> None:
     """Ask a backend to stop its running call (shutdown); backends without a way to are waited for."""
     stop = getattr(handle, "interrupt", None)
     if stop is not None:
         stop()
 
 
-def build_registry(settings: ServerSettings) -> ModelRegistry:
+def build_registry(settings: ServerSettings) -> ModelRegistry[AsrOcrModel]:
     """The registry of the configured ASR/OCR models (not started)."""
-    return ModelRegistry.from_settings(settings, make_loader(settings.model_dir), warmup=warmup, release=release,
-                                       interrupt=interrupt)
+    return registry_from_settings(settings, make_loader(settings.model_dir), warmup=warmup, release=release,
+                                  interrupt=interrupt)

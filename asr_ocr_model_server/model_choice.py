@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import Depends
 
-from asr_ocr_model_server.backends import Task, task_of
+from asr_ocr_model_server.backends import AsrOcrModel, Task, task_of
 from asr_ocr_model_server.settings import AsrOcrServerSettings
 from serving_core.dependencies import MetricsDep, RegistryDep, SettingsDep
 from serving_core.errors import BadRequest, ModelNotFound
@@ -28,12 +28,13 @@ class UploadServing:
     """The model-facing half of the upload routes: pick the model for a task, check and decode the
     upload, run the model on it, count what was processed. Reached through ``UploadServingDep``."""
 
-    def __init__(self, registry: ModelRegistry, settings: AsrOcrServerSettings, metrics: ServerMetrics) -> None:
+    def __init__(self, registry: ModelRegistry[AsrOcrModel], settings: AsrOcrServerSettings,
+                 metrics: ServerMetrics) -> None:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
 
-    async def pick(self, name: str | None, task: Task) -> ManagedModel:
+    async def pick(self, name: str | None, task: Task) -> ManagedModel[AsrOcrModel]:
         """The named model (default: the first ready model for ``task``), ready and held for the
         request (loaded now if it loads on demand); typed errors otherwise."""
         registry = self.registry
@@ -52,7 +53,7 @@ class UploadServing:
         return managed
 
     async def run(self, name: str | None, task: Task, check: Callable[[], None], decode: Callable[[], T],
-                  call: Callable[[Any, T], R]) -> tuple[str, R]:
+                  call: Callable[[AsrOcrModel, T], R]) -> tuple[str, R]:
         """Pick the model and ``check`` the upload (cheap: a wrong or oversized file is refused at once,
         not after queueing), then decode it and run ``call(handle, decoded)`` in one worker thread
         under the model's guard.
@@ -69,7 +70,7 @@ class UploadServing:
             data = decode()
             large = approx_nbytes(data) >= TRIM_AFTER_BYTES
             try:
-                return call(managed.handle, data)
+                return call(managed.loaded, data)
             finally:
                 del data
                 if large:

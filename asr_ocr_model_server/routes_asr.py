@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from asr_ocr_model_server.asr.subtitles import to_srt, to_vtt
 from asr_ocr_model_server.asr.transcript import Transcript
 from asr_ocr_model_server.audio_input import check_audio, decode_audio
+from asr_ocr_model_server.backends import as_asr
 from asr_ocr_model_server.model_choice import UploadServing, UploadServingDep
 from asr_ocr_model_server.schemas import (
     AsrResponse,
@@ -37,7 +38,8 @@ async def transcribe_upload(serving: UploadServing, upload: UploadFile, model: s
     name, transcript = await serving.run(
         model, "asr", lambda: check_audio(upload.file, upload.filename),
         lambda: decode_audio(upload.file, upload.filename, max_seconds),
-        lambda handle, audio: handle.transcribe(audio, language=language, prompt=prompt, temperature=temperature),
+        lambda handle, audio: as_asr(handle).transcribe(audio, language=language, prompt=prompt,
+                                                        temperature=temperature),
     )
     serving.count("audio_seconds", "seconds of audio transcribed", name, transcript.duration)
     return name, transcript

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
+from asr_ocr_model_server.backends import as_ocr
 from asr_ocr_model_server.image_input import check_image, decode_image, limits_from
 from asr_ocr_model_server.model_choice import UploadServingDep
 from asr_ocr_model_server.routes_asr import ERRORS
@@ -26,7 +27,7 @@ def ocr_router() -> APIRouter:
         name, lines = await serving.run(
             model, "ocr", lambda: check_image(image.file, limits, image.filename),
             lambda: decode_image(image.file, limits, image.filename),
-            lambda handle, img: handle.read(img),
+            lambda handle, img: as_ocr(handle).read(img),
         )
         serving.count("images", "images read (OCR)", name)
         return OcrResponse(

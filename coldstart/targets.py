@@ -8,6 +8,7 @@ import wave
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -98,11 +99,11 @@ def white_png(width: int = 64, height: int = 32) -> bytes:
 ASR_BACKENDS = {"faster_whisper", "openai_whisper"}
 
 
-def first_inference(client: httpx.Client, target: ServerTarget, models: dict[str, dict]) -> dict[str, float]:
+def first_inference(client: httpx.Client, target: ServerTarget, models: dict[str, dict[str, Any]]) -> dict[str, float]:
     """Run the tiny first requests a user would send; return each one's latency. Raises on a non-200."""
     import time
 
-    probes: list[tuple[str, str, dict]] = []
+    probes: list[tuple[str, str, dict[str, Any]]] = []
     if target.key == "gguf":
         probes.append(("generate", "/generate", {"json": {"prompt": "Hello", "max_tokens": 1, "temperature": 0}}))
     else:

@@ -180,7 +180,7 @@ def import_llama() -> Any:
     return lib
 
 
-def make_loader(model_dir: str | None, compute: ComputeSlots, max_waiting: int) -> Loader:
+def make_loader(model_dir: str | None, compute: ComputeSlots, max_waiting: int) -> Loader[LlamaModel]:
     """A registry loader that builds LlamaModel handles (model + engine) from specs."""
 
     def load(spec: ModelSpec) -> LlamaModel:

@@ -262,7 +262,10 @@ class Sampler:
         chain_params = lib.llama_sampler_chain_default_params()
         chain_params.no_perf = True
         self.ptr = lib.llama_sampler_chain_init(chain_params)
-        add = lambda s: lib.llama_sampler_chain_add(self.ptr, s)  # noqa: E731 - local shorthand
+
+        def add(sampler: Any) -> None:
+            lib.llama_sampler_chain_add(self.ptr, sampler)
+
         if banned:
             biases = (lib.llama_logit_bias * len(banned))()
             for i, token in enumerate(banned):
@@ -335,4 +338,4 @@ def longest_piece_bytes(model: NativeModel) -> int:
     ~0.6 s for Gemma's 262k tokens, so only computed for prompts too large to just tokenize."""
     get_piece, vocab = model._lib.llama_token_to_piece, model.vocab
     buf = ctypes.create_string_buffer(256)
-    return max(1, max(abs(get_piece(vocab, t, buf, len(buf), 0, True)) for t in range(model.n_vocab)))
+    return max(1, max(abs(int(get_piece(vocab, t, buf, len(buf), 0, True))) for t in range(model.n_vocab)))

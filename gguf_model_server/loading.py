@@ -6,14 +6,15 @@ from gguf_model_server.llama_backend import LlamaModel, make_loader
 from gguf_model_server.model_files import model_file
 from serving_core.compute import ComputeSlots
 from serving_core.registry import ModelRegistry
+from serving_core.registry_settings import registry_from_settings
 from serving_core.settings import ServerSettings
 
 
-def build_registry(settings: ServerSettings) -> ModelRegistry:
+def build_registry(settings: ServerSettings) -> ModelRegistry[LlamaModel]:
     """A registry whose models each get an engine; all engines share the server's compute slots."""
     compute = ComputeSlots(settings.effective_compute_slots())
     loader = make_loader(settings.model_dir, compute, settings.max_waiting_per_model)
-    return ModelRegistry.from_settings(
+    return registry_from_settings(
         settings, loader, warmup=LlamaModel.warmup, release=LlamaModel.close, interrupt=LlamaModel.interrupt,
         # Two path-less specs share a model only if they mean the same embedded file.
         share_key=lambda spec: spec.load_key(model_file(spec, settings.model_dir)),

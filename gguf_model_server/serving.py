@@ -79,7 +79,7 @@ async def _until_disconnected(request: Request) -> None:
 class GenerationServing:
     """The engine-facing half of every generation route."""
 
-    def __init__(self, registry: ModelRegistry, metrics: ServerMetrics) -> None:
+    def __init__(self, registry: ModelRegistry[LlamaModel], metrics: ServerMetrics) -> None:
         self.registry = registry
         self.metrics = metrics
 
@@ -97,7 +97,7 @@ class GenerationServing:
     async def admit(self, model: str | None, tokenize: Tokenize, params: GenerationParams) -> Admitted:
         """Find the model, tokenize and admit; raises the typed 4xx/5xx errors before any response."""
         managed, _ = await self.registry.acquire(model)  # held until the request (its stream too) ends
-        llama: LlamaModel = managed.handle
+        llama = managed.loaded
         llama.engine.check_admission()  # cheap, and refuses before the (bounded) tokenizing work
         # Tokenizing beside running decodes is safe: it reads only the vocabulary. peek() counts
         # the thread as inside the model, so shutdown does not free the model under it.

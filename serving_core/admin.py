@@ -8,7 +8,7 @@ while a request holds the model.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
@@ -26,18 +26,18 @@ class ModelInUse(ServingError):
     type = "invalid_request_error"
 
 
-def _info(registry: ModelRegistry, name: str) -> ModelInfo:
+def _info(registry: ModelRegistry[Any], name: str) -> ModelInfo:
     return ModelInfo(name=name, **registry.models[name].snapshot(registry.show_paths))
 
 
-async def _load(registry: ModelRegistry, name: str) -> ModelInfo:
+async def _load(registry: ModelRegistry[Any], name: str) -> ModelInfo:
     model = registry.lookup(name)
     future = registry.request_load(model.name)
     await asyncio.shield(asyncio.wrap_future(future))  # ends as ready or failed (load_timeout bounds it)
     return _info(registry, name)
 
 
-def _unload(registry: ModelRegistry, name: str) -> ModelInfo:
+def _unload(registry: ModelRegistry[Any], name: str) -> ModelInfo:
     model = registry.lookup(name)
     if not registry.unload(model.name):
         raise ModelInUse(f"model '{name}' is serving requests; unload it when they are done")

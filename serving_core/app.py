@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
 
@@ -25,7 +26,7 @@ log = logging.getLogger("serving_core.app")
 
 def create_model_app(
     settings: ServerSettings,
-    registry: ModelRegistry,
+    registry: ModelRegistry[Any],
     *,
     title: str,
     routers: list[APIRouter],
@@ -81,7 +82,7 @@ def create_model_app(
     return app
 
 
-async def _unload_idle_models(registry: ModelRegistry, every: float) -> None:
+async def _unload_idle_models(registry: ModelRegistry[Any], every: float) -> None:
     """Apply ``keep_alive``: unload models idle for longer (never one a request holds)."""
     if all(m.spec.keep_alive < 0 for m in registry.models.values()):
         return

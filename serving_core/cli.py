@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from serving_core.registry import ModelRegistry
 from serving_core.settings import ConfigError, ServerSettings
@@ -40,7 +41,7 @@ def configure_logging(level: str, fmt: str = "text") -> None:
 def run_server(
     prog: str,
     settings_cls: type[ServerSettings],
-    build_registry: Callable[[ServerSettings], ModelRegistry],
+    build_registry: Callable[[ServerSettings], ModelRegistry[Any]],
     app_factory: str,
     argv: list[str] | None = None,
     signals: ShutdownSignals | None = None,
@@ -87,7 +88,7 @@ def run_server(
     return code
 
 
-def _serve(settings: ServerSettings, registry: ModelRegistry, app_factory: str, signals: ShutdownSignals,
+def _serve(settings: ServerSettings, registry: ModelRegistry[Any], app_factory: str, signals: ShutdownSignals,
            t0: float) -> int | None:
     """Load, build the app, serve; None when a signal stopped start-up before uvicorn ran."""
     if settings.early_start:

@@ -6,7 +6,7 @@ the type is checked and a test can override the dependency.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -15,8 +15,8 @@ from serving_core.registry import ModelRegistry
 from serving_core.settings import ServerSettings
 
 
-def get_registry(request: Request) -> ModelRegistry:
-    registry: ModelRegistry = request.app.state.registry
+def get_registry(request: Request) -> ModelRegistry[Any]:
+    registry: ModelRegistry[Any] = request.app.state.registry
     return registry
 
 
@@ -30,6 +30,6 @@ def get_metrics(request: Request) -> ServerMetrics:
     return metrics
 
 
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+RegistryDep = Annotated[ModelRegistry[Any], Depends(get_registry)]
 MetricsDep = Annotated[ServerMetrics, Depends(get_metrics)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -54,7 +54,7 @@ class ModelsResponse(BaseModel):
     models: list[ModelInfo]
 
 
-def overall_status(registry: ModelRegistry) -> tuple[str, str]:
+def overall_status(registry: ModelRegistry[Any]) -> tuple[str, str]:
     """Fold per-model states into one status and a message a person can read."""
     states = [m.state for m in registry.models.values()]
     # Loading on demand (a lazy model's first request, an admin load) is not start-up: still ready.
@@ -76,14 +76,14 @@ def overall_status(registry: ModelRegistry) -> tuple[str, str]:
     return "unhealthy", f"no model is ready; not serving: {', '.join(failed)}"
 
 
-def _by_policy(model: ManagedModel) -> bool:
+def _by_policy(model: ManagedModel[Any]) -> bool:
     """Not loaded now, but it loads on its next request (unloaded without an error, or loading on demand)."""
     return (model.state is ModelState.UNLOADED and model.error is None) or (
         model.on_demand and model.state in (ModelState.PENDING, ModelState.LOADING))
 
 
 def _health_body(request: Request) -> HealthResponse:
-    registry: ModelRegistry = request.app.state.registry
+    registry: ModelRegistry[Any] = request.app.state.registry
     status, message = overall_status(registry)
     return HealthResponse(
         status=status,  # type: ignore[arg-type]
@@ -120,7 +120,7 @@ def health_router() -> APIRouter:
     @router.get("/models", response_model=ModelsResponse)
     async def models(request: Request) -> ModelsResponse:
         """Every configured model with its state and load time."""
-        registry: ModelRegistry = request.app.state.registry
+        registry: ModelRegistry[Any] = request.app.state.registry
         return ModelsResponse(
             default=registry.default_for(),
             models=[ModelInfo(name=n, **s) for n, s in registry.snapshot().items()],
@@ -129,7 +129,7 @@ def health_router() -> APIRouter:
     @router.get("/v1/models", response_model=OpenAIModelList, tags=["openai"])
     async def openai_models(request: Request) -> OpenAIModelList:
         """Every configured model as the ``openai`` SDK's ``models.list()`` reads it, ready ones first."""
-        registry: ModelRegistry = request.app.state.registry
+        registry: ModelRegistry[Any] = request.app.state.registry
         owner = request.app.title
         entries = [OpenAIModel(id=name, created=int(m.transitions["pending"]), owned_by=owner,
                                state=m.state.value, error=m.public_error(registry.show_paths))

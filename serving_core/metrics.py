@@ -38,7 +38,7 @@ class ReportsBusy(Protocol):
 class ServerMetrics:
     """The metrics of one server app."""
 
-    def __init__(self, registry: ModelRegistry, prefix: str) -> None:
+    def __init__(self, registry: ModelRegistry[Any], prefix: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.prefix = prefix
         self.requests = Counter(f"{prefix}_requests", "HTTP requests by route, model and status",
@@ -69,7 +69,7 @@ class ServerMetrics:
 class _ModelCollector(Collector):
     """Per-model gauges read from the model registry when Prometheus scrapes."""
 
-    def __init__(self, registry: ModelRegistry, prefix: str) -> None:
+    def __init__(self, registry: ModelRegistry[Any], prefix: str) -> None:
         self._registry = registry
         self._prefix = prefix
 

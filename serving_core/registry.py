@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from serving_core.errors import (
     ModelFailed,
@@ -23,7 +23,6 @@ from serving_core.errors import (
 )
 from serving_core.request_context import at_request_end, note_load_wait, note_model
 from serving_core.scheduling import ModelGuard
-from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
 
 log = logging.getLogger("serving_core.registry")
@@ -41,17 +40,20 @@ class _Stopped(Exception):
     """The server began shutting down while a load was running."""
 
 
-Loader = Callable[[ModelSpec], Any]
+H = TypeVar("H")
+"""The type of a loaded model handle (``LlamaModel`` on the GGUF server, the ASR/OCR model protocols)."""
+
+Loader: TypeAlias = Callable[[ModelSpec], H]
 """Builds a loaded handle from a spec; raises on failure. Runs in a loader thread."""
 
-Warmup = Callable[[Any], None]
-HandleHook = Callable[[Any], None]
-"""Called with a loaded handle: ``release`` frees it, ``interrupt`` asks running calls in it to stop."""
+HandleHook: TypeAlias = Callable[[H], None]
+"""Called with a loaded handle: ``warmup`` runs it once, ``release`` frees it, ``interrupt`` asks running
+calls in it to stop."""
 
 
 @dataclass
-class ManagedModel:
-    """One configured model and everything known about its lifecycle."""
+class ManagedModel(Generic[H]):
+    """One configured model and everything known about its lifecycle; ``handle`` is the loaded model."""
 
     spec: ModelSpec
     guard: ModelGuard
@@ -59,7 +61,7 @@ class ManagedModel:
     attempts: int = 0
     load_seconds: float | None = None
     error: str | None = None
-    handle: Any = None
+    handle: H | None = None
     shares_with: str | None = None  # the model whose loaded handle (and guard) this one uses
     transitions: dict[str, float] = field(default_factory=dict)
     refs: int = 0  # requests holding the model (it is never unloaded while one does)
@@ -73,6 +75,14 @@ class ManagedModel:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def loaded(self) -> H:
+        """The loaded handle of a ready model (one that ``ModelRegistry.acquire`` or ``get`` returned)."""
+        handle = self.handle
+        if handle is None:
+            raise ModelFailed(f"model '{self.name}' is not loaded")
+        return handle
 
     def set_state(self, state: ModelState, **changes: Any) -> None:
         """Change state and related fields together, so readers never see a half-applied update."""
@@ -101,23 +111,25 @@ class ManagedModel:
             }
 
 
-class ModelRegistry:
-    """Loads every spec in a thread pool and hands out ready models by name."""
+class ModelRegistry(Generic[H]):
+    """Loads every spec in a thread pool and hands out ready models by name.
+
+    ``registry_settings.registry_from_settings`` builds one from a server's settings."""
 
     def __init__(
         self,
         specs: list[ModelSpec],
-        loader: Loader,
+        loader: Loader[H],
         *,
         workers: int | None = None,
         retries: int = 1,
         retry_delay: float = 0.5,
-        warmup: Warmup | None = None,
+        warmup: HandleHook[H] | None = None,
         warmup_default: bool = False,
         max_waiting: int = 32,
         compute: asyncio.Semaphore | None = None,
-        release: HandleHook | None = None,
-        interrupt: HandleHook | None = None,
+        release: HandleHook[H] | None = None,
+        interrupt: HandleHook[H] | None = None,
         share_identical: bool = True,
         share_key: Callable[[ModelSpec], str] = ModelSpec.load_key,
         show_paths: bool = False,
@@ -125,16 +137,16 @@ class ModelRegistry:
         on_demand_wait_seconds: float = 120.0,
     ) -> None:
         compute = compute or asyncio.Semaphore(1)
-        self.models: dict[str, ManagedModel] = {}
+        self.models: dict[str, ManagedModel[H]] = {}
         # Names that configure the same backend, file and options share one loaded handle (and so
         # one guard): loading it once saves the load time and the memory of every extra copy.
-        self._aliases: dict[str, list[ManagedModel]] = {}
-        first_with_key: dict[str, ManagedModel] = {}
+        self._aliases: dict[str, list[ManagedModel[H]]] = {}
+        first_with_key: dict[str, ManagedModel[H]] = {}
         for spec in specs:
             key = share_key(spec)
             primary = first_with_key.get(key) if share_identical else None
             if primary is None:
-                model = ManagedModel(spec=spec, guard=ModelGuard(spec.name, max_waiting, compute))
+                model: ManagedModel[H] = ManagedModel(spec=spec, guard=ModelGuard(spec.name, max_waiting, compute))
                 first_with_key[key] = model
                 self._aliases[spec.name] = []
             else:
@@ -162,30 +174,6 @@ class ModelRegistry:
         self._done = threading.Event()
 
     # -- loading -----------------------------------------------------------------------------
-
-    @classmethod
-    def from_settings(cls, settings: ServerSettings, loader: Loader, warmup: Warmup | None = None,
-                      release: HandleHook | None = None, interrupt: HandleHook | None = None,
-                      share_key: Callable[[ModelSpec], str] = ModelSpec.load_key) -> ModelRegistry:
-        """A registry for the configured models, with the settings' workers, retries, limits and slots."""
-        return cls(
-            settings.models,
-            loader,
-            workers=settings.loader_workers,
-            retries=settings.load_retries,
-            retry_delay=settings.retry_delay_seconds,
-            warmup=warmup,
-            warmup_default=settings.warmup,
-            max_waiting=settings.max_waiting_per_model,
-            compute=asyncio.Semaphore(settings.effective_compute_slots()),
-            release=release,
-            interrupt=interrupt,
-            share_identical=settings.share_identical_models,
-            share_key=share_key,
-            show_paths=settings.show_paths_in_errors,
-            drain_seconds=settings.shutdown_drain_seconds,
-            on_demand_wait_seconds=settings.on_demand_load_wait_seconds,
-        )
 
     @property
     def started(self) -> bool:
@@ -243,7 +231,7 @@ class ModelRegistry:
         )
         self._done.set()
 
-    def _load_one(self, model: ManagedModel) -> None:
+    def _load_one(self, model: ManagedModel[H]) -> None:
         spec = model.spec
         warm = spec.warmup if spec.warmup is not None else self._warmup_default
         max_attempts = 1 + self.retries
@@ -282,7 +270,7 @@ class ModelRegistry:
                      " (warmed up)" if warm else "", seconds)
             return
 
-    def _within_timeout(self, spec: ModelSpec, load: Callable[[], Any]) -> Any:
+    def _within_timeout(self, spec: ModelSpec, load: Callable[[], H]) -> H | None:
         """Run ``load`` in its own thread, waiting at most ``spec.load_timeout`` (and not past shutdown).
 
         A load can block for good (``open()`` on a FIFO named like a model): its thread is then left
@@ -310,12 +298,12 @@ class ModelRegistry:
             raise box["error"]
         return box.get("handle")
 
-    def _set(self, model: ManagedModel, state: ModelState, **changes: Any) -> None:
+    def _set(self, model: ManagedModel[H], state: ModelState, **changes: Any) -> None:
         """Change a loaded model's state, and that of every name sharing it."""
         for m in (model, *self._aliases.get(model.name, ())):
             m.set_state(state, **changes)
 
-    def _fail(self, model: ManagedModel, t0: float, message: str) -> None:
+    def _fail(self, model: ManagedModel[H], t0: float, message: str) -> None:
         seconds = time.perf_counter() - t0
         self._set(model, ModelState.FAILED, error=message, load_seconds=seconds)
         log.error("Model '%s' failed to load: %s. Loading time: %.2f seconds", model.name, message, seconds)
@@ -326,7 +314,7 @@ class ModelRegistry:
 
     # -- lifecycle: load on demand, unload, reload, idle unload ---------------------------------
 
-    def primary(self, model: ManagedModel) -> ManagedModel:
+    def primary(self, model: ManagedModel[H]) -> ManagedModel[H]:
         """The model that owns ``model``'s loaded handle (itself unless it is an alias)."""
         return self.models[model.shares_with] if model.shares_with else model
 
@@ -351,7 +339,7 @@ class ModelRegistry:
             self._loads[model.name] = future
             return future
 
-    def lease(self, model: ManagedModel) -> Callable[[], None]:
+    def lease(self, model: ManagedModel[H]) -> Callable[[], None]:
         """Hold a ready model for one request; call the returned function when the request ends."""
         owner = self.primary(model)
         with self._lifecycle:
@@ -399,7 +387,7 @@ class ModelRegistry:
             log.info("Model '%s' was idle for %g s (keep_alive): unloaded", name, self.models[name].spec.keep_alive)
         return unloaded
 
-    async def acquire(self, name: str | None) -> tuple[ManagedModel, Callable[[], None]]:
+    async def acquire(self, name: str | None) -> tuple[ManagedModel[H], Callable[[], None]]:
         """The ready model a request uses, held (never unloaded) until the returned release is called —
         within an HTTP request, at its end, automatically. A model that is not loaded (lazy, or
         unloaded when idle) is loaded now and waited for, up to ``on_demand_wait_seconds``;
@@ -422,7 +410,7 @@ class ModelRegistry:
 
     # -- lookup ------------------------------------------------------------------------------
 
-    def default_for(self, accept: Callable[[ManagedModel], bool] = lambda _: True) -> str | None:
+    def default_for(self, accept: Callable[[ManagedModel[H]], bool] = lambda _: True) -> str | None:
         """The model a request without a name gets: the first *ready* accepted model, else the first
         accepted one (whose state then explains why it cannot serve)."""
         accepted = [m for m in self.models.values() if accept(m)]
@@ -430,7 +418,7 @@ class ModelRegistry:
         chosen = ready or (accepted[0] if accepted else None)
         return chosen.name if chosen else None
 
-    def lookup(self, name: str | None) -> ManagedModel:
+    def lookup(self, name: str | None) -> ManagedModel[H]:
         """The model called ``name`` (default: see ``default_for``) whatever its state; 404 if unknown."""
         key = self.default_for() if name is None else name
         model = self.models.get(key) if key is not None else None
@@ -442,7 +430,7 @@ class ModelRegistry:
         note_model(model.name)
         return model
 
-    def get(self, name: str | None) -> ManagedModel:
+    def get(self, name: str | None) -> ManagedModel[H]:
         """The ready model called ``name`` (default: see ``default_for``), or a typed error."""
         model = self.lookup(name)
         state = model.state

@@ -18,7 +18,8 @@ PUBLIC_PATHS = frozenset({"/", "/health", "/health/live", "/health/ready", "/doc
 
 def presented_key(scope: Scope) -> bytes | None:
     """The key a request carries: ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``."""
-    for name, value in scope.get("headers", ()):
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for name, value in headers:
         if name == b"authorization" and value[:7].lower() == b"bearer ":
             return value[7:].strip()
         if name == b"x-api-key":

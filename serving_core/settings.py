@@ -200,7 +200,7 @@ class ServerSettings(BaseSettings):
             path = Path(config_path).expanduser()
             if not path.is_file():
                 raise ConfigError(f"config file not found: {path}")
-            klass = type(cls.__name__, (cls,), {"model_config": {**cls.model_config, "yaml_file": path}})
+            klass: type[S] = type(cls.__name__, (cls,), {"model_config": {**cls.model_config, "yaml_file": path}})
         else:
             klass = cls
         try:
@@ -217,7 +217,7 @@ class ServerSettings(BaseSettings):
         if problems:
             source = f" in {path}" if path else ""
             raise ConfigError(f"invalid model configuration{source}:\n" + "\n".join(f"  {p}" for p in problems))
-        return settings  # type: ignore[return-value]
+        return settings
 
     @classmethod
     def _explain(cls, err: Any, path: Path | None, overrides: dict[str, Any]) -> str:

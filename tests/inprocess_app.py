@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from serving_core.app import create_model_app
 from serving_core.dependencies import RegistryDep
 from serving_core.registry import ModelRegistry
+from serving_core.registry_settings import registry_from_settings
 from serving_core.settings import ServerSettings
 from serving_core.specs import ModelSpec
 
@@ -50,7 +51,7 @@ class SettledClient(TestClient):
 def client(loader: Callable[[ModelSpec], Any] | None = None, **settings: Any) -> SettledClient:
     """A started app (lifespan run, eager loads over) on ``settings``; use as a context manager."""
     cfg = FakeSettings(**settings)
-    registry = ModelRegistry.from_settings(cfg, loader or (lambda spec: object()))
+    registry = registry_from_settings(cfg, loader or (lambda spec: object()))
     app = create_model_app(cfg, registry, title="fake model server", routers=[echo_router()])
     c = SettledClient(app, base_url="http://127.0.0.1")
     c.registry = registry

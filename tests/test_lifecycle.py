@@ -12,6 +12,7 @@ from inprocess_app import FakeSettings, client
 
 from serving_core.errors import PermanentLoadError
 from serving_core.registry import ModelRegistry, ModelState
+from serving_core.registry_settings import registry_from_settings
 from serving_core.specs import ModelSpec
 
 
@@ -160,7 +161,7 @@ def test_shutdown_during_a_hanging_load_ends_it_in_a_real_state() -> None:
 
 def test_start_loading_twice_loads_once() -> None:
     loader = CountingLoader()
-    registry = ModelRegistry.from_settings(FakeSettings(models=[model()]), loader)
+    registry = registry_from_settings(FakeSettings(models=[model()]), loader)
     registry.start_loading()
     registry.start_loading()
     assert registry.wait(5)

@@ -356,3 +356,16 @@ def test_the_loading_line_says_what_happens(caplog, names, workers, line) -> Non
     assert reg.wait(10)
     assert line in caplog.text
     assert caplog.text.count("PERFORMANCE:") == 1
+
+
+def test_loaded_handle_of_an_unloaded_model_is_a_typed_error():
+    from serving_core.errors import ModelFailed
+
+    reg = ModelRegistry(specs("m"), lambda s: "h", release=lambda h: None)
+    reg.start_loading()
+    assert reg.wait(5)
+    assert reg.get("m").loaded == "h"
+    assert reg.unload("m")
+    with pytest.raises(ModelFailed, match="'m' is not loaded"):
+        _ = reg.models["m"].loaded
+    reg.close()

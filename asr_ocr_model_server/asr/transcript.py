@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -30,6 +30,7 @@ class Transcript:
     segments: list[Segment]
 
 
+@runtime_checkable
 class AsrModel(Protocol):
     def transcribe(self, audio: np.ndarray, *, language: str | None, prompt: str | None,
                    temperature: float | None) -> Transcript: ...

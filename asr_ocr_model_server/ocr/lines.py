@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -15,6 +15,7 @@ class TextLine:
     box: list[list[float]] | None  # four [x, y] corners, clockwise from top-left
 
 
+@runtime_checkable
 class OcrModel(Protocol):
     def read(self, image: Image.Image) -> list[TextLine]: ...
 
