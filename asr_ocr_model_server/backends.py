@@ -7,7 +7,9 @@ imports torch or transformers (imports are a large part of cold start).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
@@ -87,6 +89,16 @@ def make_loader(model_dir: str | None) -> Loader[AsrOcrModel]:
         return model
 
     return load
+
+
+def weight_paths(spec: ModelSpec, model_dir: str | None) -> list[Path]:
+    """The files or folders of weights that loading ``spec`` reads (for page-cache eviction and
+    I/O figures): the backend module's ``weights(spec, model_dir)`` when it has one (embedded
+    defaults), else the spec's own path."""
+    module = importlib.import_module(BACKENDS[spec.backend].module)
+    find: Callable[[ModelSpec, str | None], Path | None] | None = getattr(module, "weights", None)
+    path = find(spec, model_dir) if find is not None else spec.resolved_path(model_dir)
+    return [path] if path is not None else []
 
 
 def warmup(handle: AsrOcrModel) -> None:

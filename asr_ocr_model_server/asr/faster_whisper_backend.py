@@ -55,9 +55,14 @@ class FasterWhisperModel:
         self.transcribe(silence(), language=None, prompt=None, temperature=None)
 
 
+def weights(spec: ModelSpec, model_dir: str | None) -> Path:
+    """The model directory ``load`` reads: the spec's path, else the embedded tiny.en."""
+    return spec.resolved_path(model_dir) or default_model_path()
+
+
 def load(spec: ModelSpec, model_dir: str | None) -> FasterWhisperModel:
     opts = parse_options(FasterWhisperOptions, spec)
-    path = spec.resolved_path(model_dir) or default_model_path()
+    path = weights(spec, model_dir)
     # A name like "tiny.en" would make faster-whisper try a hub download: only a directory will do.
     require_path(path, "CTranslate2 Whisper model directory", "directory", spec.path_hint(model_dir))
     if not (path / "model.bin").exists():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,13 @@ class RapidOcrModel:
 
     def warmup(self) -> None:
         self.read(blank_image())
+
+
+def weights(spec: ModelSpec, model_dir: str | None) -> Path | None:
+    """The folder of ONNX models bundled in RapidOCR's wheel (the only ones it serves here), found
+    without importing RapidOCR."""
+    found = importlib.util.find_spec("rapidocr")
+    return Path(found.origin).parent / "models" if found is not None and found.origin else None
 
 
 def load(spec: ModelSpec, model_dir: str | None) -> RapidOcrModel:
