@@ -3,7 +3,7 @@
 # other) installs into that interpreter instead.
 PYTHON ?= .venv/bin/python
 
-.PHONY: install run test lint
+.PHONY: install run test lint docker-smoke
 
 install:
 	PYTHON=$(PYTHON) bash scripts/install.sh
@@ -20,3 +20,9 @@ test: install
 lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
+
+# Build both images, run them with Compose, measure and check them (needs root for the Docker
+# engine it starts when none runs); see scripts/docker_smoke.py and the README's Docker section.
+docker-smoke: install
+	bash scripts/install-test-deps.sh
+	$(PYTHON) scripts/docker_smoke.py

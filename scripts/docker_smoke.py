@@ -18,8 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ TAG = project_version()  # the tag deploy/k8s/*.yaml use too
 IMAGES = {"gguf": (f"model-servers-gguf:{TAG}", "Dockerfile.gguf"),
           "asr-ocr": (f"model-servers-asr-ocr:{TAG}", "Dockerfile.asr")}
 EMBEDDED_MODEL_BYTES = {"gguf": "/opt/models", "asr-ocr": None}  # where the image keeps model bytes
+DOWN = ("unhealthy", "exited", "dead", "missing")  # Docker states of a container that will not get ready
 SPEECH = "the quick brown fox jumps over the lazy dog"
 IMAGE_TEXT = "HELLO WORLD 2026"
 
@@ -128,22 +130,57 @@ def health_status(compose: list[str], env: dict[str, str], service: str) -> str:
     return run("docker", "inspect", "-f", status, cid, capture=True).strip()
 
 
-def poll_ready(url: str, t0: float, timeout: float) -> float:
-    with httpx.Client(base_url=url, timeout=2) as client:
-        while time.perf_counter() - t0 < timeout:
-            with suppress(httpx.TransportError):
-                if client.get("/health/ready").status_code == 200:
-                    return time.perf_counter() - t0
+def container_exit_code(compose: list[str], env: dict[str, str], service: str) -> int:
+    cid = run(*compose, "ps", "-q", service, env=env, capture=True).strip()
+    return int(run("docker", "inspect", "-f", "{{.State.ExitCode}}", cid, capture=True).strip())
+
+
+def poll_ready(urls: dict[str, str], t0: float, timeout: float,
+               still_running: Callable[[str], bool]) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds from ``t0`` to each service's first ``/health/ready`` 200 (all polled together), and
+    the wall-clock time of each; fails at once if a container stops."""
+    ready: dict[str, float] = {}
+    wall: dict[str, float] = {}
+    checked = time.perf_counter()
+    with httpx.Client(timeout=2) as client:
+        while len(ready) < len(urls) and time.perf_counter() - t0 < timeout:
+            for service, url in urls.items():
+                if service in ready:
+                    continue
+                with suppress(httpx.TransportError):
+                    if client.get(f"{url}/health/ready").status_code == 200:
+                        ready[service] = round(time.perf_counter() - t0, 2)
+                        wall[service] = time.time()
+            if time.perf_counter() - checked > 1:
+                checked = time.perf_counter()
+                stopped = [s for s in urls if s not in ready and not still_running(s)]
+                if stopped:
+                    raise SystemExit(f"container {stopped} stopped before it was ready")
             time.sleep(0.02)
-    raise SystemExit(f"{url} not ready after {timeout:.0f} s")
+    if len(ready) < len(urls):
+        raise SystemExit(f"not ready after {timeout:.0f} s: {sorted(set(urls) - set(ready))}")
+    return ready, wall
 
 
-def first_answers(gguf: str, asr: str, media_dir: Path) -> dict[str, Any]:
-    """Real answers: completion text from Gemma, a transcript of synthesized speech, OCR of rendered text."""
+def started_at(compose: list[str], env: dict[str, str], service: str) -> float:
+    """When Docker started the service's container (wall clock, seconds)."""
+    cid = run(*compose, "ps", "-q", service, env=env, capture=True).strip()
+    stamp = run("docker", "inspect", "-f", "{{.State.StartedAt}}", cid, capture=True).strip()
+    # RFC 3339 with nanoseconds: keep microseconds for fromisoformat.
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
+
+
+def make_media(media_dir: Path) -> tuple[Path, Path]:
+    """Synthesized speech of SPEECH and an image of IMAGE_TEXT (made before the clock starts)."""
     from media import render_text_image, speak_wav
 
-    wav = speak_wav(SPEECH, media_dir / "speech.wav", speed=150, word_gap=5)
-    png = render_text_image([IMAGE_TEXT], media_dir / "text.png")
+    return (speak_wav(SPEECH, media_dir / "speech.wav", speed=150, word_gap=5),
+            render_text_image([IMAGE_TEXT], media_dir / "text.png"))
+
+
+def first_answers(gguf: str, asr: str, wav: Path, png: Path) -> dict[str, Any]:
+    """Real answers: completion text from Gemma, a transcript of the speech, the text in the image."""
     with httpx.Client(timeout=120) as client:
         gen = client.post(f"{gguf}/generate", json={"prompt": "The capital of France is", "max_tokens": 12,
                                                      "temperature": 0})
@@ -185,14 +222,17 @@ def smoke(args: argparse.Namespace) -> dict[str, Any]:
            "SMOKE_ASR_PORT": str(ports["asr-ocr"])}
     base = [*compose, "-p", PROJECT, "-f", str(COMPOSE_FILE)]
     urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
+    media = make_media(Path(tempfile.mkdtemp(prefix="docker-smoke-")))
     try:
         log(f"compose up: gguf on {ports['gguf']}, asr-ocr on {ports['asr-ocr']}")
         t0 = time.perf_counter()
         run(*base, "up", "-d", "--no-build", env=env)
-        ready = {s: round(poll_ready(u, t0, args.timeout), 2) for s, u in urls.items()}
+        ready, wall = poll_ready(urls, t0, args.timeout,
+                                 lambda service: health_status(base, env, service) not in DOWN)
         report["compose_up_to_ready_seconds"] = ready
-        with tempfile.TemporaryDirectory() as tmp:
-            answers = first_answers(urls["gguf"], urls["asr-ocr"], Path(tmp))
+        report["container_start_to_ready_seconds"] = {
+            s: round(wall[s] - started_at(base, env, s), 2) for s in urls}
+        answers = first_answers(urls["gguf"], urls["asr-ocr"], *media)
         report["first_inference_after_up_seconds"] = round(time.perf_counter() - t0, 2)
         report["answers"] = answers
         log("waiting for Docker's health status")
@@ -202,7 +242,7 @@ def smoke(args: argparse.Namespace) -> dict[str, Any]:
             status = {s: health_status(base, env, s) for s in IMAGES}
             if all(v == "healthy" for v in status.values()):
                 break
-            if any(v in ("unhealthy", "exited", "dead", "missing") for v in status.values()):
+            if any(v in DOWN for v in status.values()):
                 break
             time.sleep(1)
         report["docker_health"] = status
@@ -213,12 +253,52 @@ def smoke(args: argparse.Namespace) -> dict[str, Any]:
             run(sys.executable, "test_cold_start.py", "--gguf-url", urls["gguf"], "--asr-url", urls["asr-ocr"],
                 "--quiet", "--json", out.name)
             report["test_cold_start"] = json.loads(Path(out.name).read_text())
+        log("docker stop (SIGTERM, drain): every container must exit 0")
+        run(*base, "stop", "--timeout", "45", env=env)
+        codes = {s: container_exit_code(base, env, s) for s in IMAGES}
+        report["exit_codes_after_stop"] = codes
+        if any(code != 0 for code in codes.values()):
+            raise SystemExit(f"containers did not stop cleanly: {codes}")
+    except BaseException:
+        print(run(*base, "logs", "--no-color", env=env, capture=True)[-6000:])
+        raise
     finally:
-        logs = run(*base, "logs", "--no-color", env=env, capture=True) if args.show_logs else ""
         run(*base, "down", "--timeout", "45", env=env)
-        if logs:
-            print(logs[-5000:])
+        shutil.rmtree(media[0].parent, ignore_errors=True)
+    log("each server alone: in its container (docker run) and outside, one run each")
+    report["container_vs_outside"] = side_by_side()
     return report
+
+
+def side_by_side() -> dict[str, dict[str, dict[str, float]]]:
+    """Each server alone, in its container (`docker run`) and outside (this checkout), one after the
+    other: spawn → /health/ready 200 and → the first tiny requests answered (coldstart's probes)."""
+    from coldstart.processes import ServerProcess, module_command, server_env
+    from coldstart.targets import asr_ocr_target, first_inference, gguf_target
+
+    setups = {"gguf": (gguf_target(None, None, None), "MODEL_SERVER_PORT"),
+              "asr-ocr": (asr_ocr_target(None, None, None), "ASR_OCR_PORT")}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for service, (target, port_var) in setups.items():
+        image = IMAGES[service][0]
+
+        def in_container(port: int, image: str = image, port_var: str = port_var) -> list[str]:
+            return ["docker", "run", "--rm", "--network", "host", "--read-only", "--tmpfs", "/tmp",
+                    "-e", f"{port_var}={port}", image]
+
+        out[service] = {}
+        for where, command in (("container", in_container), ("outside", module_command(target.module))):
+            with tempfile.NamedTemporaryFile(suffix=".log") as log_file:
+                srv = ServerProcess(command, Path(log_file.name), env=server_env())
+                try:
+                    ready, _ = srv.wait_for("/health/ready", lambda r: r.status_code == 200, 300)
+                    models = srv.client.get("/health").json()["models"]
+                    first_inference(srv.client, target, models)
+                    out[service][where] = {"ready_s": round(ready, 2),
+                                           "first_inference_s": round(time.perf_counter() - srv.t_spawn, 2)}
+                finally:
+                    srv.stop(grace=45)
+    return out
 
 
 def asr_model_bytes(image: str) -> int:
@@ -236,9 +316,18 @@ def summary(report: dict[str, Any]) -> str:
                      f"build {report['build_seconds'][service]:.0f} s")
     ready = report["compose_up_to_ready_seconds"]
     lines.append(f"  compose up → /health/ready 200: gguf {ready['gguf']:.2f} s, asr-ocr {ready['asr-ocr']:.2f} s")
+    started = report["container_start_to_ready_seconds"]
+    lines.append(f"  container start → /health/ready 200: gguf {started['gguf']:.2f} s, "
+                 f"asr-ocr {started['asr-ocr']:.2f} s")
     lines.append(f"  compose up → first /generate, /asr and /ocr answered: "
                  f"{report['first_inference_after_up_seconds']:.2f} s")
-    lines.append(f"  Docker health: {report['docker_health']}")
+    for service, where in report["container_vs_outside"].items():
+        c, o = where["container"], where["outside"]
+        lines.append(f"  {service} alone, spawn → ready: docker run {c['ready_s']:.2f} s, outside "
+                     f"{o['ready_s']:.2f} s; → first inference: {c['first_inference_s']:.2f} s vs "
+                     f"{o['first_inference_s']:.2f} s")
+    lines.append(f"  Docker health: {report['docker_health']}; exit codes after docker stop: "
+                 f"{report['exit_codes_after_stop']}")
     lines.append(f"  answers: {report['answers']}")
     return "\n".join(lines)
 
@@ -247,7 +336,6 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for ready/healthy (default 300)")
     p.add_argument("--json", type=Path, help="write every figure to this file")
-    p.add_argument("--show-logs", action="store_true", help="print the containers' logs at the end")
     args = p.parse_args()
     with docker_engine():
         report = smoke(args)
