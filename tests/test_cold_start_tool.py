@@ -127,8 +127,11 @@ def test_url_mode_measures_a_running_server_and_leaves_it_running(start_server, 
 
 
 def test_ctrl_c_kills_the_servers(tmp_path) -> None:
+    # Ctrl-C's default action, even when this test runs as a background job (which starts with
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler).
     proc = subprocess.Popen([sys.executable, "test_cold_start.py", "--quiet"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pids = []
     deadline = time.monotonic() + 60
     while len(pids) < 2 and time.monotonic() < deadline:
