@@ -99,7 +99,7 @@ class EmbeddedModel:
     size: int                              # bytes of the assembled file
     description: str
     licence: str
-    use: Literal["completion", "chat"]
+    use: Literal["completion", "chat", "transcription"]
     directory: Callable[[], Path]          # where the assembled file lives
     pieces: tuple[Piece, ...] = ()         # joined in order, when there is no ``assemble``
     sha256: str | None = None              # checked after joining ``pieces``
@@ -217,21 +217,25 @@ def missing_packages(model: EmbeddedModel) -> list[str]:
     return [p.requirement for p in model.packages if importlib.util.find_spec(p.module) is None]
 
 
-_locks: dict[str, threading.Lock] = {}  # one per model: concurrent loads assemble it once
+_locks: dict[str, threading.Lock] = {}  # one per file: concurrent loads assemble it once
 
 
 def prepare(name: str) -> Path:
-    """Assemble the embedded model ``name`` (once) and verify it; return its path.
+    """Assemble the embedded model ``name`` (once) and verify it; return its path."""
+    return prepare_model(embedded_model(name))
+
+
+def prepare_model(model: EmbeddedModel) -> Path:
+    """Assemble ``model``'s file (once) and verify it; return its path.
 
     When the file is there with the right size, its hash is verified (a mismatch is an error,
     not silently replaced). Otherwise the pieces are joined into a temporary file in the same
     directory, synced, verified and renamed into place, so the path never holds a partial file.
     """
-    model = embedded_model(name)
     missing = missing_packages(model)
     if missing:
         raise _missing(model, missing)
-    with _locks.setdefault(name, threading.Lock()):
+    with _locks.setdefault(str(model.path), threading.Lock()):
         target = model.path
         target.parent.mkdir(parents=True, exist_ok=True)
         if _size_or_none(target) == model.size:
