@@ -18,4 +18,6 @@ def build_registry(settings: ServerSettings) -> ModelRegistry[LlamaModel]:
         settings, loader, warmup=LlamaModel.warmup, release=LlamaModel.close, interrupt=LlamaModel.interrupt,
         # Two path-less specs share a model only if they mean the same embedded file.
         share_key=lambda spec: spec.load_key(model_file(spec, settings.model_dir)),
+        # Only a mapped model's memory is the file's page cache (use_mmap: false copies it).
+        weights=lambda model: [model.path] if model.options.use_mmap else [],
     )

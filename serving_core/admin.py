@@ -27,7 +27,7 @@ class ModelInUse(ServingError):
 
 
 def _info(registry: ModelRegistry[Any], name: str) -> ModelInfo:
-    return ModelInfo(name=name, **registry.models[name].snapshot(registry.show_paths))
+    return ModelInfo(name=name, **registry.model_snapshot(name))
 
 
 async def _load(registry: ModelRegistry[Any], name: str) -> ModelInfo:

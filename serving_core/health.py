@@ -19,6 +19,9 @@ class ModelHealth(BaseModel):
     error: str | None
     since: float
     shares_with: str | None = None
+    weights_resident: float | None = Field(
+        default=None, description="share (0-1) of a ready model's memory-mapped weight files in the page cache; "
+        "pages outside it are read from disk by the request that first touches them")
 
 
 class HealthResponse(BaseModel):

@@ -7,9 +7,10 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from serving_core.errors import (
@@ -22,6 +23,7 @@ from serving_core.errors import (
     hide_paths,
 )
 from serving_core.request_context import at_request_end, note_load_wait, note_model
+from serving_core.residency import resident_fraction
 from serving_core.scheduling import ModelGuard
 from serving_core.specs import ModelSpec
 
@@ -135,6 +137,7 @@ class ModelRegistry(Generic[H]):
         show_paths: bool = False,
         drain_seconds: float = 30.0,
         on_demand_wait_seconds: float = 120.0,
+        weights: Callable[[H], Sequence[Path]] | None = None,
     ) -> None:
         compute = compute or asyncio.Semaphore(1)
         self.models: dict[str, ManagedModel[H]] = {}
@@ -161,6 +164,8 @@ class ModelRegistry(Generic[H]):
         self.show_paths = show_paths
         self.drain_seconds = drain_seconds
         self.on_demand_wait_seconds = on_demand_wait_seconds
+        self._weights = weights
+        self._residency: dict[str, tuple[float, float | None]] = {}  # primary name → (measured at, fraction)
         self.workers = workers or max(1, len(self._aliases))
         self.retries = retries
         self.retry_delay = retry_delay
@@ -444,7 +449,25 @@ class ModelRegistry(Generic[H]):
         raise ModelFailed(f"model '{model.name}' is unavailable: {reason}")
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {name: m.snapshot(self.show_paths) for name, m in self.models.items()}
+        return {name: self.model_snapshot(name) for name in self.models}
+
+    def model_snapshot(self, name: str) -> dict[str, Any]:
+        """``name``'s public fields, with the share of its weight files in the page cache."""
+        model = self.models[name]
+        return {**model.snapshot(self.show_paths), "weights_resident": self._resident(self.primary(model))}
+
+    def _resident(self, model: ManagedModel[H]) -> float | None:
+        """The page-cache share of a ready model's weight files (measured at most twice a second)."""
+        handle = model.handle
+        if self._weights is None or handle is None or model.state is not ModelState.READY:
+            return None
+        now = time.monotonic()
+        cached = self._residency.get(model.name)
+        if cached is None or now - cached[0] > 0.5:
+            fraction = resident_fraction(self._weights(handle))
+            cached = (now, None if fraction is None else round(fraction, 4))
+            self._residency[model.name] = cached
+        return cached[1]
 
     # -- shutdown ----------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ environment variables (tests and tools build registries directly)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from serving_core.registry import H, HandleHook, Loader, ModelRegistry
 from serving_core.settings import ServerSettings
@@ -21,6 +22,7 @@ def registry_from_settings(
     release: HandleHook[H] | None = None,
     interrupt: HandleHook[H] | None = None,
     share_key: Callable[[ModelSpec], str] = ModelSpec.load_key,
+    weights: Callable[[H], Sequence[Path]] | None = None,
 ) -> ModelRegistry[H]:
     """A registry (not started) for the configured models, with the settings' workers, retries,
     queue limits, compute slots, shutdown drain and on-demand wait; the hooks come from the backend."""
@@ -41,4 +43,5 @@ def registry_from_settings(
         show_paths=settings.show_paths_in_errors,
         drain_seconds=settings.shutdown_drain_seconds,
         on_demand_wait_seconds=settings.on_demand_load_wait_seconds,
+        weights=weights,
     )

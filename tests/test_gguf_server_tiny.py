@@ -19,7 +19,8 @@ def test_health_reports_each_model_and_failures_with_reasons(tiny_server) -> Non
     for name in ("tiny-a", "tiny-b", "tiny-c"):
         assert models[name]["state"] == "ready"
         assert models[name]["load_seconds"] > 0
-    assert models["missing"]["state"] == "failed"
+        assert models[name]["weights_resident"] == 1.0  # llama.cpp populates its mapping while loading
+    assert models["missing"]["state"] == "failed" and models["missing"]["weights_resident"] is None
     assert "not found" in models["missing"]["error"] and "does-not-exist.gguf" in models["missing"]["error"]
     assert models["missing"]["attempts"] == 1  # a missing file is not retried
     assert models["corrupt"]["state"] == "failed" and models["corrupt"]["attempts"] == 2
