@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from coldstart import page_cache
 from coldstart.measure import ServerResult, run_once
 from coldstart.processes import Children, interrupts_as_keyboard_interrupt, wait_port_free
-from coldstart.report import summarize, table
+from coldstart.report import breakdown, summarize, table
 from coldstart.targets import ServerTarget, asr_ocr_target, gguf_target, model_files
 
 
@@ -94,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = build_targets(args)
     timeout = args.timeout or args.target + 60
     modes = ["parallel", "sequential"] if args.sequential else ["parallel"]
+    own_log_dir = args.log_dir is None  # a temporary folder, removed at the end unless something failed
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="cold-start-logs-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     children = Children()
@@ -106,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.repeat):
                 for mode in modes:  # interleaved: A B A B ...
                     if args.cold:
-                        cold_method = page_cache.evict([p for t in targets for p in model_files(t)])
+                        # Only the model files: dropping the whole page cache would also evict every
+                        # Python library and make the figure about the disk, not the server.
+                        cold_method = page_cache.evict([p for t in targets for p in model_files(t)], drop_all=False)
                     results = run_once(targets, mode, children, log_dir, timeout, progress)
                     progress.done()
                     runs.append(results)
@@ -127,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         failures.append("interrupted")
     if runs:
         print(table(summary, args.repeat))
+        for r in runs[-1]:
+            lines = breakdown(r)
+            if lines:
+                print(lines)
     for f in failures:
         print(f"FAIL: {f}", file=sys.stderr)
     passed = not failures
@@ -134,14 +146,58 @@ def main(argv: list[str] | None = None) -> int:
         report: dict[str, Any] = {
             "passed": passed, "failures": failures, "target_s": args.target, "repeat": args.repeat,
             "modes": modes, "cold": args.cold, "cold_method": cold_method, "log_dir": str(log_dir),
-            "created": time.time(), "summary": summary,
+            "created": time.time(), "machine": machine(), "commit": commit(), "summary": summary,
             "runs": [[r.to_dict() for r in run] for run in runs],
         }
         args.json.write_text(json.dumps(report, indent=2))
+    if own_log_dir and passed:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    elif not passed:
+        print(f"server logs kept in {log_dir}", file=sys.stderr)
     if interrupted:
         return 130
-    print("PASS" if passed else "FAILED", f"(target: every server ready within {args.target:g}s)")
+    print(f"{'PASS' if passed else 'FAILED'}: {slowest(runs)} (target: every server ready within {args.target:g}s)")
     return 0 if passed else 1
+
+
+def slowest(runs: list[list[ServerResult]]) -> str:
+    """The slowest time to ready, and whose, for the verdict line."""
+    ready = [(r.ready_s, r.server) for run in runs for r in run if r.ready_s is not None]
+    if not ready:
+        return "no server became ready"
+    seconds, server = max(ready)
+    return f"slowest ready {seconds:.2f} s ({server})"
+
+
+def _proc_line(path: str, prefix: str) -> str | None:
+    """The value after the first line of ``path`` starting with ``prefix`` (e.g. /proc/cpuinfo)."""
+    with suppress(OSError), open(path) as f:
+        for line in f:
+            if line.startswith(prefix):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    mem = _proc_line("/proc/meminfo", "MemTotal")
+    return {"host": platform.node(), "cpu": _proc_line("/proc/cpuinfo", "model name"), "cpus": os.cpu_count(),
+            "memory_bytes": int(mem.split()[0]) * 1024 if mem else None, "kernel": platform.release(),
+            "python": platform.python_version(), "loadavg": os.getloadavg()}
+
+
+def commit() -> str | None:
+    """This checkout's commit (with "+dirty" when it has uncommitted changes), if it is a git checkout."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def _failures(runs: list[list[ServerResult]], target: float) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ from typing import Any
 import httpx
 
 from coldstart.processes import POLL_SECONDS, Children, ServerProcess, server_env
-from coldstart.targets import ServerTarget, first_inference
+from coldstart.targets import ServerTarget, first_inference, first_request_per_model, model_files_by_model, size_of
+
+REFUSED_GRACE_SECONDS = 10.0  # a server started elsewhere (e.g. just now by Compose) gets this long to listen
 
 
 @dataclass
@@ -27,6 +30,10 @@ class ServerResult:
     ready_s: float | None = None  # /health 200 with no model loading
     first_inference_s: float | None = None  # ready + the first tiny requests answered
     first_request_latency: dict[str, float] = field(default_factory=dict)
+    model_first_request_s: dict[str, float] = field(default_factory=dict)  # each model's first request
+    model_bytes: dict[str, int] = field(default_factory=dict)
+    startup: dict[str, Any] | None = None  # the server's /health/startup: where its start-up time went
+    spawn_wall: float | None = None  # time.time() when the tool spawned it
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     status: str = "starting"
     error: str | None = None
@@ -68,7 +75,8 @@ def run_once(
         log_path = log_dir / f"{target.key}-{mode}-{int(time.time() * 1000)}.log"
         server = children.spawn(target.command(), log_path, port=target.port, env=env, client_timeout=timeout)
         servers[target.key] = server
-        results.append(ServerResult(target.key, mode, server.url, pid=server.pid, log_path=str(log_path)))
+        results.append(ServerResult(target.key, mode, server.url, pid=server.pid, log_path=str(log_path),
+                                    spawn_wall=server.spawn_wall, model_bytes=_model_bytes(target)))
         print(f"spawned {target.key} ({mode}) pid {server.pid} on port {server.port}, log {log_path}", flush=True)
     target_of = {t.key: t for t in targets}
     threads = [threading.Thread(target=_follow, args=(r, servers.get(r.server), target_of[r.server], t0, timeout),
@@ -84,6 +92,16 @@ def run_once(
     return results
 
 
+def _model_bytes(target: ServerTarget) -> dict[str, int]:
+    """Each model's weight bytes; none for a configuration the server itself will refuse (and report)."""
+    from serving_core.settings import ConfigError
+
+    try:
+        return {name: size_of(paths) for name, paths in model_files_by_model(target).items()}
+    except ConfigError:
+        return {}
+
+
 def _follow(r: ServerResult, server: ServerProcess | None, target: ServerTarget, t0: float, timeout: float) -> None:
     with httpx.Client(base_url=r.url, timeout=httpx.Timeout(timeout, connect=1.0)) as client:
         while r.status in ("starting", "loading"):
@@ -95,13 +113,21 @@ def _follow(r: ServerResult, server: ServerProcess | None, target: ServerTarget,
                 r.status = "timeout"
                 r.error = f"not ready after {timeout:.0f}s"
                 return
-            _poll(r, client, t0, target)
+            _poll(r, client, t0, target, attached=server is None)
             time.sleep(POLL_SECONDS)
 
 
-def _poll(r: ServerResult, client: httpx.Client, t0: float, target: ServerTarget) -> None:
+def _poll(r: ServerResult, client: httpx.Client, t0: float, target: ServerTarget, attached: bool) -> None:
     try:
         resp = client.get("/health", timeout=2.0)
+    except httpx.ConnectError as exc:
+        if attached and r.live_s is None and time.perf_counter() - t0 > REFUSED_GRACE_SECONDS:
+            # A server started elsewhere is listening within seconds or not at all: a refused
+            # connection is reported as such, not waited out as a slow start.
+            r.status = "refused"
+            r.error = (f"nothing answers at {r.url} after {REFUSED_GRACE_SECONDS:g} s ({exc}); is the server "
+                       "running on that address and port?")
+        return
     except httpx.TransportError:
         return
     now = time.perf_counter() - t0
@@ -125,7 +151,13 @@ def _poll(r: ServerResult, client: httpx.Client, t0: float, target: ServerTarget
     try:
         r.first_request_latency = first_inference(client, target, r.models)
         r.first_inference_s = time.perf_counter() - t0
+        r.model_first_request_s = first_request_per_model(client, target, r.models)
         r.status = "ready"
     except (RuntimeError, httpx.HTTPError) as exc:
         r.status = "failed"
         r.error = f"first inference failed: {exc}"
+        return
+    with suppress(httpx.HTTPError, ValueError):
+        startup = client.get("/health/startup", timeout=5.0)
+        if startup.status_code == 200:
+            r.startup = startup.json()

@@ -94,6 +94,7 @@ class ServerProcess:
         args = command(self.port)
         preexec = None if open_files is None else (lambda: _soft_open_files(open_files))
         with log_path.open("wb") as log:
+            self.spawn_wall = time.time()
             self.t_spawn = time.perf_counter()
             self.proc: subprocess.Popen[bytes] = subprocess.Popen(
                 args, cwd=REPO, env=dict(env) if env is not None else server_env(), stdout=log,

@@ -22,7 +22,8 @@ def summarize(runs: list[list[ServerResult]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for run in runs:
         for r in run:
-            entry = out.setdefault(r.mode, {}).setdefault(r.server, {"_values": {}, "_models": {}})
+            entry = out.setdefault(r.mode, {}).setdefault(r.server, {"_values": {}, "_models": {}, "_first": {},
+                                                                     "_bytes": {}})
             for f in FIGURES:
                 v = getattr(r, f)
                 if v is not None:
@@ -30,11 +31,18 @@ def summarize(runs: list[list[ServerResult]]) -> dict[str, dict[str, Any]]:
             for name, m in r.models.items():
                 if m.get("load_seconds") is not None:
                     entry["_models"].setdefault(name, []).append(m["load_seconds"])
+                if name in r.model_first_request_s:
+                    entry["_first"].setdefault(name, []).append(r.model_first_request_s[name])
+                if name in r.model_bytes:
+                    entry["_bytes"][name] = r.model_bytes[name]
     for servers in out.values():
         for server, entry in servers.items():
             values, models = entry.pop("_values"), entry.pop("_models")
+            first, sizes = entry.pop("_first"), entry.pop("_bytes")
             servers[server] = {f: spread(values.get(f, [])) for f in FIGURES}
             servers[server]["models"] = {n: spread(v) for n, v in models.items()}
+            servers[server]["model_first_request_s"] = {n: spread(v) for n, v in first.items()}
+            servers[server]["model_bytes"] = sizes
     if "parallel" in out and "sequential" in out:
         out["parallel_vs_sequential"] = {}
         for server, figs in out["parallel"].items():
@@ -55,16 +63,20 @@ def _fmt(s: dict[str, Any] | None, repeats: int) -> str:
 
 def table(summary: dict[str, dict[str, Any]], repeats: int) -> str:
     """A plain-text table: one row per (mode, server), then one row per model."""
-    head = ("mode", "server / model", "first answer s", "ready s", "first inference s", "model load s")
+    head = ("mode", "server / model", "first answer s", "ready s", "first inference s", "model load s", "MB",
+            "MB/s", "first request s")
     rows: list[tuple[str, ...]] = [head]
     for mode, servers in summary.items():
         if mode == "parallel_vs_sequential":
             continue
         for server, figs in servers.items():
             rows.append((mode, server, _fmt(figs["live_s"], repeats), _fmt(figs["ready_s"], repeats),
-                         _fmt(figs["first_inference_s"], repeats), ""))
+                         _fmt(figs["first_inference_s"], repeats), "", "", "", ""))
             for name, s in figs["models"].items():
-                rows.append(("", f"  {name}", "", "", "", _fmt(s, repeats)))
+                size = figs["model_bytes"].get(name)
+                rate = f"{size / 1e6 / s['median']:.0f}" if size and s and s["median"] else ""
+                rows.append(("", f"  {name}", "", "", "", _fmt(s, repeats), f"{size / 1e6:.0f}" if size else "",
+                             rate, _fmt(figs["model_first_request_s"].get(name), repeats)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -72,4 +84,28 @@ def table(summary: dict[str, dict[str, Any]], repeats: int) -> str:
         lines.append(f"parallel / sequential time to ready, {server}: {ratio['ready_ratio']:.2f}")
     if repeats > 1:
         lines.append(f"(median over {repeats} starts, min-max in brackets; seconds from spawn)")
+    return "\n".join(lines)
+
+
+def breakdown(r: ServerResult) -> str | None:
+    """Where one server's start went, in seconds from the tool's spawn (the server's /health/startup
+    marks, shifted by when the kernel created the process)."""
+    st = r.startup
+    if not st or st.get("process_start") is None or r.spawn_wall is None:
+        return None
+    shift = st["process_start"] - r.spawn_wall  # spawn → process created
+    marks = st.get("marks", {})
+    steps = [("process", 0.0), ("our code", marks.get("interpreter")), ("imports+config", marks.get("configured")),
+             ("web stack", marks.get("web_stack_ready")), ("HTTP", marks.get("listening")),
+             ("models loaded", st.get("ready"))]
+    parts = [f"{name} {shift + at:.2f}" for name, at in steps if at is not None]
+    if r.ready_s is not None:
+        parts.append(f"ready seen {r.ready_s:.2f}")
+    if r.first_inference_s is not None:
+        parts.append(f"first inference {r.first_inference_s:.2f}")
+    lines = [f"{r.server} ({r.mode}), s from spawn: " + " → ".join(parts)]
+    for name, m in st.get("models", {}).items():
+        if m.get("load_start") is not None and m.get("load_end") is not None:
+            lines.append(f"    {name}: queued {shift + m['queued']:.2f}, load {shift + m['load_start']:.2f} → "
+                         f"{shift + m['load_end']:.2f} ({m['state']})")
     return "\n".join(lines)

@@ -39,19 +39,35 @@ def asr_ocr_target(config: Path | None, port: int | None, url: str | None) -> Se
     return ServerTarget("asr_ocr", "asr_ocr_model_server", config, port, url, env_prefix="ASR_OCR_")
 
 
-def model_files(target: ServerTarget) -> list[Path]:
-    """The weight files/directories the target's configuration makes it read (for page-cache eviction)."""
+def model_files_by_model(target: ServerTarget) -> dict[str, list[Path]]:
+    """Each configured model's weight files/directories (for eviction, bytes and MB/s)."""
     if target.key == "gguf":
         from gguf_model_server.model_files import model_file
         from gguf_model_server.settings import GGUFServerSettings
 
         gguf = GGUFServerSettings.load(target.config)
-        return [model_file(s, gguf.model_dir) for s in gguf.models]
+        return {s.name: [model_file(s, gguf.model_dir)] for s in gguf.models}
     from asr_ocr_model_server.backends import weight_paths
     from asr_ocr_model_server.settings import AsrOcrServerSettings
 
     settings = AsrOcrServerSettings.load(target.config)
-    return [p for spec in settings.models for p in weight_paths(spec, settings.model_dir)]
+    return {spec.name: weight_paths(spec, settings.model_dir) for spec in settings.models}
+
+
+def model_files(target: ServerTarget) -> list[Path]:
+    """The weight files/directories the target's configuration makes it read (for page-cache eviction)."""
+    return list(dict.fromkeys(p for paths in model_files_by_model(target).values() for p in paths))
+
+
+def size_of(paths: list[Path]) -> int:
+    """Bytes of these files (directories: every file inside)."""
+    total = 0
+    for p in paths:
+        if p.is_dir():
+            total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        elif p.is_file():
+            total += p.stat().st_size
+    return total
 
 
 def silent_wav(seconds: float = 1.0, rate: int = 16_000) -> bytes:
@@ -83,8 +99,6 @@ def white_png(width: int = 64, height: int = 32) -> bytes:
 
 def first_inference(client: httpx.Client, target: ServerTarget, models: dict[str, dict[str, Any]]) -> dict[str, float]:
     """Run the tiny first requests a user would send; return each one's latency. Raises on a non-200."""
-    import time
-
     probes: list[tuple[str, str, dict[str, Any]]] = []
     if target.key == "gguf":
         probes.append(("generate", "/generate", {"json": {"prompt": "Hello", "max_tokens": 1, "temperature": 0}}))
@@ -96,6 +110,39 @@ def first_inference(client: httpx.Client, target: ServerTarget, models: dict[str
             probes.append(("asr", "/asr", {"files": {"audio": ("silence.wav", silent_wav(), "audio/wav")}}))
         if "ocr" in tasks:
             probes.append(("ocr", "/ocr", {"files": {"image": ("white.png", white_png(), "image/png")}}))
+    return _timed(client, probes)
+
+
+def first_request_per_model(client: httpx.Client, target: ServerTarget,
+                            models: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """One tiny request to each ready model, by name (after the server's first inference): a
+    1-token completion, a second of silence, or a small white image."""
+    probes: list[tuple[str, str, dict[str, Any]]] = []
+    if target.key == "gguf":
+        for name, m in models.items():
+            if m.get("state") == "ready":
+                probes.append((name, "/v1/completions",
+                               {"json": {"model": name, "prompt": "Hello", "max_tokens": 1, "temperature": 0}}))
+    else:
+        from asr_ocr_model_server.backends import BACKENDS
+
+        for name, m in models.items():
+            info = BACKENDS.get(str(m.get("backend")))
+            if m.get("state") != "ready" or info is None:
+                continue
+            if info.task == "asr":
+                probes.append((name, "/asr", {"files": {"audio": ("silence.wav", silent_wav(), "audio/wav")},
+                                              "data": {"model": name}}))
+            else:
+                probes.append((name, "/ocr", {"files": {"image": ("white.png", white_png(), "image/png")},
+                                              "data": {"model": name}}))
+    return _timed(client, probes)
+
+
+def _timed(client: httpx.Client, probes: list[tuple[str, str, dict[str, Any]]]) -> dict[str, float]:
+    """Send each probe in turn; each one's latency. Raises on a non-200."""
+    import time
+
     latencies: dict[str, float] = {}
     for name, route, kwargs in probes:
         t0 = time.perf_counter()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 
 def main(argv: list[str] | None = None) -> int:
+    import time
+
+    started_at = time.time()  # the interpreter runs our code: the first start-up mark
     # Signals first: a Ctrl-C while the imports below run is then recorded and acted on after them
     # (quietly, exit 130), instead of raising KeyboardInterrupt in the middle of an import.
     from serving_core.signals import ShutdownSignals
@@ -15,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     from serving_core.cli import run_server
 
     return run_server("gguf-model-server", GGUFServerSettings, build_registry,
-                      "gguf_model_server.app:create_app", argv, signals)
+                      "gguf_model_server.app:create_app", argv, signals, started_at)
 
 
 if __name__ == "__main__":

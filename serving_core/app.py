@@ -20,6 +20,7 @@ from serving_core.metrics import RequestMetrics, ServerMetrics
 from serving_core.registry import ModelRegistry
 from serving_core.security import install_security
 from serving_core.settings import ServerSettings
+from serving_core.startup import StartupTimeline
 
 log = logging.getLogger("serving_core.app")
 
@@ -31,6 +32,7 @@ def create_model_app(
     title: str,
     routers: list[APIRouter],
     metrics_prefix: str = "model_server",
+    timeline: StartupTimeline | None = None,
 ) -> FastAPI:
     """Build an app that serves ``registry``'s models; its lifespan starts loading them (unless the
     caller already did) and frees them on exit."""
@@ -38,8 +40,10 @@ def create_model_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.registry = registry
+        app.state.timeline.mark("listening")
         if not registry.started:
             registry.start_loading()  # returns at once: HTTP is served while models load
+        app.state.timeline.mark("loading_started")
         idle = asyncio.create_task(_unload_idle_models(registry, settings.idle_check_seconds))
         try:
             yield
@@ -52,6 +56,7 @@ def create_model_app(
     app = FastAPI(title=title, lifespan=lifespan)
     started = time.monotonic()
     app.state.settings = settings
+    app.state.timeline = timeline or StartupTimeline()
     app.state.uptime = lambda: time.monotonic() - started
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, max_drain_bytes=settings.max_drain_bytes)

@@ -16,6 +16,7 @@ from typing import Any
 from serving_core.registry import ModelRegistry
 from serving_core.settings import ConfigError, ServerSettings
 from serving_core.signals import ShutdownSignals
+from serving_core.startup import StartupTimeline
 
 log = logging.getLogger("serving_core.cli")
 
@@ -45,6 +46,7 @@ def run_server(
     app_factory: str,
     argv: list[str] | None = None,
     signals: ShutdownSignals | None = None,
+    started_at: float | None = None,
 ) -> int:
     """Parse arguments, validate the configuration, start loading, serve until stopped.
 
@@ -53,6 +55,8 @@ def run_server(
     which runs in C with the GIL released.
     """
     t0 = time.perf_counter()
+    timeline = StartupTimeline()
+    timeline.mark("interpreter", started_at)
     if signals is None:
         signals = ShutdownSignals()
         signals.install()
@@ -79,7 +83,8 @@ def run_server(
     if signals.stopping:
         return signals.exit_code()
     registry = build_registry(settings)
-    code = _serve(settings, registry, app_factory, signals, t0)
+    timeline.mark("configured")
+    code = _serve(settings, registry, app_factory, signals, t0, timeline)
     if code is None:
         # Stopped before uvicorn took over (imports, early loading): stop the loads, exit quietly.
         log.info("stopped during start-up; stopping the model loads")
@@ -89,10 +94,11 @@ def run_server(
 
 
 def _serve(settings: ServerSettings, registry: ModelRegistry[Any], app_factory: str, signals: ShutdownSignals,
-           t0: float) -> int | None:
+           t0: float, timeline: StartupTimeline) -> int | None:
     """Load, build the app, serve; None when a signal stopped start-up before uvicorn ran."""
     if settings.early_start:
         registry.start_loading()
+        timeline.mark("loading_started")
     if signals.stopping:
         return None
     module, _, func = app_factory.partition(":")
@@ -102,7 +108,8 @@ def _serve(settings: ServerSettings, registry: ModelRegistry[Any], app_factory: 
 
     if signals.stopping:
         return None
-    app = create_app(settings, registry)
+    app = create_app(settings, registry, timeline)
+    timeline.mark("web_stack_ready")
     log.info("web stack imported and app built in %.2f s after start", time.perf_counter() - t0)
     raise_open_file_limit()
     server = DrainingServer(uvicorn_config(app, settings), app.state.drain)

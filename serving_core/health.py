@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from serving_core.registry import ManagedModel, ModelRegistry, ModelState
+from serving_core.startup import StartupTimeline
 
 
 class ModelHealth(BaseModel):
@@ -29,6 +30,22 @@ class HealthResponse(BaseModel):
     message: str
     models: dict[str, ModelHealth]
     uptime_seconds: float
+
+
+class ModelStartup(BaseModel):
+    state: str
+    queued: float | None = Field(description="seconds from process start to the model's load being queued")
+    load_start: float | None = Field(description="... to its (last) load attempt starting")
+    load_end: float | None = Field(description="... to it being ready or failed")
+
+
+class StartupResponse(BaseModel):
+    process_start: float | None = Field(description="when the process was created (epoch seconds)")
+    marks: dict[str, float] = Field(
+        description="seconds from process start to: interpreter (our code runs), configured (imports, settings), "
+        "loading_started, web_stack_ready, listening (HTTP served)")
+    models: dict[str, ModelStartup]
+    ready: float | None = Field(description="seconds from process start to every start-up load having ended")
 
 
 class ModelInfo(ModelHealth):
@@ -108,6 +125,26 @@ def health_router() -> APIRouter:
         )
         headers = {"Retry-After": "1"} if body.status == "loading" else {}
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503, headers=headers)
+
+    @router.get("/health/startup", response_model=StartupResponse)
+    async def startup(request: Request) -> StartupResponse:
+        """Where this process's start-up time went: marks and each model's load, in seconds since the
+        process was created (what `python test_cold_start.py` reports)."""
+        registry: ModelRegistry[Any] = request.app.state.registry
+        timeline: StartupTimeline = request.app.state.timeline
+
+        def since(at: float | None) -> float | None:
+            return None if at is None else timeline.since_start(at)
+
+        models = {}
+        for name, m in registry.models.items():
+            t = dict(m.transitions)
+            end = t.get(ModelState.READY.value) or t.get(ModelState.FAILED.value)
+            models[name] = ModelStartup(state=m.state.value, queued=since(t.get(ModelState.PENDING.value)),
+                                        load_start=since(t.get(ModelState.LOADING.value)), load_end=since(end))
+        return StartupResponse(process_start=timeline.process_start,
+                               marks={k: timeline.since_start(v) for k, v in timeline.marks.items()},
+                               models=models, ready=since(registry.finished_wall))
 
     @router.get("/health/live")
     async def live() -> dict[str, str]:

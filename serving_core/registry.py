@@ -176,6 +176,7 @@ class ModelRegistry(Generic[H]):
         self._loads: dict[str, Future[None]] = {}
         self.started_at: float | None = None
         self.finished_at: float | None = None
+        self.finished_wall: float | None = None  # time.time() when every start-up load had ended
         self._done = threading.Event()
 
     # -- loading -----------------------------------------------------------------------------
@@ -226,6 +227,7 @@ class ModelRegistry(Generic[H]):
 
     def _all_done(self) -> None:
         self.finished_at = time.perf_counter()
+        self.finished_wall = time.time()
         ready = sum(m.state is ModelState.READY for m in self.models.values())
         total = self.finished_at - (self.started_at or self.finished_at)
         log.info(

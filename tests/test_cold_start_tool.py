@@ -63,6 +63,33 @@ def test_both_servers_measured_json_complete_and_nothing_left(tiny_cfg, tmp_path
     assert set(by_server["asr_ocr"]["first_request_latency"]) == {"asr", "ocr"}
     summary = report["summary"]["parallel"]["gguf"]
     assert summary["ready_s"]["median"] == pytest.approx(by_server["gguf"]["ready_s"], abs=1e-3)
+    # Each model's first request, its bytes, and where the start went (the server's /health/startup).
+    gguf = by_server["gguf"]
+    assert set(gguf["model_first_request_s"]) == {"tiny-a", "tiny-b"}
+    assert gguf["model_bytes"]["tiny-a"] == os.path.getsize(tiny_a_path(tiny_cfg))
+    marks = gguf["startup"]["marks"]
+    assert 0 <= marks["interpreter"] <= marks["configured"] <= marks["web_stack_ready"] <= marks["listening"]
+    assert all(m["load_start"] <= m["load_end"] <= gguf["startup"]["ready"] for m in gguf["startup"]["models"].values())
+    assert "gguf (parallel), s from spawn: process" in r.stdout and "tiny-a: queued" in r.stdout
+    assert f"PASS: slowest ready {max(res['ready_s'] for res in run):.2f} s" in r.stdout
+    assert report["machine"]["cpus"] == os.cpu_count() and len(report["commit"].split("+")[0]) == 40
+    assert not Path(report["log_dir"]).exists()  # its temporary log folder is removed after a pass
+
+
+def tiny_a_path(config: Path) -> str:
+    import yaml
+
+    return yaml.safe_load(config.read_text())["models"][0]["path"]
+
+
+def test_a_refused_connection_is_reported_at_once_not_waited_out(tmp_path) -> None:
+    from coldstart.processes import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    r = run_tool("--gguf-url", url, "--target", "100", timeout=60)
+    assert r.returncode == 1 and time.monotonic() - t0 < 40  # the 10 s grace, not the 160 s timeout
+    assert f"refused: nothing answers at {url} after 10 s" in r.stderr
 
 
 def test_target_exceeded_exits_1(tiny_cfg, tmp_path) -> None:
@@ -96,7 +123,8 @@ def test_server_that_dies_exits_1(tmp_path) -> None:
 
 def test_repeat_and_sequential_interleave_and_report_ratio(tiny_cfg, tmp_path) -> None:
     out = tmp_path / "cs.json"
-    r = run_tool("--only", "gguf", "--gguf-config", str(tiny_cfg), "--repeat", "2", "--sequential", "--json", str(out))
+    r = run_tool("--only", "gguf", "--gguf-config", str(tiny_cfg), "--repeat", "2", "--sequential", "--json", str(out),
+                 "--log-dir", str(tmp_path / "logs"))  # kept: a temporary log folder is removed after a pass
     assert r.returncode == 0, r.stderr
     report = json.loads(out.read_text())
     assert [run[0]["mode"] for run in report["runs"]] == ["parallel", "sequential", "parallel", "sequential"]

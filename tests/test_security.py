@@ -37,7 +37,7 @@ def test_the_right_key_in_either_header_passes(headers: dict[str, str]) -> None:
 
 def test_health_and_docs_stay_public_models_and_metrics_do_not() -> None:
     with client(api_key=KEY) as c:
-        for path in ("/health", "/health/live", "/health/ready", "/openapi.json", "/docs", "/"):
+        for path in ("/health", "/health/live", "/health/ready", "/health/startup", "/openapi.json", "/docs", "/"):
             assert c.get(path).status_code == 200, path
         assert c.get("/models").status_code == 401
         assert c.get("/v1/models").status_code == 401
