@@ -11,16 +11,13 @@ ready.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import common
 
-from coldstart.targets import gguf_target, model_files
-
-CONFIG = common.REPO / "configs" / "fleet.yaml"
-MODELS = ("qwen2.5-1.5b-instruct", "qwen2.5-0.5b-instruct", "gemma-3-270m")
+CONFIG = common.FLEET_CONFIG
+MODELS = common.FLEET_MODELS
 
 
 def one_start(files: list[Path], cold: bool) -> dict[str, Any]:
@@ -28,23 +25,13 @@ def one_start(files: list[Path], cold: bool) -> dict[str, Any]:
     with common.running(common.gguf_cmd(CONFIG)) as srv:
         ready = srv.wait_ready()
         resident = {n: m.get("weights_resident") for n, m in srv.last_body["models"].items()}
-        first: dict[str, float] = {}
-        for model in MODELS:
-            t0 = time.perf_counter()
-            r = srv.client.post("/v1/completions", json={"model": model, "prompt": "Hello", "max_tokens": 1,
-                                                         "temperature": 0})
-            if r.status_code != 200:
-                raise RuntimeError(f"{model}: {r.status_code} {r.text[:300]}")
-            first[model] = time.perf_counter() - t0
+        first = {m: latency for m, (latency, _) in common.first_tokens(srv).items()}
     return {"value": ready, "ready": ready, "first": first, "resident": resident}
 
 
 def main() -> None:
     args = common.parse_args(__doc__)
-    files = model_files(gguf_target(CONFIG, None, None))
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise SystemExit(f"missing {missing}: run `python -m model_packs install fleet` first")
+    files = common.fleet_files()
     res = common.interleave(args.runs, args.warmup, {
         "warm": lambda: one_start(files, cold=False),
         "cold": lambda: one_start(files, cold=True),

@@ -215,6 +215,36 @@ class Worker:
         self.close()
 
 
+# ------------------------------------------------------------------ the fleet model pack
+
+FLEET_CONFIG = REPO / "configs" / "fleet.yaml"
+FLEET_MODELS = ("qwen2.5-1.5b-instruct", "qwen2.5-0.5b-instruct", "gemma-3-270m")
+
+
+def fleet_files() -> list[Path]:
+    """The fleet config's GGUF files; exits with the install command when the pack is missing."""
+    from coldstart.targets import gguf_target, model_files
+
+    files = model_files(gguf_target(FLEET_CONFIG, None, None))
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"missing {missing}: run `python -m model_packs install fleet` first")
+    return files
+
+
+def first_tokens(srv: Server, models: Sequence[str] = FLEET_MODELS) -> dict[str, tuple[float, float]]:
+    """One 1-token completion per model, in turn: {model: (its latency, seconds since spawn at its end)}."""
+    out = {}
+    for model in models:
+        t0 = time.perf_counter()
+        r = srv.client.post("/v1/completions", json={"model": model, "prompt": "Hello", "max_tokens": 1,
+                                                     "temperature": 0})
+        if r.status_code != 200:
+            raise RuntimeError(f"{model}: {r.status_code} {r.text[:300]}")
+        out[model] = (time.perf_counter() - t0, time.perf_counter() - srv.t_spawn)
+    return out
+
+
 # ------------------------------------------------------------------ page cache and model copies
 
 

@@ -1,0 +1,76 @@
+"""The GGUF server on the `fleet` pack (1.86 GB of GGUF) with llama.cpp's memory options, warm page
+cache, interleaved: `use_mmap: true` (the default), `use_mmap: false`, and `use_mmap: true` +
+`use_mlock: true`. Per start: spawn → /health healthy, then peak RSS (VmHWM), and at ready the
+anonymous and file-backed resident memory (RssAnon, RssFile) and PSS. Reported as ratios against
+the default, so the README can say which to pick and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import common
+import yaml
+
+CONFIG = common.FLEET_CONFIG
+VARIANTS = {"mmap (default)": {}, "no mmap": {"use_mmap": False}, "mmap + mlock": {"use_mlock": True}}
+
+
+@contextlib.contextmanager
+def variant_configs() -> Iterator[dict[str, Path]]:
+    """The fleet config with each variant's options on every model, in a temp folder."""
+    base = yaml.safe_load(CONFIG.read_text())
+    base["model_dir"] = str(Path(base["model_dir"]).expanduser())
+    with tempfile.TemporaryDirectory(prefix="bench-mmap-") as tmp:
+        out = {}
+        for i, (name, options) in enumerate(VARIANTS.items()):
+            cfg = {**base, "models": [{**m, "options": {**m.get("options", {}), **options}} for m in base["models"]]}
+            path = Path(tmp) / f"fleet-{i}.yaml"
+            path.write_text(yaml.safe_dump(cfg))
+            out[name] = path
+        yield out
+
+
+def memory_status(pid: int) -> dict[str, int]:
+    """kB figures from /proc/PID/status (VmHWM, RssAnon, RssFile) and smaps_rollup (Pss)."""
+    out = common.read_proc_status(pid)
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("RssAnon", "RssFile"):
+            out[key] = int(rest.split()[0])
+    return out
+
+
+def start(config: Path, files: list[Path]) -> dict[str, Any]:
+    common.warm(files)
+    with common.running(common.gguf_cmd(config)) as srv:
+        ready = srv.wait_ready()
+        mem = memory_status(srv.pid)
+        return {"value": ready, "ready": ready, **{k: v / 1024 for k, v in mem.items()}}  # MB
+
+
+def main() -> None:
+    args = common.parse_args(__doc__)
+    files = common.fleet_files()
+    with variant_configs() as configs:
+        res = common.interleave(args.runs, args.warmup,
+                                {name: (lambda c=c: start(c, files)) for name, c in configs.items()})
+    base = "mmap (default)"
+    comparisons = []
+    for name in VARIANTS:
+        if name == base:
+            continue
+        comparisons.append(common.compare(res, base, name, None, "spawn→ready (warm)"))
+        comparisons.append(common.Comparison("peak RSS (VmHWM)", "MB", base, [r["VmHWM"] for r in res[base]], name,
+                                             [r["VmHWM"] for r in res[name]], None))
+    common.report("bench_fleet_mmap", args, comparisons, extra={
+        name: {k: common.medians_of(res[name], k) for k in ("ready", "VmHWM", "RssAnon", "RssFile", "Pss")}
+        for name in VARIANTS})
+
+
+if __name__ == "__main__":
+    main()
