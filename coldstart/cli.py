@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="evict the page cache before each start (drop_caches if permitted, else fadvise on "
                    "the model files)")
     p.add_argument("--json", type=Path, help="write every figure to this file")
+    p.add_argument("--chart", type=Path, help="draw the last run's timeline, one bar per model, to this PNG "
+                   "(needs matplotlib)")
     p.add_argument("--log-dir", type=Path, help="keep the servers' logs here (default: a temp dir)")
     p.add_argument("--quiet", action="store_true", help="no live progress")
     args = p.parse_args(argv)
@@ -150,6 +152,15 @@ def main(argv: list[str] | None = None) -> int:
             "runs": [[r.to_dict() for r in run] for run in runs],
         }
         args.json.write_text(json.dumps(report, indent=2))
+    if args.chart and runs:
+        try:
+            from coldstart.chart import draw
+
+            print(f"timeline chart: {draw(runs[-1], args.chart)}")
+        except ImportError:
+            print("--chart needs matplotlib: pip install matplotlib", file=sys.stderr)
+        except ValueError as exc:
+            print(f"--chart: {exc}", file=sys.stderr)
     if own_log_dir and passed:
         shutil.rmtree(log_dir, ignore_errors=True)
     elif not passed:

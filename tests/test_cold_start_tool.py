@@ -44,9 +44,10 @@ def tiny_cfg(model_files, tmp_path_factory) -> Path:
 
 
 def test_both_servers_measured_json_complete_and_nothing_left(tiny_cfg, tmp_path) -> None:
-    out = tmp_path / "cs.json"
-    r = run_tool("--gguf-config", str(tiny_cfg), "--json", str(out))
+    out, chart = tmp_path / "cs.json", tmp_path / "timeline.png"
+    r = run_tool("--gguf-config", str(tiny_cfg), "--json", str(out), "--chart", str(chart))
     assert r.returncode == 0, r.stdout + r.stderr
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"timeline chart: {chart}" in r.stdout
     assert "PASS" in r.stdout and "ready s" in r.stdout
     report = json.loads(out.read_text())
     assert report["passed"] is True and report["failures"] == []
@@ -171,3 +172,17 @@ def test_ctrl_c_kills_the_servers(tmp_path) -> None:
     assert proc.wait(60) == 130
     assert "interrupted" in proc.stderr.read()
     assert all(gone(p) for p in pids)
+
+
+def test_timeline_bars_place_each_models_load_in_seconds_from_spawn() -> None:
+    from coldstart.chart import bars
+    from coldstart.measure import ServerResult
+
+    r = ServerResult("gguf", "parallel", "http://127.0.0.1:1", spawn_wall=1000.0, ready_s=2.5, first_inference_s=3.0,
+                     startup={"process_start": 1000.1, "models": {
+                         "a": {"queued": 0.4, "load_start": 0.5, "load_end": 2.0, "state": "ready"},
+                         "b": {"queued": 0.4, "load_start": 0.5, "load_end": None, "state": "failed"}}})
+    ((label, segments),) = bars([r])
+    assert label == "gguf: a"
+    assert segments == [(0.0, pytest.approx(0.6)), (pytest.approx(0.6), pytest.approx(1.5)),
+                        (pytest.approx(2.1), pytest.approx(0.4)), (2.5, 0.5)]
