@@ -22,7 +22,7 @@ def bars(results: list[ServerResult]) -> list[tuple[str, list[tuple[float, float
         st = r.startup
         if not st or st.get("process_start") is None or r.spawn_wall is None or r.ready_s is None:
             continue
-        shift = st["process_start"] - r.spawn_wall
+        shift = max(0.0, st["process_start"] - r.spawn_wall)  # 10 ms resolution: never below zero
         for name, m in st.get("models", {}).items():
             if m.get("load_start") is None or m.get("load_end") is None:
                 continue

@@ -93,7 +93,8 @@ def breakdown(r: ServerResult) -> str | None:
     st = r.startup
     if not st or st.get("process_start") is None or r.spawn_wall is None:
         return None
-    shift = st["process_start"] - r.spawn_wall  # spawn → process created
+    # spawn → process created; the kernel's start time has 10 ms resolution, so never below zero
+    shift = max(0.0, st["process_start"] - r.spawn_wall)
     marks = st.get("marks", {})
     steps = [("process", 0.0), ("our code", marks.get("interpreter")), ("imports+config", marks.get("configured")),
              ("web stack", marks.get("web_stack_ready")), ("HTTP", marks.get("listening")),
