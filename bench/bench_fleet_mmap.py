@@ -7,32 +7,12 @@ the default, so the README can say which to pick and why.
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import common
-import yaml
 
-CONFIG = common.FLEET_CONFIG
 VARIANTS = {"mmap (default)": {}, "no mmap": {"use_mmap": False}, "mmap + mlock": {"use_mlock": True}}
-
-
-@contextlib.contextmanager
-def variant_configs() -> Iterator[dict[str, Path]]:
-    """The fleet config with each variant's options on every model, in a temp folder."""
-    base = yaml.safe_load(CONFIG.read_text())
-    base["model_dir"] = str(Path(base["model_dir"]).expanduser())
-    with tempfile.TemporaryDirectory(prefix="bench-mmap-") as tmp:
-        out = {}
-        for i, (name, options) in enumerate(VARIANTS.items()):
-            cfg = {**base, "models": [{**m, "options": {**m.get("options", {}), **options}} for m in base["models"]]}
-            path = Path(tmp) / f"fleet-{i}.yaml"
-            path.write_text(yaml.safe_dump(cfg))
-            out[name] = path
-        yield out
 
 
 def memory_status(pid: int) -> dict[str, int]:
@@ -56,7 +36,7 @@ def start(config: Path, files: list[Path]) -> dict[str, Any]:
 def main() -> None:
     args = common.parse_args(__doc__)
     files = common.fleet_files()
-    with variant_configs() as configs:
+    with common.fleet_variant_configs(VARIANTS) as configs:
         res = common.interleave(args.runs, args.warmup,
                                 {name: (lambda c=c: start(c, files)) for name, c in configs.items()})
     base = "mmap (default)"

@@ -232,6 +232,23 @@ def fleet_files() -> list[Path]:
     return files
 
 
+@contextlib.contextmanager
+def fleet_variant_configs(variants: dict[str, dict[str, Any]]) -> Iterator[dict[str, Path]]:
+    """The fleet config once per variant, with the variant's options on every model (temp files)."""
+    import yaml
+
+    base = yaml.safe_load(FLEET_CONFIG.read_text())
+    base["model_dir"] = str(Path(base["model_dir"]).expanduser())
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        out = {}
+        for i, (name, options) in enumerate(variants.items()):
+            cfg = {**base, "models": [{**m, "options": {**m.get("options", {}), **options}} for m in base["models"]]}
+            path = Path(tmp) / f"fleet-{i}.yaml"
+            path.write_text(yaml.safe_dump(cfg))
+            out[name] = path
+        yield out
+
+
 def first_tokens(srv: Server, models: Sequence[str] = FLEET_MODELS) -> dict[str, tuple[float, float]]:
     """One 1-token completion per model, in turn: {model: (its latency, seconds since spawn at its end)}."""
     out = {}

@@ -38,6 +38,9 @@ class LlamaOptions(BaseModel):
     n_batch: int = Field(default=512, ge=1, le=65_536, description="most tokens per decode step")
     use_mmap: bool = True
     use_mlock: bool = False
+    repack: bool = Field(default=True,
+                         description="re-lay the weights out for the CPU's SIMD kernels while loading (llama.cpp's "
+                                     "extra buffer types): a copy that costs load time and memory, for decode speed")
     chat_template: str | None = Field(default=None,
                                       description="Jinja chat template; default: the one in the GGUF file, "
                                                   "else ChatML")
@@ -191,7 +194,7 @@ def make_loader(model_dir: str | None, compute: ComputeSlots, max_waiting: int) 
         import_llama()
         _errors.lines = []
         try:
-            native = NativeModel(path, use_mmap=opts.use_mmap, use_mlock=opts.use_mlock)
+            native = NativeModel(path, use_mmap=opts.use_mmap, use_mlock=opts.use_mlock, repack=opts.repack)
             shape = ContextShape(n_ctx_seq=opts.n_ctx, n_seq=opts.parallel, n_batch=opts.n_batch,
                                  n_threads=opts.n_threads or os.cpu_count() or 1)
             holder: list[LlamaModel] = []

@@ -42,10 +42,12 @@ def llama() -> Any:
 class NativeModel:
     """A loaded GGUF model (weights and vocabulary); shared by its contexts, freed by ``close``."""
 
-    def __init__(self, path: Path, *, use_mmap: bool, use_mlock: bool) -> None:
+    def __init__(self, path: Path, *, use_mmap: bool, use_mlock: bool, repack: bool = True) -> None:
         lib = llama()
         params = lib.llama_model_default_params()
         params.n_gpu_layers = 0
+        # llama.cpp's "extra buffer types": weights re-laid out for the CPU's SIMD kernels at load.
+        params.use_extra_bufts = repack
         if use_mmap and use_mlock:
             params.load_mode = lib.LLAMA_LOAD_MODE_MMAP_MLOCK
         elif use_mlock:
