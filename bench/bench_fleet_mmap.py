@@ -35,18 +35,13 @@ def start(config: Path, files: list[Path]) -> dict[str, Any]:
 
 def main() -> None:
     args = common.parse_args(__doc__)
-    files = common.fleet_files()
-    with common.fleet_variant_configs(VARIANTS) as configs:
-        res = common.interleave(args.runs, args.warmup,
-                                {name: (lambda c=c: start(c, files)) for name, c in configs.items()})
+    res = common.interleave_fleet_variants(args, VARIANTS, start)
     base = "mmap (default)"
     comparisons = []
     for name in VARIANTS:
         if name == base:
             continue
-        comparisons.append(common.compare(res, base, name, None, "spawn→ready (warm)"))
-        comparisons.append(common.Comparison("peak RSS (VmHWM)", "MB", base, [r["VmHWM"] for r in res[base]], name,
-                                             [r["VmHWM"] for r in res[name]], None))
+        comparisons += common.ready_and_peak_rss(res, base, name)
     common.report("bench_fleet_mmap", args, comparisons, extra={
         name: {k: common.medians_of(res[name], k) for k in ("ready", "VmHWM", "RssAnon", "RssFile", "Pss")}
         for name in VARIANTS})

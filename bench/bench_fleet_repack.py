@@ -34,16 +34,9 @@ def start(config: Path, files: list[Path]) -> dict[str, Any]:
 
 def main() -> None:
     args = common.parse_args(__doc__)
-    files = common.fleet_files()
-    with common.fleet_variant_configs(VARIANTS) as configs:
-        res = common.interleave(args.runs, args.warmup,
-                                {name: (lambda c=c: start(c, files)) for name, c in configs.items()})
+    res = common.interleave_fleet_variants(args, VARIANTS, start)
     base, other = VARIANTS
-    comparisons = [
-        common.compare(res, base, other, None, "spawn→ready (warm)"),
-        common.Comparison("peak RSS (VmHWM)", "MB", base, [r["VmHWM"] for r in res[base]], other,
-                          [r["VmHWM"] for r in res[other]], None),
-    ]
+    comparisons = common.ready_and_peak_rss(res, base, other)
     for model in common.FLEET_MODELS:
         comparisons.append(common.Comparison(f"decode tok/s: {model}", "tok/s", base,
                                              [r["tokens_per_second"][model] for r in res[base]], other,

@@ -249,6 +249,21 @@ def fleet_variant_configs(variants: dict[str, dict[str, Any]]) -> Iterator[dict[
         yield out
 
 
+def interleave_fleet_variants(args: argparse.Namespace, variants: dict[str, dict[str, Any]],
+                              start: Callable[[Path, list[Path]], dict[str, Any]]) -> dict[str, list[Any]]:
+    """``start(config, files)`` for each variant's fleet config, interleaved round by round."""
+    files = fleet_files()
+    with fleet_variant_configs(variants) as configs:
+        return interleave(args.runs, args.warmup, {name: (lambda c=c: start(c, files)) for name, c in configs.items()})
+
+
+def ready_and_peak_rss(res: dict[str, list[Any]], base: str, other: str) -> list[Comparison]:
+    """spawn → ready and peak RSS (``VmHWM``, MB) of ``other`` against ``base``."""
+    return [compare(res, base, other, None, "spawn→ready (warm)"),
+            Comparison("peak RSS (VmHWM)", "MB", base, [r["VmHWM"] for r in res[base]], other,
+                       [r["VmHWM"] for r in res[other]], None)]
+
+
 def first_tokens(srv: Server, models: Sequence[str] = FLEET_MODELS) -> dict[str, tuple[float, float]]:
     """One 1-token completion per model, in turn: {model: (its latency, seconds since spawn at its end)}."""
     out = {}
