@@ -1,60 +1,53 @@
-"""How much of a model's weight files is in the page cache (``mincore``), for ``/health``.
+"""How much of a model's memory-mapped weights is resident in this process, for ``/health``.
 
-A memory-mapped model is only as fast as its resident pages: pages not in the cache are read from
-disk on first touch, by whichever request touches them. llama.cpp populates its mapping while it
-loads (so a GGUF model that reports ready is resident); the page cache can still drop pages later
-under memory pressure, which this makes visible.
+Read from ``/proc/self/smaps``: for every mapping of a weight file, its resident bytes (``Rss``)
+against its mapped size (``Size``). That is what a request touching the weights will find: pages
+counted there are in memory and mapped; the rest are read from disk by whichever request touches
+them first. Mapped size, not file size: llama.cpp unmaps the ranges whose tensors it copied
+elsewhere (repacked weights). One read of smaps covers every model, whatever their size, and
+needs no permission on the files (``mincore`` reports every page resident to a process that
+neither owns nor may write the file — the images' non-root user and read-only volumes).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import mmap
-import os
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-_MAP_FAILED = ctypes.c_void_p(-1).value
-_PAGE = mmap.PAGESIZE
-_RESIDENT_BIT = bytes(b & 1 for b in range(256))  # mincore sets bit 0 per resident page; others reserved
 
-
-def resident_pages(path: Path) -> tuple[int, int]:
-    """(pages of ``path`` in the page cache, pages of ``path``). Maps the file without reading it."""
-    size = path.stat().st_size
-    pages = -(-size // _PAGE)
-    if size == 0:
-        return 0, 0
-    fd = os.open(path, os.O_RDONLY)
+def mapped_files() -> dict[str, tuple[int, int]]:
+    """{path: (resident kB, mapped kB)} over this process's file mappings."""
+    out: dict[str, tuple[int, int]] = {}
+    current: str | None = None
+    size = rss = 0
     try:
-        addr = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if addr in (None, _MAP_FAILED):
-            raise OSError(ctypes.get_errno(), f"mmap {path}")
-        try:
-            vec = ctypes.create_string_buffer(pages)
-            if _libc.mincore(addr, size, vec) != 0:
-                raise OSError(ctypes.get_errno(), f"mincore {path}")
-            return vec.raw.translate(_RESIDENT_BIT).count(1), pages
-        finally:
-            _libc.munmap(addr, size)
-    finally:
-        os.close(fd)
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                head = line.split(None, 5)
+                if len(head) >= 5 and "-" in head[0] and not line[0].isupper():
+                    if current is not None:
+                        r, s = out.get(current, (0, 0))
+                        out[current] = (r + rss, s + size)
+                    current = head[5].strip() if len(head) == 6 and head[5].startswith("/") else None
+                    size = rss = 0
+                elif line.startswith("Size:"):
+                    size = int(line.split()[1])
+                elif line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+    except OSError:
+        return {}
+    if current is not None:
+        r, s = out.get(current, (0, 0))
+        out[current] = (r + rss, s + size)
+    return out
 
 
-def resident_fraction(paths: Sequence[Path]) -> float | None:
-    """The share of the files' pages in the page cache (None when there is nothing to measure)."""
-    resident = total = 0
+def resident_fraction(paths: Iterable[Path], mappings: dict[str, tuple[int, int]] | None = None) -> float | None:
+    """The resident share of these files' mappings in this process (None when none is mapped)."""
+    mappings = mapped_files() if mappings is None else mappings
+    resident = mapped = 0
     for path in paths:
-        try:
-            r, t = resident_pages(path)
-        except OSError:
-            continue
+        r, s = mappings.get(str(Path(path).resolve()), (0, 0))
         resident += r
-        total += t
-    return resident / total if total else None
+        mapped += s
+    return min(1.0, resident / mapped) if mapped else None

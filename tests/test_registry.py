@@ -372,20 +372,19 @@ def test_loaded_handle_of_an_unloaded_model_is_a_typed_error():
     reg.close()
 
 
-def test_health_reports_how_much_of_a_ready_models_weights_is_in_the_page_cache(tmp_path):
-    from coldstart import page_cache
+def test_health_reports_how_much_of_a_ready_models_mapped_weights_is_resident(tmp_path):
+    import mmap
 
     weights = tmp_path / "weights.bin"
     weights.write_bytes(os.urandom(1 << 20))
-    os.sync()
-    reg = ModelRegistry(specs("m", "other"), lambda s: s.name, weights=lambda h: [weights] if h == "m" else [])
-    assert reg.snapshot()["m"]["weights_resident"] is None  # not loaded yet
-    reg.start_loading()
-    assert reg.wait(5)
-    page_cache.evict([weights], drop_all=False)
-    assert reg.snapshot()["m"]["weights_resident"] == 0.0
-    weights.read_bytes()
-    time.sleep(0.6)  # measured at most twice a second
-    assert reg.snapshot()["m"]["weights_resident"] == 1.0
-    assert reg.snapshot()["other"]["weights_resident"] is None  # nothing mapped
-    reg.close()
+    with weights.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        reg = ModelRegistry(specs("m", "other"), lambda s: s.name, weights=lambda h: [weights] if h == "m" else [])
+        assert reg.snapshot()["m"]["weights_resident"] is None  # not loaded yet
+        reg.start_loading()
+        assert reg.wait(5)
+        assert reg.snapshot()["m"]["weights_resident"] == 0.0  # mapped, no page touched yet
+        assert bytes(mapped[:]) == weights.read_bytes()  # touch every page
+        time.sleep(0.6)  # read at most twice a second
+        assert reg.snapshot()["m"]["weights_resident"] == 1.0
+        assert reg.snapshot()["other"]["weights_resident"] is None  # nothing mapped
+        reg.close()
