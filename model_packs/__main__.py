@@ -6,6 +6,7 @@ import argparse
 import importlib.metadata
 import subprocess
 import sys
+from pathlib import Path
 
 from gguf_model_server.embedded_models import EmbeddedModelError, prepare_model
 from model_packs import PACKS, PackModel
@@ -47,6 +48,11 @@ def install(pack: str) -> int:
             status = 1
             continue
         print(f"{model.name}\t{model.server}\t{model.size}\t{model.path}")
+    from model_packs import models_dir
+
+    if models_dir() != Path.home() / ".cache" / "model-servers" / "models":
+        print(f"note: the configs/fleet*.yaml files expect ~/.cache/model-servers/models; set "
+              f"model_dir: {models_dir()} in them (or GGUF_MODEL_DIR / ASR_OCR_MODEL_DIR)", file=sys.stderr)
     return status
 
 

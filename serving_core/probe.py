@@ -28,8 +28,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m serving_core.probe [PORT_VAR ...] DEFAULT_PORT", file=sys.stderr)
         return 2
     port = probe_port(argv[:-1], int(argv[-1]))
+    # No proxy: Docker hands the client's proxy settings to containers as http_proxy, and a probe
+    # of 127.0.0.1 sent through a proxy would report the container unhealthy forever.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=3) as resp:
+        with opener.open(f"http://127.0.0.1:{port}/health/ready", timeout=3) as resp:
             return 0 if resp.status == 200 else 1
     except (urllib.error.URLError, OSError) as exc:
         print(f"not ready on port {port}: {exc}", file=sys.stderr)

@@ -235,6 +235,11 @@ def test_images_can_bake_the_models_elsewhere_and_list_their_pins(monkeypatch, t
 
     monkeypatch.setenv(EMBEDDED_DIR_ENV, str(tmp_path))
     assert all(m.path == tmp_path / m.file_name for m in EMBEDDED_MODELS.values())
+    from model_packs import QWEN_15B, WHISPER_BASE, models_dir
+
+    # The packs' own files stay where the pack puts them (Whisper's four files in their folder).
+    assert QWEN_15B.path.parent == models_dir() != tmp_path
+    assert WHISPER_BASE.path == models_dir() / "whisper-base-ct2"
     out = subprocess.run([sys.executable, str(REPO / "gguf_model_server/embedded_models.py"), "--requirements"],
                          capture_output=True, text=True, check=True).stdout.split()
     gguf_extra = re.search(r"^gguf = \[(.*?)^\]", (REPO / "pyproject.toml").read_text(), re.S | re.M).group(1)
