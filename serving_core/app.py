@@ -40,7 +40,6 @@ def create_model_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.registry = registry
-        app.state.timeline.mark("listening")
         if not registry.started:
             registry.start_loading()  # returns at once: HTTP is served while models load
         app.state.timeline.mark("loading_started")

@@ -112,7 +112,8 @@ def _serve(settings: ServerSettings, registry: ModelRegistry[Any], app_factory: 
     timeline.mark("web_stack_ready")
     log.info("web stack imported and app built in %.2f s after start", time.perf_counter() - t0)
     raise_open_file_limit()
-    server = DrainingServer(uvicorn_config(app, settings), app.state.drain)
+    server = DrainingServer(uvicorn_config(app, settings), app.state.drain,
+                            on_listening=lambda: timeline.mark("listening"))
     signals.attach(server)
     server.run()
     return signals.exit_code()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -97,15 +98,18 @@ async def _json(send: Send, status: int, body: dict[str, Any], retry_after: bool
 class DrainingServer(uvicorn.Server):
     """A uvicorn server whose first SIGTERM/SIGINT drains (see the module docstring)."""
 
-    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+    def __init__(self, config: uvicorn.Config, drain: Drain, on_listening: Callable[[], None] | None = None) -> None:
         super().__init__(config)
         self.drain = drain
+        self._on_listening = on_listening
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drainer: asyncio.Task[None] | None = None  # referenced, so it is not garbage-collected
 
     async def startup(self, sockets: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
-        await super().startup(sockets)
+        await super().startup(sockets)  # the lifespan first, then the listening socket
+        if self._on_listening is not None and self.started:
+            self._on_listening()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.drain.draining or self._loop is None or not self.started:
