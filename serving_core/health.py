@@ -33,9 +33,12 @@ class HealthResponse(BaseModel):
 
 
 class ModelStartup(BaseModel):
+    """A model's start-up load (null for a model not loaded at start, e.g. ``load: lazy``); later
+    loads (on demand, reload) do not change it. ``state`` is the model's state now."""
+
     state: str
-    queued: float | None = Field(description="seconds from process start to the model's load being queued")
-    load_start: float | None = Field(description="... to its (last) load attempt starting")
+    queued: float | None = Field(description="seconds from process start to its start-up load being queued")
+    load_start: float | None = Field(description="... to its first load attempt starting")
     load_end: float | None = Field(description="... to it being ready or failed")
 
 
@@ -138,10 +141,9 @@ def health_router() -> APIRouter:
 
         models = {}
         for name, m in registry.models.items():
-            t = dict(m.transitions)
-            end = t.get(ModelState.READY.value) or t.get(ModelState.FAILED.value)
-            models[name] = ModelStartup(state=m.state.value, queued=since(t.get(ModelState.PENDING.value)),
-                                        load_start=since(t.get(ModelState.LOADING.value)), load_end=since(end))
+            t = registry.startup_loads.get(name, {})
+            models[name] = ModelStartup(state=m.state.value, queued=since(t.get("queued")),
+                                        load_start=since(t.get("load_start")), load_end=since(t.get("load_end")))
         return StartupResponse(process_start=timeline.process_start,
                                marks={k: timeline.since_start(v) for k, v in timeline.marks.items()},
                                models=models, ready=since(registry.finished_wall))

@@ -178,6 +178,9 @@ class ModelRegistry(Generic[H]):
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.finished_wall: float | None = None  # time.time() when every start-up load had ended
+        # Start-up loads only, recorded once (a later unload/reload does not rewrite them), wall clock:
+        # {model: {"queued": …, "load_start": …, "load_end": …}} for GET /health/startup.
+        self.startup_loads: dict[str, dict[str, float]] = {}
         self._done = threading.Event()
 
     # -- loading -----------------------------------------------------------------------------
@@ -249,6 +252,7 @@ class ModelRegistry(Generic[H]):
                 self._set(model, ModelState.UNLOADED, error="server shut down before the model loaded")
                 return
             self._set(model, ModelState.LOADING, attempts=attempt)
+            self._startup_mark(model.name, "load_start")
             log.info("Loading model '%s' (%s), attempt %d/%d", spec.name, spec.backend, attempt, max_attempts)
             try:
                 handle = self._within_timeout(spec, lambda: self._loader(spec))
@@ -310,6 +314,18 @@ class ModelRegistry(Generic[H]):
         """Change a loaded model's state, and that of every name sharing it."""
         for m in (model, *self._aliases.get(model.name, ())):
             m.set_state(state, **changes)
+        if state in (ModelState.READY, ModelState.FAILED):
+            self._startup_mark(model.name, "load_end")
+
+    def _startup_mark(self, name: str, mark: str) -> None:
+        """Record a start-up load's moment once (and for the names sharing the load); later loads don't."""
+        if name in self.startup_loads and "load_end" in self.startup_loads[name]:
+            return
+        model = self.models[name]
+        if model.on_demand:
+            return
+        for m in (model, *self._aliases.get(name, ())):
+            self.startup_loads.setdefault(m.name, {}).setdefault(mark, time.time())
 
     def _fail(self, model: ManagedModel[H], t0: float, message: str) -> None:
         seconds = time.perf_counter() - t0
@@ -343,6 +359,8 @@ class ModelRegistry(Generic[H]):
                 self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="model-loader")
             for m in (model, *self._aliases.get(model.name, ())):
                 m.on_demand = on_demand
+                if not on_demand:
+                    self._startup_mark(m.name, "queued")
             future = self._executor.submit(self._load_one, model)
             self._loads[model.name] = future
             return future

@@ -167,3 +167,19 @@ def test_start_loading_twice_loads_once() -> None:
     assert registry.wait(5)
     registry.close()
     assert loader.loads == ["m"]
+
+
+def test_startup_endpoint_keeps_the_start_up_loads_and_ignores_later_ones() -> None:
+    loader = CountingLoader()
+    with client(loader, models=[model("eager"), model("lazy", load="lazy")]) as c:
+        first = c.get("/health/startup").json()
+        eager = first["models"]["eager"]
+        assert 0 <= eager["queued"] <= eager["load_start"] <= eager["load_end"] <= first["ready"]
+        assert first["models"]["lazy"] == {"state": "unloaded", "queued": None, "load_start": None,
+                                           "load_end": None}
+        assert c.post("/models/eager/reload").status_code == 200
+        assert c.post("/models/lazy/load").status_code == 200
+        later = c.get("/health/startup").json()
+        assert later["models"]["eager"] == eager  # the reload is not a start-up load
+        assert later["models"]["lazy"]["load_start"] is None and later["models"]["lazy"]["state"] == "ready"
+        assert loader.loads.count("eager") == 2
