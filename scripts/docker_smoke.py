@@ -44,6 +44,7 @@ COMPOSE_FILE = REPO / "deploy" / "compose.smoke.yml"
 TAG = project_version()  # the tag deploy/k8s/*.yaml use too
 IMAGES = {"gguf": (f"model-servers-gguf:{TAG}", "Dockerfile.gguf"),
           "asr-ocr": (f"model-servers-asr-ocr:{TAG}", "Dockerfile.asr")}
+SERVER_COMMANDS = {"gguf": "gguf-model-server", "asr-ocr": "asr-ocr-model-server"}
 EMBEDDED_MODEL_BYTES = {"gguf": "/opt/models", "asr-ocr": None}  # where the image keeps model bytes
 DOWN = ("unhealthy", "exited", "dead", "missing")  # Docker states of a container that will not get ready
 SPEECH = "the quick brown fox jumps over the lazy dog"
@@ -294,9 +295,13 @@ def side_by_side() -> dict[str, dict[str, dict[str, float]]]:
     for service, (target, port_var) in setups.items():
         image = IMAGES[service][0]
 
-        def in_container(port: int, image: str = image, port_var: str = port_var) -> list[str]:
-            return ["docker", "run", "--rm", "--network", "host", "--read-only", "--tmpfs", "/tmp",
-                    "-e", f"{port_var}={port}", image]
+        name = f"{PROJECT}-{service}-alone"
+
+        def in_container(port: int, image: str = image, port_var: str = port_var, name: str = name,
+                         server: str = SERVER_COMMANDS[service]) -> list[str]:
+            # Host network: loopback only (the image's default --host 0.0.0.0 would expose it).
+            return ["docker", "run", "--rm", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
+                    "-e", f"{port_var}={port}", image, server, "--host", "127.0.0.1"]
 
         out[service] = {}
         for where, command in (("container", in_container), ("outside", module_command(target.module))):
@@ -310,6 +315,8 @@ def side_by_side() -> dict[str, dict[str, dict[str, float]]]:
                                            "first_inference_s": round(time.perf_counter() - srv.t_spawn, 2)}
                 finally:
                     srv.stop(grace=45)
+                    if where == "container":  # gone already unless the docker client itself was killed
+                        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
     return out
 
 
