@@ -9,6 +9,7 @@ installs them).
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -60,6 +61,10 @@ def main() -> int:
     finally:
         gguf.stop()
         asr.stop()
+        if not failures:
+            shutil.rmtree(tmp, ignore_errors=True)  # kept (with the servers' logs) after a failure
+    if failures:
+        print(f"media and server logs kept in {tmp}", file=sys.stderr)
     return report(failures)
 
 

@@ -20,6 +20,12 @@ pytestmark = pytest.mark.slow
 TINY = {"n_ctx": 256, "n_threads": 1}
 
 
+@pytest.fixture(autouse=True)
+def tool_temp_files_in_the_test_folder(tmp_path, monkeypatch) -> None:
+    """The tool keeps its servers' logs after a failure (by design): here they go in the test's folder."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+
 def run_tool(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "test_cold_start.py", "--quiet", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
