@@ -19,11 +19,11 @@ IMPORTS = ["fastapi", "uvicorn", "faster_whisper", "rapidocr", "asr_ocr_model_se
 
 def model_files() -> list[Path]:
     """The default models' weight files (for --cold)."""
+    from coldstart import page_cache
     from coldstart.targets import asr_ocr_target
     from coldstart.targets import model_files as weights_of
 
-    folders = weights_of(asr_ocr_target(None, None, None))
-    return [f for folder in folders for f in sorted(folder.rglob("*")) if f.is_file()]
+    return list(page_cache.files_in(weights_of(asr_ocr_target(None, None, None))))
 
 
 def main() -> None:

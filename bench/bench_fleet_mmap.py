@@ -15,21 +15,11 @@ import common
 VARIANTS = {"mmap (default)": {}, "no mmap": {"use_mmap": False}, "mmap + mlock": {"use_mlock": True}}
 
 
-def memory_status(pid: int) -> dict[str, int]:
-    """kB figures from /proc/PID/status (VmHWM, RssAnon, RssFile) and smaps_rollup (Pss)."""
-    out = common.read_proc_status(pid)
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("RssAnon", "RssFile"):
-            out[key] = int(rest.split()[0])
-    return out
-
-
 def start(config: Path, files: list[Path]) -> dict[str, Any]:
     common.warm(files)
     with common.running(common.gguf_cmd(config)) as srv:
         ready = srv.wait_ready()
-        mem = memory_status(srv.pid)
+        mem = common.read_proc_status(srv.pid)
         return {"value": ready, "ready": ready, **{k: v / 1024 for k, v in mem.items()}}  # MB
 
 

@@ -265,15 +265,17 @@ def ready_and_peak_rss(res: dict[str, list[Any]], base: str, other: str) -> list
 
 
 def first_tokens(srv: Server, models: Sequence[str] = FLEET_MODELS) -> dict[str, tuple[float, float]]:
-    """One 1-token completion per model, in turn: {model: (its latency, seconds since spawn at its end)}."""
-    out = {}
+    """One 1-token completion per model, in turn (the cold-start tool's per-model probe):
+    {model: (its latency, seconds since spawn at its end)}."""
+    from coldstart.targets import first_request_per_model, gguf_target
+
+    start = time.perf_counter() - srv.t_spawn
+    latencies = first_request_per_model(srv.client, gguf_target(None, None, None),
+                                        {m: {"state": "ready"} for m in models})
+    out, elapsed = {}, start
     for model in models:
-        t0 = time.perf_counter()
-        r = srv.client.post("/v1/completions", json={"model": model, "prompt": "Hello", "max_tokens": 1,
-                                                     "temperature": 0})
-        if r.status_code != 200:
-            raise RuntimeError(f"{model}: {r.status_code} {r.text[:300]}")
-        out[model] = (time.perf_counter() - t0, time.perf_counter() - srv.t_spawn)
+        elapsed += latencies[model]
+        out[model] = (latencies[model], elapsed)
     return out
 
 
@@ -337,11 +339,11 @@ def generate(client: httpx.Client, model: str | None, prompt: str = "The capital
 
 
 def read_proc_status(pid: int) -> dict[str, int]:
-    """VmRSS/VmHWM (kB) from /proc/PID/status and Pss (kB) from smaps_rollup."""
+    """VmRSS/VmHWM/RssAnon/RssFile (kB) from /proc/PID/status and Pss (kB) from smaps_rollup."""
     out: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
+        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
             out[key] = int(rest.split()[0])
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():

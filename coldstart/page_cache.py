@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
-def _files(paths: Iterable[Path]) -> Iterator[Path]:
+def files_in(paths: Iterable[Path]) -> Iterator[Path]:
+    """Each path that is a file, and every file inside each path that is a directory."""
     for p in paths:
         if p.is_dir():
             yield from (f for f in p.rglob("*") if f.is_file())
@@ -27,7 +28,7 @@ def evict(paths: Iterable[Path], drop_all: bool = True) -> str:
             return "drop_caches"
         except OSError:
             pass
-    for f in _files(paths):
+    for f in files_in(paths):
         try:
             fd = os.open(f, os.O_RDONLY)
         except OSError:

@@ -61,13 +61,9 @@ def model_files(target: ServerTarget) -> list[Path]:
 
 def size_of(paths: list[Path]) -> int:
     """Bytes of these files (directories: every file inside)."""
-    total = 0
-    for p in paths:
-        if p.is_dir():
-            total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-        elif p.is_file():
-            total += p.stat().st_size
-    return total
+    from coldstart.page_cache import files_in
+
+    return sum(f.stat().st_size for f in files_in(paths))
 
 
 def silent_wav(seconds: float = 1.0, rate: int = 16_000) -> bytes:

