@@ -149,28 +149,59 @@ class GenerationServing:
 class GenerationStream(StreamingResponse):
     """The server-sent events of one generation. However the response ends, the generation is
     cancelled — also when Starlette cancels the body before it ever ran (the client left while the
-    request was being admitted), where the body generator's own ``finally`` never runs."""
+    request was being admitted), where the body generator's own ``finally`` never runs. When the
+    server's drain runs out of grace, the stream ends with an error event and ``[DONE]``."""
 
     def __init__(self, admitted: Admitted, events: AsyncIterator[object]) -> None:
-        super().__init__(sse(events, admitted.model), media_type="text/event-stream", headers=SSE_HEADERS)
+        super().__init__(_not_started(), media_type="text/event-stream", headers=SSE_HEADERS)
         self._admitted = admitted
+        self._events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = scope.get("app")
+        drain = getattr(getattr(app, "state", None), "drain", None)
+        self.body_iterator = sse(self._events, self._admitted.model,
+                                 stop=drain.streams_must_end if drain is not None else None)
         try:
             await super().__call__(scope, receive, send)
         finally:
             self._admitted.cancel()
 
 
-async def sse(events: AsyncIterator[object], model: str) -> AsyncIterator[str]:
+async def _not_started() -> AsyncIterator[str]:  # a placeholder: the iterator needs the app (__call__)
+    return
+    yield ""
+
+
+_SHUTTING_DOWN = error_body("shutting_down", "service_unavailable",
+                            "the server is shutting down; the generation was stopped (retry elsewhere)")
+
+
+async def sse(events: AsyncIterator[object], model: str, stop: asyncio.Event | None = None) -> AsyncIterator[str]:
     """Server-sent events of already-rendered event objects; an error after the 200 becomes an
-    error event; always ends with ``[DONE]``."""
+    error event, and so does ``stop`` being set; always ends with ``[DONE]``."""
+    iterator = aiter(events)
+    stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
     try:
-        async for event in events:
+        while True:
+            upcoming = asyncio.ensure_future(anext(iterator))
+            if stopped is not None:
+                await asyncio.wait({upcoming, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not upcoming.done():
+                    upcoming.cancel()
+                    yield sse_event(_SHUTTING_DOWN)
+                    break
+            try:
+                event = await upcoming
+            except StopAsyncIteration:
+                break
             yield sse_event(event)
     except ServingError as exc:
         yield sse_event(error_body(exc.code, exc.type, exc.message))
     except Exception:
         log.exception("generation failed mid-stream on model '%s'", model)
         yield sse_event(error_body("internal_error", "server_error", "generation failed; see the server log"))
+    finally:
+        if stopped is not None:
+            stopped.cancel()
     yield sse_event("[DONE]")

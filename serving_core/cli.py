@@ -74,12 +74,13 @@ def run_server(
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    unavailable = listen_problem(settings.host, settings.port)
-    if unavailable:
-        # Checked before any model loads; the one plain line is the last the user sees.
-        print(f"{prog} could not start: {unavailable}; choose another port with --port or "
-              f"{settings_cls.model_config.get('env_prefix', '')}PORT", file=sys.stderr)
-        return 3
+    prefix = settings_cls.model_config.get("env_prefix", "")
+    for port, how in ((settings.port, f"--port or {prefix}PORT"), (settings.health_port, f"{prefix}HEALTH_PORT")):
+        unavailable = listen_problem(settings.host, port) if port is not None else None
+        if unavailable:
+            # Checked before any model loads; the one plain line is the last the user sees.
+            print(f"{prog} could not start: {unavailable}; choose another port with {how}", file=sys.stderr)
+            return 3
     if signals.stopping:
         return signals.exit_code()
     registry = build_registry(settings)
@@ -104,7 +105,7 @@ def _serve(settings: ServerSettings, registry: ModelRegistry[Any], app_factory: 
     module, _, func = app_factory.partition(":")
     create_app = getattr(importlib.import_module(module), func)
     from serving_core.drain import DrainingServer
-    from serving_core.http_server import raise_open_file_limit, uvicorn_config
+    from serving_core.http_server import listening_sockets, raise_open_file_limit, uvicorn_config
 
     if signals.stopping:
         return None
@@ -112,10 +113,10 @@ def _serve(settings: ServerSettings, registry: ModelRegistry[Any], app_factory: 
     timeline.mark("web_stack_ready")
     log.info("web stack imported and app built in %.2f s after start", time.perf_counter() - t0)
     raise_open_file_limit()
-    server = DrainingServer(uvicorn_config(app, settings), app.state.drain,
-                            on_listening=lambda: timeline.mark("listening"))
+    config = uvicorn_config(app, settings)
+    server = DrainingServer(config, app.state.drain, on_listening=lambda: timeline.mark("listening"))
     signals.attach(server)
-    server.run()
+    server.run(sockets=listening_sockets(config, settings))
     return signals.exit_code()
 
 

@@ -25,6 +25,8 @@ log = logging.getLogger("serving_core.drain")
 
 # Probes and scrapes are not work to wait for, and stay answered while draining.
 _NOT_WORK = frozenset({"/health", "/health/live", "/metrics"})
+# After the grace, how long streams get to send their closing events before the server stops.
+_STREAM_END_SECONDS = 2.0
 
 
 class Drain:
@@ -36,6 +38,9 @@ class Drain:
         self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
+        # Set when the grace is over (or a second signal came): streams still running end now,
+        # each with an error event and its proper end, before the server stops.
+        self.streams_must_end = asyncio.Event()
 
     def begin(self) -> None:
         if not self.draining:
@@ -43,13 +48,17 @@ class Drain:
             log.info("draining: %d request(s) in flight get up to %.0f s to finish; new requests get 503 "
                      "(signal again to stop now)", self.in_flight, self.grace_seconds)
 
-    async def wait_idle(self) -> bool:
-        """Wait until nothing is in flight, at most the grace; False if requests were still running."""
+    async def wait_idle(self, seconds: float | None = None) -> bool:
+        """Wait until nothing is in flight, at most ``seconds`` (default: the grace); False if
+        requests were still running."""
         try:
-            await asyncio.wait_for(self._idle.wait(), self.grace_seconds)
+            await asyncio.wait_for(self._idle.wait(), self.grace_seconds if seconds is None else seconds)
             return True
         except TimeoutError:
             return False
+
+    def end_streams(self) -> None:
+        self.streams_must_end.set()
 
     def _enter(self) -> None:
         self.in_flight += 1
@@ -113,7 +122,11 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.drain.draining or self._loop is None or not self.started:
-            super().handle_exit(sig, frame)  # a second signal, or not serving yet: stop now
+            # A second signal, or not serving yet: stop now — streams still get their proper end
+            # (uvicorn gives running requests a second before it cancels them).
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.drain.end_streams)
+            super().handle_exit(sig, frame)
             return
         self._captured_signals.append(sig)
         # A signal handler must not touch the event loop's data; call_soon_threadsafe is safe here.
@@ -130,4 +143,6 @@ class DrainingServer(uvicorn.Server):
         else:
             log.warning("%d request(s) still running after the %.0f s grace; stopping them",
                         self.drain.in_flight, self.drain.grace_seconds)
+            self.drain.end_streams()
+            await self.drain.wait_idle(_STREAM_END_SECONDS)
         self.should_exit = True

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving_core import request_context
+from serving_core.connections import ConnectionBook
 from serving_core.registry import ModelRegistry, ModelState
 
 access_log = logging.getLogger("serving_core.access")
@@ -62,6 +63,10 @@ class ServerMetrics:
         histogram: Histogram = self.extra[name]
         return histogram
 
+    def watch_connections(self, book: ConnectionBook) -> None:
+        """Expose the HTTP server's connections (open by phase; closed or refused by the server)."""
+        self.registry.register(_ConnectionCollector(book, self.prefix))
+
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
@@ -90,6 +95,31 @@ class _ModelCollector(Collector):
             in_flight.add_metric([name], running)
             waiting.add_metric([name], queued)
         yield from (state, load, attempts, in_flight, waiting)
+
+
+class _ConnectionCollector(Collector):
+    """The connection book read when Prometheus scrapes: what no request counter can see (a
+    connection closed before it sent a request, a request refused before the application ran)."""
+
+    def __init__(self, book: ConnectionBook, prefix: str) -> None:
+        self._book = book
+        self._prefix = prefix
+
+    def collect(self) -> Iterator[Metric]:
+        p = self._prefix
+        open_ = GaugeMetricFamily(f"{p}_connections_open", "open HTTP connections, by phase", labels=["phase"])
+        for phase, n in self._book.snapshot().items():
+            open_.add_metric([phase], n)
+        accepted = CounterMetricFamily(f"{p}_connections_accepted", "HTTP connections accepted")
+        accepted.add_metric([], self._book.accepted)
+        closed = CounterMetricFamily(
+            f"{p}_connections_closed_by_server",
+            "HTTP connections the server closed, or requests it refused, by reason (header_timeout, body_timeout, "
+            "dropped_* to make room, over_limit, header_too_large, invalid_http, keep_alive_expired)",
+            labels=["reason"])
+        for reason, n in sorted(self._book.closed.items()):
+            closed.add_metric([reason], n)
+        yield from (open_, accepted, closed)
 
 
 def _busy(model: Any) -> tuple[int, int]:

@@ -38,6 +38,11 @@ class ServerSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="interface to bind; 0.0.0.0 for every interface "
                       "(the Docker images pass it), 127.0.0.1 by default as llama-server and Ollama do")
     port: int = Field(default=0, ge=0, le=65535, description="0 means the server's default port")
+    health_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="also serve /health, /health/live, /health/ready, /health/startup and /metrics on this port, "
+        "outside max_connections and never dropped: for orchestrators' probes (default: off)",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
     model_dir: str | None = Field(default=None, description="base directory for relative model paths")
@@ -79,11 +84,28 @@ class ServerSettings(BaseSettings):
         description="a connection whose request head (line + headers) is not complete this long after it "
         "started is closed (slowloris)",
     )
-    keep_alive_seconds: float = Field(default=5.0, gt=0, le=600, description="idle keep-alive connections close after")
-    max_connections: int = Field(
-        default=1000, ge=1, le=100_000, description="open connections (or running requests) above this get 503"
+    body_timeout_seconds: float = Field(
+        default=20.0, gt=0, le=3600,
+        description="a request body may take this long, plus one second per min_body_bytes_per_second bytes "
+        "received; slower bodies get 408 and the connection is closed (a body trickled to hold a connection)",
     )
-    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024, description="request line + headers")
+    min_body_bytes_per_second: float = Field(
+        default=500.0, gt=0, le=1e9,
+        description="the slowest body rate kept after body_timeout_seconds (see there)",
+    )
+    keep_alive_seconds: float = Field(
+        default=5.0, gt=0, le=600,
+        description="idle keep-alive connections close after this; the head and keep-alive deadlines shrink "
+        "(to a tenth) as open connections approach max_connections",
+    )
+    max_connections: int = Field(
+        default=10_000, ge=1, le=1_000_000,
+        description="open connections kept (~7 KB each; cut to what the open-file limit allows); a new one "
+        "past this closes the one that wasted its slot longest (no request sent, idle keep-alive, slow body); "
+        "only when none can go do requests get 503 (health probes never do)",
+    )
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024,
+                                  description="request line + headers; larger heads get 431")
     shutdown_grace_seconds: float = Field(
         default=30.0, ge=0, le=3600,
         description="on SIGTERM/SIGINT (the first), time running requests and streams get to finish while new "
@@ -154,6 +176,8 @@ class ServerSettings(BaseSettings):
             raise ValueError(f"models: duplicate model names {dupes}")
         if self.port == 0:
             self.port = self.default_port
+        if self.health_port is not None and self.health_port == self.port:
+            raise ValueError(f"health_port: {self.health_port} is the server's port; choose another")
         if self.max_request_bytes == 0:
             self.max_request_bytes = self.default_max_request_bytes
         if self.cors_allow_credentials and "*" in self.cors_origins:

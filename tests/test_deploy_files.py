@@ -228,3 +228,9 @@ def test_kubernetes_probes_security_and_drain(server: str) -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     port_var = next(v for v in port_variables(SETTINGS[server]) if v in env)
     assert int(env[port_var]) == container["ports"][0]["containerPort"] == docs["Service"]["spec"]["ports"][0]["port"]
+    # Probes go to the health listener (outside the connection limit), on the port the server reads.
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    prefix = SETTINGS[server].model_config["env_prefix"]
+    assert int(env[f"{prefix}HEALTH_PORT"]) == ports["health"] != ports["http"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == "health"

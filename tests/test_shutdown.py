@@ -87,8 +87,45 @@ def test_sigint_during_a_stream_exits_130_without_crashing(start_server) -> None
     assert code == 130, srv.log()
     box["thread"].join(30)  # type: ignore[attr-defined]
     assert "models released" in srv.log()
-    # The stream ended early: far fewer than 1500 token events, closed by an error event or the socket.
+    # The stream ended early (far fewer than 1500 token events), and properly: an error event, [DONE].
     assert len(events) < 1500
+    assert events[-1] == "data: [DONE]", events[-3:]
+    assert json.loads(events[-2][6:])["error"]["code"] == "shutting_down", events[-3:]
+    assert "Traceback" not in srv.log()
+
+
+def _long_stream(url: str, events: list[str], started: threading.Event) -> None:
+    with httpx.stream("POST", f"{url}/generate", timeout=120,
+                      json={"prompt": "Once upon a time", "max_tokens": 1500, "stream": True}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                events.append(line[6:])
+                started.set()
+
+
+@pytest.mark.parametrize("second_signal", [False, True], ids=["grace-ends", "second-signal"])
+def test_a_stream_cut_by_shutdown_ends_with_an_error_event_and_done(start_server, second_signal: bool) -> None:
+    # Past the grace (1 s), or at a second signal within a long grace, a running stream is stopped:
+    # it must end as a stream does (an error event, then [DONE]), not be cut mid-chunk.
+    srv = start_server(env={"GGUF_SHUTDOWN_GRACE_SECONDS": "60" if second_signal else "1"})
+    srv.wait_settled(timeout=120)
+    events: list[str] = []
+    started = threading.Event()
+    box = _in_background(lambda: _long_stream(srv.url, events, started))
+    assert started.wait(60), srv.log()
+    srv.proc.send_signal(signal.SIGTERM)
+    _wait_for_log(srv, "draining:")
+    if second_signal:
+        time.sleep(0.5)
+        srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(60) == 0, srv.log()
+    box["thread"].join(30)  # type: ignore[attr-defined]
+    assert box.get("out") is None, box.get("out")  # the client read a complete response
+    assert 1 < len(events) < 1500
+    assert events[-1] == "[DONE]", events[-3:]
+    assert json.loads(events[-2])["error"]["code"] == "shutting_down", events[-3:]
+    log = srv.log()
+    assert "Traceback" not in log and "Cancel" not in log, log
 
 
 def test_sigterm_during_a_transcription_frees_whisper_after_the_call(start_server, tmp_path: Path) -> None:
