@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import PlainTextResponse
+from pydantic import WithJsonSchema
 
 from asr_ocr_model_server.asr.subtitles import to_srt, to_vtt
 from asr_ocr_model_server.asr.transcript import Transcript
@@ -23,6 +24,13 @@ from asr_ocr_model_server.schemas import (
 from serving_core.errors import BadRequest, error_responses
 
 LANGUAGE = r"^[a-z]{2,3}$"
+
+# A multipart form has no null: an optional field is either sent (a string) or left out. The schema
+# says so, or clients and schema-driven tests send the text "null" (which is not a language).
+OptionalText = WithJsonSchema({"type": "string"})
+OptionalLanguage = WithJsonSchema({"type": "string", "pattern": LANGUAGE})
+# An empty upload is refused (422, "the file is empty"): the schema says a file has bytes.
+NON_EMPTY_FILE: dict[str, object] = {"minLength": 1}
 ERRORS = error_responses({
     400: "model serves another task",
     413: "upload or image larger than the limit",
@@ -51,9 +59,11 @@ def asr_router() -> APIRouter:
     @router.post("/asr", response_model=AsrResponse, responses=ERRORS)
     async def asr(
         serving: UploadServingDep,
-        audio: Annotated[UploadFile, File(description="WAV, MP3, FLAC, OGG, M4A or WebM")],
-        model: Annotated[str | None, Form(description="default: the first ASR model")] = None,
-        language: Annotated[str | None, Form(pattern=LANGUAGE, description="ISO-639-1, e.g. 'en'")] = None,
+        audio: Annotated[UploadFile, File(description="WAV, MP3, FLAC, OGG, M4A or WebM",
+                                          json_schema_extra=NON_EMPTY_FILE)],
+        model: Annotated[str | None, Form(description="default (or empty): the first ASR model"), OptionalText] = None,
+        language: Annotated[str | None, Form(pattern=LANGUAGE, description="ISO-639-1, e.g. 'en'"),
+                            OptionalLanguage] = None,
     ) -> AsrResponse:
         """Transcribe an uploaded audio file."""
         name, t = await transcribe_upload(serving, audio, model, language)
@@ -64,16 +74,18 @@ def asr_router() -> APIRouter:
                  responses={**ERRORS, 200: {"content": {"text/plain": {}}}}, tags=["openai"])
     async def transcriptions(
         serving: UploadServingDep,
-        file: Annotated[UploadFile, File()],
+        file: Annotated[UploadFile, File(json_schema_extra=NON_EMPTY_FILE)],
         model: Annotated[str, Form(description="a configured ASR model, or 'whisper-1' for the default")] = "whisper-1",
-        language: Annotated[str | None, Form(pattern=LANGUAGE)] = None,
-        prompt: Annotated[str | None, Form(max_length=2000)] = None,
+        language: Annotated[str | None, Form(pattern=LANGUAGE), OptionalLanguage] = None,
+        prompt: Annotated[str | None, Form(max_length=2000),
+                          WithJsonSchema({"type": "string", "maxLength": 2000})] = None,
         response_format: Annotated[Literal["json", "text", "srt", "vtt", "verbose_json"], Form()] = "json",
         temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
         stream: Annotated[bool, Form(description="not supported: must be false")] = False,
         timestamp_granularities: Annotated[
             list[Literal["segment", "word"]] | None,
             Form(alias="timestamp_granularities[]", description="only 'segment' is supported"),
+            WithJsonSchema({"type": "array", "items": {"type": "string", "enum": ["segment", "word"]}}),
         ] = None,
     ) -> Any:
         """OpenAI-compatible transcription, as the ``openai`` SDK's ``audio.transcriptions.create``."""

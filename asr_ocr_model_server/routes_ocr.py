@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from asr_ocr_model_server.backends import as_ocr
 from asr_ocr_model_server.image_input import check_image, decode_image, limits_from
 from asr_ocr_model_server.model_choice import UploadServingDep
-from asr_ocr_model_server.routes_asr import ERRORS
+from asr_ocr_model_server.routes_asr import ERRORS, NON_EMPTY_FILE, OptionalText
 from asr_ocr_model_server.schemas import LineOut, OcrResponse
 
 
@@ -19,8 +19,9 @@ def ocr_router() -> APIRouter:
     @router.post("/ocr", response_model=OcrResponse, responses=ERRORS)
     async def ocr(
         serving: UploadServingDep,
-        image: Annotated[UploadFile, File(description="PNG, JPEG, WebP, TIFF, BMP or GIF")],
-        model: Annotated[str | None, Form(description="default: the first OCR model")] = None,
+        image: Annotated[UploadFile, File(description="PNG, JPEG, WebP, TIFF, BMP or GIF",
+                                          json_schema_extra=NON_EMPTY_FILE)],
+        model: Annotated[str | None, Form(description="default (or empty): the first OCR model"), OptionalText] = None,
     ) -> OcrResponse:
         """Read the text in an uploaded image."""
         limits = limits_from(serving.settings)

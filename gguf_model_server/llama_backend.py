@@ -5,15 +5,23 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gguf_model_server.chat_template import CHATML, ChatTemplate
+from gguf_model_server.chat_template import CHATML, ChatPart, ChatTemplate
 from gguf_model_server.engine import Engine, GenerationRequest
-from gguf_model_server.llama_native import ContextShape, NativeModel, banned_tokens, llama, longest_piece_bytes
+from gguf_model_server.llama_native import (
+    ContextShape,
+    NativeModel,
+    SpecialTokens,
+    llama,
+    longest_piece_bytes,
+    special_tokens,
+)
 from gguf_model_server.model_files import resolve_model_path
 from serving_core.compute import ComputeSlots
 from serving_core.errors import BadRequest, PermanentLoadError
@@ -68,7 +76,9 @@ class LlamaModel:
             self.chat_error = f"{type(exc).__name__}: {exc}"
             log.warning("model '%s': its chat template does not compile (%s); chat is unavailable", name,
                         self.chat_error)
-        self._banned: list[int] | None = None
+        self._special: SpecialTokens | None = None
+        self._control_index_cache: tuple[re.Pattern[str] | None, dict[str, list[int]]] | None = None
+        self._template_splits: dict[str, list[str | int]] = {}
         self._longest_piece: int | None = None
         self._vocab_lock = threading.Lock()
 
@@ -77,14 +87,18 @@ class LlamaModel:
         """Context window of one sequence, in tokens."""
         return self.engine.n_ctx
 
-    def banned_tokens(self) -> list[int]:
-        """The tokens never to sample, scanned once: by the engine thread as soon as the model is
-        loaded (mostly beside other models' loads), or by the first request if that comes first."""
-        if self._banned is None:
+    def special_tokens(self) -> SpecialTokens:
+        """The vocabulary's special tokens, scanned once: by the engine thread as soon as the model
+        is loaded (mostly beside other models' loads), or by the first request if that comes first."""
+        if self._special is None:
             with self._vocab_lock:
-                if self._banned is None:
-                    self._banned = banned_tokens(self.native)
-        return self._banned
+                if self._special is None:
+                    self._special = special_tokens(self.native)
+        return self._special
+
+    def banned_tokens(self) -> list[int]:
+        """The tokens never to sample."""
+        return self.special_tokens().banned
 
     def longest_piece(self) -> int:
         if self._longest_piece is None:
@@ -93,7 +107,7 @@ class LlamaModel:
                     self._longest_piece = longest_piece_bytes(self.native)
         return self._longest_piece
 
-    def _tokenize(self, text: str, *, add_special: bool, parse_special: bool, what: str) -> list[int]:
+    def _check_bytes(self, text: str, what: str) -> None:
         # Bound the work before tokenizing: a prompt of B bytes has at least B / (longest token)
         # tokens, so a multi-megabyte prompt is refused without spending seconds and memory on it.
         # Up to 8 bytes per context token it is cheaper to just tokenize (and stop counting there).
@@ -102,6 +116,9 @@ class LlamaModel:
             raise BadRequest(f"the {what} is {n_bytes} bytes: more than the model's context window of "
                              f"{self.n_ctx} tokens can hold; shorten it",
                              param="prompt" if what == "prompt" else "messages")
+
+    def _tokenize(self, text: str, *, add_special: bool, parse_special: bool, what: str) -> list[int]:
+        self._check_bytes(text, what)
         return self.native.tokenize(text, add_special=add_special, parse_special=parse_special, limit=self.n_ctx)
 
     def tokenize_prompt(self, text: str) -> list[int]:
@@ -109,13 +126,110 @@ class LlamaModel:
         return self._tokenize(text, add_special=True, parse_special=False, what="prompt")
 
     def tokenize_chat(self, messages: list[dict[str, Any]]) -> list[int]:
-        """The chat rendered with the model's template, tokenized with its control tokens."""
+        """The chat rendered with the model's template: the template's markup becomes its control
+        tokens, the messages' text stays text (``<|im_start|>`` typed into a message cannot forge a
+        turn). For a chat without such text in its messages, the tokens are exactly those of the
+        whole prompt tokenized with control tokens, as before."""
         if self.chat is None:
             raise BadRequest(f"model '{self.name}' has no usable chat template ({self.chat_error}); use "
                              "/v1/completions or set options.chat_template", param="model")
         rendered = self.chat.render(messages)
-        return self._tokenize(rendered.prompt, add_special=not rendered.starts_with_bos, parse_special=True,
-                              what="chat")
+        self._check_bytes(rendered.prompt, "chat")
+        add_special = not rendered.starts_with_bos
+        parts = self.chat.parts(messages, rendered.prompt)
+        if parts is None:
+            # The template rewrites message text beyond trimming: the prompt cannot be cut, which is
+            # safe only while no message holds control-token text.
+            for i, m in enumerate(messages):
+                if any(isinstance(p, int) for p in self._split_control(str(m.get("content") or ""), keep=False)):
+                    raise BadRequest(f"messages.{i}.content holds control-token markup, and this model's chat "
+                                     "template rewrites message text so that it cannot be kept apart; remove "
+                                     "the markup", param=f"messages.{i}.content")
+            return self._tokenize(rendered.prompt, add_special=add_special, parse_special=True, what="chat")
+        return self._tokenize_parts(parts, add_special=add_special)
+
+    def _tokenize_parts(self, parts: tuple[ChatPart, ...], *, add_special: bool) -> list[int]:
+        # llama.cpp, tokenizing with parse_special, cuts the text at control-token text and
+        # tokenizes each stretch between them as plain text. The same here, except that only the
+        # template's text is cut: a stretch runs across message text, whatever that holds. Merging
+        # the stretches keeps the tokens of an ordinary chat identical to the old whole-prompt ones
+        # (a newline of the template and one starting a message still merge into one token).
+        tokens: list[int] = [self.native.bos] if add_special and self.native.add_bos else []
+        stretch: list[str] = []
+
+        def flush() -> None:
+            if stretch:
+                left = self.n_ctx - len(tokens)
+                tokens.extend(self._count_limited("".join(stretch), left))
+                stretch.clear()
+
+        for part in parts:
+            if part.from_message:
+                stretch.append(part.text)
+                continue
+            for piece in self._split_control(part.text):
+                if isinstance(piece, str):
+                    stretch.append(piece)
+                else:
+                    flush()
+                    tokens.append(piece)
+        flush()
+        if add_special and self.native.add_eos:
+            tokens.append(self.native.eos)
+        if len(tokens) > self.n_ctx:
+            raise BadRequest(f"the chat is {len(tokens)} tokens but at most {self.n_ctx} fit the model's context "
+                             "window; shorten the messages", param="messages")
+        return tokens
+
+    def _count_limited(self, text: str, left: int) -> list[int]:
+        try:
+            return self.native.tokenize(text, add_special=False, parse_special=False, limit=max(left, 0))
+        except BadRequest:
+            raise BadRequest(f"the chat is more than {self.n_ctx} tokens, the model's context window; shorten "
+                             "the messages", param="messages") from None
+
+    def _split_control(self, text: str, *, keep: bool = True) -> list[str | int]:
+        """``text`` cut at control-token text: plain stretches and control token ids, in order, the
+        longest token first where several start at one place (as llama.cpp matches them). A template
+        writes few distinct texts, so their splits are kept (``keep``; at most 256 of them)."""
+        cached = self._template_splits.get(text)
+        if cached is not None:
+            return cached
+        control = self.special_tokens().control
+        starts, lengths = self._control_index()
+        out: list[str | int] = []
+        pos = 0
+        i = 0
+        while starts is not None and (m := starts.search(text, i)) is not None:
+            i = m.start()
+            for n in lengths[text[i]]:
+                token = control.get(text[i:i + n])
+                if token is not None:
+                    if i > pos:
+                        out.append(text[pos:i])
+                    out.append(token)
+                    pos = i = i + n
+                    break
+            else:
+                i += 1
+        if pos < len(text):
+            out.append(text[pos:])
+        if keep and len(text) <= 4096:
+            if len(self._template_splits) >= 256:
+                self._template_splits.clear()
+            self._template_splits[text] = out
+        return out
+
+    def _control_index(self) -> tuple[re.Pattern[str] | None, dict[str, list[int]]]:
+        """A pattern finding the characters control-token text starts with, and for each such
+        character the lengths of those texts, longest first."""
+        if self._control_index_cache is None:
+            lengths: dict[str, set[int]] = {}
+            for t in self.special_tokens().control:
+                lengths.setdefault(t[0], set()).add(len(t))
+            starts = re.compile("[" + "".join(re.escape(c) for c in lengths) + "]") if lengths else None
+            self._control_index_cache = (starts, {c: sorted(n, reverse=True) for c, n in lengths.items()})
+        return self._control_index_cache
 
     def busy(self) -> tuple[int, int]:
         """(sequences generating, requests waiting for a sequence), for /metrics."""

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from gguf_model_server.llama_native import SamplingConfig
-from serving_core.schema_types import Text
+from gguf_model_server.llama_native import MAX_CANDIDATES, SamplingConfig
+from serving_core.schema_types import Text, invalid
 
 MAX_TOKENS_LIMIT = 32_768
-Stop = Text | list[Text] | None
+# Stop strings are matched on the model's engine thread after every token, for every sequence:
+# their number and length bound the work one request adds to its neighbours' steps.
+MAX_STOP_SEQUENCES = 16
+MAX_STOP_CHARS = 256
+StopText = Annotated[Text, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+Stop = StopText | Annotated[list[StopText], Field(max_length=MAX_STOP_SEQUENCES)] | None
+STOP_DESCRIPTION = (f"a string or a list of at most {MAX_STOP_SEQUENCES} strings, each 1–{MAX_STOP_CHARS} characters; "
+                    "the text ends before the first one generated")
 ModelName = Annotated[Text, Field(min_length=1, max_length=256,
                                   description="model name; default: the first ready model")]
 
@@ -26,9 +34,15 @@ class RequestModel(BaseModel):
 class ExtraSampling(BaseModel):
     """Samplers llama.cpp has beyond OpenAI's set; None = the backend's default."""
 
-    top_k: int | None = Field(default=None, ge=0, le=100_000, description="0 = off; default 40")
+    top_k: int | None = Field(
+        default=None, ge=0, le=MAX_CANDIDATES,
+        description=f"keep the k most likely tokens; default 40. 0 = no top-k cut, but the server never keeps more "
+                    f"than the {MAX_CANDIDATES} most likely tokens, so top_p and min_p act on those")
     min_p: float | None = Field(default=None, ge=0.0, le=1.0, description="default 0.05")
-    repeat_penalty: float | None = Field(default=None, gt=0.0, le=10.0, description="1 = off; default 1.0")
+    repeat_penalty: float | None = Field(
+        default=None, ge=0.1, le=10.0,
+        description="divides the logits of the last 64 tokens (multiplies negative ones); 1 = off (default), "
+                    "> 1 discourages repetition, < 1 favours it")
 
     cache_prompt: bool | None = Field(
         default=None,
@@ -47,24 +61,29 @@ def stop_tuple(stop: Stop) -> tuple[str, ...]:
     return (stop,) if isinstance(stop, str) else tuple(stop or ())
 
 
-def _stops(v: Stop) -> Stop:
-    if isinstance(v, list):
-        if len(v) > 16:
-            raise ValueError("at most 16 stop sequences")
-        if any(not s for s in v):
-            raise ValueError("stop sequences must not be empty")
-    elif v == "":
-        raise ValueError("stop sequence must not be empty")
+def _stops(v: Any) -> Any:
+    # Runs before the union's own checks (which state the same limits in the schema) so that the
+    # message says what is wrong in words, instead of one pydantic error per union member.
+    items = v if isinstance(v, list) else [v] if isinstance(v, str) else None
+    if items is None:
+        return v
+    if isinstance(v, list) and len(v) > MAX_STOP_SEQUENCES:
+        raise invalid(f"at most {MAX_STOP_SEQUENCES} stop sequences (got {len(v)})")
+    for item in items:
+        if item == "":
+            raise invalid("stop sequences must not be empty")
+        if isinstance(item, str) and len(item) > MAX_STOP_CHARS:
+            raise invalid(f"a stop sequence is {len(item)} characters; at most {MAX_STOP_CHARS}")
     return v
 
 
 class SamplingParams(RequestModel, ExtraSampling):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
-    stop: Stop = None
+    stop: Stop = Field(default=None, description=STOP_DESCRIPTION)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
 
-    _check_stop = field_validator("stop")(_stops)
+    _check_stop = field_validator("stop", mode="before")(_stops)
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(temperature=self.temperature, top_p=self.top_p, seed=self.seed,
@@ -118,9 +137,9 @@ class InferenceRequest(RequestModel):
     prompt: Text = Field(min_length=1)
     max_tokens: int = Field(default=128, ge=1, le=MAX_TOKENS_LIMIT)
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
-    stop: Stop = None
+    stop: Stop = Field(default=None, description=STOP_DESCRIPTION)
 
-    _check_stop = field_validator("stop")(_stops)
+    _check_stop = field_validator("stop", mode="before")(_stops)
 
 
 class InferenceResponse(BaseModel):
@@ -152,24 +171,111 @@ def _neutral(name: str, value: Any) -> bool:
     return not value
 
 
+# Bounds for the fields an OpenAI request may carry beyond those declared here (kept, then logged):
+# OpenAI's own limits for ``metadata``, and a size limit for every other unknown field, so that a
+# request cannot make the server hold megabytes of ignored JSON for as long as it generates.
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 512
+MAX_USER_CHARS = 256
+MAX_EXTRA_FIELDS = 32
+MAX_EXTRA_NAME_CHARS = 64
+MAX_EXTRA_JSON_CHARS = 4096
+Metadata = dict[Annotated[str, Field(max_length=MAX_METADATA_KEY_CHARS)],
+                Annotated[Text, Field(max_length=MAX_METADATA_VALUE_CHARS)]]
+
+
+def _json_chars(value: Any, budget: int) -> int:
+    """About how many characters ``value`` takes as JSON, counted only until past ``budget`` (so a
+    huge value costs no more than a small one to refuse)."""
+    total, stack = 0, [value]
+    while stack and total <= budget:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item) + 3
+        elif isinstance(item, dict):
+            total += 2
+            for k, v in item.items():
+                stack.append(v)
+                total += len(k) + 4
+                if total > budget:
+                    break
+        elif isinstance(item, list):
+            total += 2 + len(item)
+            stack.extend(item[: budget + 1])
+        else:
+            total += len(str(item)) + 1
+    return total
+
+
+def _too_much(name: str, template: str, value: Any, **ctx: Any) -> ValidationError:
+    # A ValidationError raised in a model validator keeps its own location: the 422 then names the
+    # unknown field as ``param``, like any declared field's error.
+    error = InitErrorDetails(type=PydanticCustomError("extra_field_limit", template, ctx), loc=(name,), input=value)
+    return ValidationError.from_exception_data("request", [error])
+
+
+def _describe_extras(schema: dict[str, Any], cls: Any) -> None:
+    schema["propertyNames"] = {"maxLength": MAX_EXTRA_NAME_CHARS}
+    schema["maxProperties"] = len(cls.model_fields) + MAX_EXTRA_FIELDS
+    schema["description"] = (
+        f"{(cls.__doc__ or '').strip()}\n\nOther fields are accepted and ignored (logged): at most "
+        f"{MAX_EXTRA_FIELDS} of them, names of at most {MAX_EXTRA_NAME_CHARS} characters, each value at most "
+        f"{MAX_EXTRA_JSON_CHARS} characters of JSON. OpenAI parameters that would change the result but are not "
+        "implemented (logprobs, tools, logit_bias, ...) are refused with 400.").strip()
+
+
 class OpenAIParams(RequestModel, ExtraSampling):
     """Fields the official ``openai`` SDK sends. A field that would change the result but is not
-    implemented is refused (see ``unsupported``); other unknown fields are kept for the log."""
+    implemented is refused (see ``unsupported``); other unknown fields are kept for the log, within
+    bounds (``MAX_EXTRA_*``)."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False,
+                              json_schema_extra=lambda schema, cls: _describe_extras(schema, cls))
 
     model: ModelName | None = None
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=1, description="only 1 is supported")
-    stop: Stop = None
+    stop: Stop = Field(default=None, description=STOP_DESCRIPTION)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    metadata: Metadata | None = Field(
+        default=None, max_length=MAX_METADATA_PAIRS,
+        description=f"OpenAI's: at most {MAX_METADATA_PAIRS} pairs, keys of at most {MAX_METADATA_KEY_CHARS} "
+                    f"characters, string values of at most {MAX_METADATA_VALUE_CHARS}; accepted and ignored")
+    user: Annotated[Text, Field(max_length=MAX_USER_CHARS)] | None = Field(
+        default=None, description="an end-user id (OpenAI's); accepted and ignored")
 
-    _check_stop = field_validator("stop")(_stops)
+    _check_stop = field_validator("stop", mode="before")(_stops)
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _few_pairs(cls, v: Any) -> Any:
+        # Before pydantic validates (and copies) every pair only to count them afterwards.
+        if isinstance(v, dict) and len(v) > MAX_METADATA_PAIRS:
+            raise invalid(f"{len(v)} pairs; at most {MAX_METADATA_PAIRS}")
+        return v
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> OpenAIParams:
+        extra = self.model_extra or {}
+        if len(extra) > MAX_EXTRA_FIELDS:
+            raise _too_much(next(iter(extra)), "{count} unknown fields; at most {limit} are accepted",
+                            None, count=len(extra), limit=MAX_EXTRA_FIELDS)
+        for name, value in extra.items():
+            if len(name) > MAX_EXTRA_NAME_CHARS:
+                raise _too_much(name[:MAX_EXTRA_NAME_CHARS] + "…", "an unknown field's name is {length} characters; "
+                                "at most {limit}", None, length=len(name), limit=MAX_EXTRA_NAME_CHARS)
+            if name in UNSUPPORTED_OPENAI:
+                continue  # refused with 400 "not supported" unless neutral (and neutral values are small)
+            if _json_chars(value, MAX_EXTRA_JSON_CHARS) > MAX_EXTRA_JSON_CHARS:
+                raise _too_much(name, "unknown field, ignored here, but larger than {limit} characters of JSON; "
+                                "remove it", None, limit=MAX_EXTRA_JSON_CHARS)
+        return self
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(temperature=self.temperature, top_p=self.top_p, seed=self.seed,
@@ -182,21 +288,27 @@ class OpenAIParams(RequestModel, ExtraSampling):
         return [k for k in UNSUPPORTED_OPENAI if k in extra and not _neutral(k, extra[k])]
 
     def ignored(self) -> list[str]:
-        """Unknown parameters that change nothing here (``user``, ``metadata``, …): logged, not refused."""
-        return sorted(k for k in (self.model_extra or {}) if k not in UNSUPPORTED_OPENAI)
+        """Parameters that change nothing here (``user``, ``metadata``, unknown ones): logged, not refused."""
+        unknown = [k for k in (self.model_extra or {}) if k not in UNSUPPORTED_OPENAI]
+        return sorted(unknown + [k for k in ("metadata", "user") if getattr(self, k) is not None])
+
+
+PromptText = Annotated[Text, Field(min_length=1)]
 
 
 class CompletionRequest(OpenAIParams):
-    prompt: Text | list[Text] = Field(description="a string, or a list holding one string")
+    prompt: PromptText | Annotated[list[PromptText], Field(min_length=1, max_length=1)] = Field(
+        description="a non-empty string, or a list holding one")
     max_tokens: int = Field(default=16, ge=1, le=MAX_TOKENS_LIMIT)
 
-    @field_validator("prompt")
+    @field_validator("prompt", mode="before")
     @classmethod
-    def _one_prompt(cls, v: Text | list[Text]) -> Text | list[Text]:
+    def _one_prompt(cls, v: Any) -> Any:
+        # Before the union's checks (the same limits, stated in the schema): one clear message.
         if isinstance(v, list) and len(v) != 1:
-            raise ValueError("only one prompt per request is supported")
-        if (v if isinstance(v, str) else v[0]) == "":
-            raise ValueError("prompt must not be empty")
+            raise invalid("only one prompt per request is supported")
+        if v == "" or v == [""]:
+            raise invalid("prompt must not be empty")
         return v
 
     @property

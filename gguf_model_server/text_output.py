@@ -6,17 +6,38 @@ from __future__ import annotations
 import codecs
 
 
+def _failure(pattern: str) -> list[int]:
+    """Knuth–Morris–Pratt: for each prefix length n, the length of the longest proper prefix of
+    ``pattern`` that is also a suffix of ``pattern[:n]``."""
+    fail = [0] * (len(pattern) + 1)
+    k = 0
+    for i in range(1, len(pattern)):
+        while k and pattern[i] != pattern[k]:
+            k = fail[k]
+        if pattern[i] == pattern[k]:
+            k += 1
+        fail[i + 1] = k
+    return fail
+
+
 class TextOutput:
     """Incremental text of one generation.
 
     ``feed`` takes each new token's bytes and returns the text that can be sent now. Text that
     might be the start of a stop string is held back until it is clear either way, so a client
     never receives part of a stop string. ``flush`` releases what was held back at the end.
+
+    This runs on the model's engine thread for every token of every sequence, so its cost per
+    token must not grow with the length of the text or of the stop strings: each stop string keeps
+    a KMP automaton state (how much of it the text currently ends with), advanced by the new
+    characters only — amortised constant work per character and stop string.
     """
 
     def __init__(self, stop: list[str]) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._stop = [s for s in stop if s]
+        self._fail = [_failure(s) for s in self._stop]
+        self._matched = [0] * len(self._stop)  # per stop string: the longest prefix the text ends with
         self._longest = max((len(s) for s in self._stop), default=0)
         self.text = ""  # everything decoded so far
         self._sent = 0  # characters of ``text`` already returned
@@ -26,17 +47,17 @@ class TextOutput:
         """Add a token's bytes; return the newly sendable text ('' while holding back)."""
         if self.stopped:
             return ""
-        self.text += self._decoder.decode(data)
+        new = self._decoder.decode(data)
+        start = len(self.text)
+        self.text += new
         if not self._stop:
             return self._take(len(self.text))
-        # A stop string can only start in the unsent tail or the last characters before it.
-        search_from = max(0, self._sent - self._longest + 1)
-        hit = min((i for i in (self.text.find(s, search_from) for s in self._stop) if i >= 0), default=-1)
+        hit = self._advance(new, start)
         if hit >= 0:
             self.stopped = True
             self.text = self.text[:hit]
             return self._take(hit)
-        return self._take(len(self.text) - self._partial_stop_suffix())
+        return self._take(len(self.text) - max(self._matched))
 
     def flush(self) -> str:
         """The rest of the text at the end of generation (held-back text was no stop string)."""
@@ -44,14 +65,23 @@ class TextOutput:
             self.text += self._decoder.decode(b"", final=True)
         return self._take(len(self.text))
 
-    def _partial_stop_suffix(self) -> int:
-        """Length of the longest tail of ``text`` that is a proper prefix of some stop string."""
-        tail = self.text[-self._longest:] if self._longest else ""
-        for n in range(min(len(tail), self._longest - 1), 0, -1):
-            end = tail[-n:]
-            if any(s.startswith(end) for s in self._stop):
-                return n
-        return 0
+    def _advance(self, new: str, start: int) -> int:
+        """Feed ``new`` (which starts at ``start`` in ``text``) to every stop string's automaton.
+        Returns where the earliest-starting stop string completed in it begins, or -1."""
+        hit = -1
+        for j, stop in enumerate(self._stop):
+            fail, k = self._fail[j], self._matched[j]
+            for i, ch in enumerate(new):
+                while k and stop[k] != ch:
+                    k = fail[k]
+                if stop[k] == ch:
+                    k += 1
+                if k == len(stop):
+                    begin = start + i + 1 - k
+                    hit = begin if hit < 0 else min(hit, begin)
+                    break  # this stop string's first occurrence; later ones start later
+            self._matched[j] = k
+        return hit
 
     def _take(self, upto: int) -> str:
         upto = max(upto, self._sent)

@@ -23,6 +23,7 @@ it before answering. The protocol below replaces those parts (the policy itself 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import resource
@@ -40,6 +41,10 @@ from serving_core.settings import ServerSettings
 log = logging.getLogger("serving_core.http")
 
 _HEAD_END = re.compile(rb"\n\r?\n")
+# After a FIN, when to look for the reset a closed client answers data with (loopback: at once;
+# across networks: a round trip or a few).
+_RESET_CHECKS = (0.05, 0.3, 1.0, 3.0)
+_TCP_CLOSE = 7  # tcp_info.tcpi_state (linux/tcp_states.h)
 RETRY_AFTER_SECONDS = 2
 
 
@@ -106,13 +111,37 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio.Protocol allows a bool
-        # A client that sent its whole request and then half-closed its side still reads the
-        # answer (asyncio's default closes the transport, so the answer was computed and lost).
-        # Anything else — idle, or a request that can no longer be completed — is a hang-up.
-        if self.cycle is not None and not self.cycle.response_complete and self.conn.their_state is h11.DONE:
-            self.cycle.keep_alive = False
-            return True
-        return None
+        """The client sent FIN. After a complete request, that is either a half-close (``shutdown(
+        SHUT_WR)``: it still reads the answer) or a hang-up (``close()``: nobody reads it, and its
+        generation should stop at once). TCP shows both the same way until data is sent: a closed
+        socket answers data with a reset. So the connection stays open for the answer, and an
+        interim ``100 Continue`` (which every HTTP/1.1 client must accept before the final answer)
+        asks the question; a reset within a few round trips means the client is gone. Idle, or with
+        a request that can no longer be completed, EOF is a hang-up."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or self.conn.their_state is not h11.DONE:
+            return None
+        cycle.keep_alive = False
+        if not cycle.response_started:
+            with contextlib.suppress(h11.LocalProtocolError):
+                self.transport.write(self.conn.send(h11.InformationalResponse(status_code=100, headers=[],
+                                                                              reason=b"Continue")))
+            for delay in _RESET_CHECKS:
+                self.loop.call_later(delay, self._close_if_reset)
+        # (A stream's next chunk gets the reset as a write error, which closes the transport.)
+        return True
+
+    def _close_if_reset(self) -> None:
+        if self.transport.is_closing():
+            return
+        sock = self.transport.get_extra_info("socket")
+        try:
+            state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] if sock is not None else None
+        except OSError:
+            state = _TCP_CLOSE
+        if state == _TCP_CLOSE:
+            log.info("client %s closed the connection before its answer; stopping the request", self._peer())
+            self.transport.close()  # -> connection_lost: the request sees the disconnect
 
     def data_received(self, data: bytes) -> None:
         if self._phase is Phase.BODY:

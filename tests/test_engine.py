@@ -162,3 +162,55 @@ def test_an_error_in_one_generation_fails_only_that_request(tiny, monkeypatch) -
     assert isinstance(error, ServingError) and error.status_code == 500
     assert text  # the other request, in the same steps, was answered
     assert generate(tiny, ["the"], max_tokens=3, sampling=GREEDY)[0][1].completion_tokens == 3  # still serving
+
+
+@pytest.mark.slow
+def test_banned_tokens_are_never_emitted_whatever_the_samplers_do(gemma) -> None:
+    # repeat_penalty 5e-324 passed validation and is 0 in float32: the penalty made logits infinite
+    # and NaN, and with the ban applied before it, control tokens were drawn (text "", 32 tokens).
+    # The schema now refuses it; the engine must hold the ban on its own all the same.
+    banned = set(gemma.banned_tokens())
+    for sampling in (SamplingConfig(temperature=0.7, top_k=0, min_p=0.0, repeat_penalty=5e-324, seed=1),
+                     SamplingConfig(temperature=1.5, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=5e-324, seed=2),
+                     SamplingConfig(temperature=0.0, repeat_penalty=5e-324, presence_penalty=2.0)):
+        _, stats = alone(gemma, "The capital of France is", max_tokens=24, sampling=sampling)
+        assert stats.tokens and not banned & set(stats.tokens), (sampling, stats.tokens)
+
+
+@pytest.mark.slow
+def test_top_k_0_sorts_no_more_candidates_than_the_cap(gemma) -> None:
+    # Sampling runs on the model's one engine thread for all its sequences: top_k 0 used to sort the
+    # whole 262k vocabulary for top-p (~17 ms a token, 80x the default), slowing every neighbour.
+    import statistics
+    import time
+
+    from gguf_model_server.llama_native import Batch, ContextShape, NativeContext, Sampler
+
+    tokens = gemma.tokenize_prompt("The capital of France is")
+    ctx = NativeContext(gemma.native, ContextShape(n_ctx_seq=64, n_seq=1, n_batch=32, n_threads=2))
+    batch = Batch(32)
+    try:
+        for i, t in enumerate(tokens):
+            batch.add(t, i, 0, i == len(tokens) - 1)
+        assert ctx.decode(batch) == 0
+
+        def per_token(sampling: SamplingConfig) -> float:
+            sampler = Sampler(gemma.native, sampling, gemma.banned_tokens())
+            try:
+                t0 = time.perf_counter()
+                for _ in range(10):
+                    sampler.sample(ctx, len(tokens) - 1)
+                return (time.perf_counter() - t0) / 10
+            finally:
+                sampler.close()
+
+        capped = SamplingConfig(temperature=1.0, top_k=1000, top_p=0.95, min_p=0.0)  # the cap (MAX_CANDIDATES)
+        off = SamplingConfig(temperature=1.0, top_k=0, top_p=0.95, min_p=0.0)
+        runs: dict[str, list[float]] = {"capped": [], "off": []}
+        for _ in range(5):  # interleaved, medians: the machine is shared
+            runs["capped"].append(per_token(capped))
+            runs["off"].append(per_token(off))
+        assert statistics.median(runs["off"]) < 2 * statistics.median(runs["capped"]), runs
+    finally:
+        batch.close()
+        ctx.close()

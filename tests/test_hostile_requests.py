@@ -176,3 +176,70 @@ def test_openapi_schema_still_describes_the_text_fields(server) -> None:
     props = schema["components"]["schemas"]["GenerateRequest"]["properties"]
     assert props["prompt"]["type"] == "string"
     assert json.dumps(props["model"])  # a nullable string with a length limit
+
+
+# --- Issue 17: parameters bounded to what is meaningful, unknown fields bounded -----------------
+
+LONG_STOP = "s" * 257
+
+
+@pytest.mark.parametrize(("route", "body", "field"), [
+    ("/generate", {"prompt": "a", "repeat_penalty": 5e-324}, "repeat_penalty"),  # 0 in float32: NaN logits
+    ("/generate", {"prompt": "a", "repeat_penalty": 0.05}, "repeat_penalty"),
+    ("/generate", {"prompt": "a", "top_k": 1001}, "top_k"),
+    ("/generate", {"prompt": "a", "stop": LONG_STOP}, "stop"),
+    ("/generate", {"prompt": "a", "stop": ["x", LONG_STOP]}, "stop"),
+    ("/generate", {"prompt": "a", "stop": [f"s{i}" for i in range(17)]}, "stop"),
+    ("/inference", {"prompt": "a", "stop": [LONG_STOP]}, "stop"),
+    ("/v1/completions", {"model": "tiny-a", "prompt": "a", "stop": [LONG_STOP]}, "stop"),
+    ("/v1/completions", {"model": "tiny-a", "prompt": "a", "repeat_penalty": 5e-324, "top_k": 0, "min_p": 0},
+     "repeat_penalty"),
+    ("/v1/completions", {"model": "tiny-a", "prompt": "a", "metadata": {f"k{i}": "v" for i in range(17)}},
+     "metadata"),
+    ("/v1/completions", {"model": "tiny-a", "prompt": "a", "metadata": {"k" * 65: "v"}}, "metadata"),
+    ("/v1/completions", {"model": "tiny-a", "prompt": "a", "metadata": {"k": "v" * 513}}, "metadata"),
+    ("/v1/completions", {"model": "tiny-a", "prompt": "a", "metadata": {"k": 1}}, "metadata"),
+    ("/v1/completions", {"model": "tiny-a", "prompt": "a", "user": "u" * 257}, "user"),
+    ("/v1/completions", {"model": "tiny-a", "prompt": "a", "junk": "j" * 5000}, "junk"),
+    ("/v1/completions", {"model": "tiny-a", "prompt": "a", "junk": [{"k": "v"}] * 1000}, "junk"),
+    ("/v1/chat/completions", {"model": "tiny-a", "messages": [{"role": "user", "content": "a"}],
+                              **{f"x{i}": 1 for i in range(33)}}, "x0"),
+    ("/v1/chat/completions", {"model": "tiny-a", "messages": [{"role": "user", "content": "a"}], "y" * 65: 1},
+     "y" * 64),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
+def test_out_of_range_sampling_and_unknown_fields_get_422_naming_the_field(server, route, body, field) -> None:
+    r = server.client.post(route, json=body)
+    message = assert_error(r, 422)
+    assert message.startswith(field) and len(message) < 400, message
+    assert str(r.json()["error"]["param"]).startswith(field)
+
+
+def test_parameters_at_their_limits_are_accepted(server) -> None:
+    stops = [chr(0x4E00 + i) * 256 for i in range(16)]  # 16 × 256 characters (768 bytes of UTF-8 each)
+    r = server.client.post("/generate", json={"prompt": "the", "max_tokens": 2, "stop": stops, "top_k": 1000,
+                                              "repeat_penalty": 0.1, "min_p": 0})
+    assert r.status_code == 200, r.text
+    r = server.client.post("/v1/chat/completions", json={
+        "model": "tiny-a", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}], "top_k": 0,
+        "repeat_penalty": 10, "metadata": {f"{i:k>64}": "v" * 512 for i in range(16)},
+        "user": "u" * 256, "store": False, "service_tier": "auto", "custom": {"x": "y" * 4000}})
+    assert r.status_code == 200, r.text
+
+
+def test_a_huge_metadata_object_is_refused_without_keeping_its_memory(server) -> None:
+    # 400k pairs, 6 MB: was accepted and held for the whole generation (+109 MB); a refusal that
+    # kept the parsed body in a reference cycle grew the server by ~40 MB per request.
+    body = json.dumps({"model": "tiny-a", "prompt": "a", "max_tokens": 2,
+                       "metadata": {f"k{i}": "v" for i in range(400_000)}}).encode()
+
+    def rss_mb() -> float:
+        with open(f"/proc/{server.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+    sizes = []
+    for _ in range(6):
+        message = assert_error(_post_raw(server, "/v1/completions", body), 422)
+        assert message == "metadata: 400000 pairs; at most 16", message
+        sizes.append(rss_mb())
+    # The first requests grow the heap to the parse's peak; after that it must stay flat.
+    assert sizes[-1] - sizes[1] < 60, sizes
