@@ -66,7 +66,12 @@ class LlamaModel:
         self.native = native
         self.engine = engine
         self.options = options
-        template = options.chat_template or native.chat_template() or CHATML
+        own_template = options.chat_template or native.chat_template()
+        # No template of its own (a base model such as Gemma 3 270M): chat falls back to ChatML,
+        # which the model never learnt — it may well write the markup itself, so it ends the answer.
+        self.chat_fallback = own_template is None
+        self._fallback_noted = False
+        template = own_template or CHATML
         self.chat: ChatTemplate | None = None
         self.chat_error: str | None = None
         try:
@@ -124,6 +129,17 @@ class LlamaModel:
     def tokenize_prompt(self, text: str) -> list[int]:
         """A raw prompt's tokens. Text like ``<bos>`` stays text: a user cannot inject control tokens."""
         return self._tokenize(text, add_special=True, parse_special=False, what="prompt")
+
+    def chat_stops(self) -> tuple[str, ...]:
+        """Stop strings every chat on this model gets: the fallback template's turn markers (a
+        model that does not know them writes them as text; they must never reach the answer)."""
+        if not self.chat_fallback:
+            return ()
+        if not self._fallback_noted:
+            self._fallback_noted = True
+            log.warning("model '%s' has no chat template: chat uses the ChatML fallback, which it was not trained "
+                        "on (answers may be poor); prefer a chat model, or set options.chat_template", self.name)
+        return ("<|im_end|>", "<|im_start|>")
 
     def tokenize_chat(self, messages: list[dict[str, Any]]) -> list[int]:
         """The chat rendered with the model's template: the template's markup becomes its control

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
 from gguf_model_server.routes_native import ERRORS
@@ -43,12 +43,17 @@ def openai_router() -> APIRouter:
         return await serving.completion(admitted, request)
 
     @router.post("/chat/completions", response_model=ChatCompletionResponse, responses=ERRORS)
-    async def chat_completions(req: ChatCompletionRequest, request: Request,
+    async def chat_completions(req: ChatCompletionRequest, request: Request, response: Response,
                                serving: ChatServingDep) -> ChatCompletionResponse | StreamingResponse:
-        """Chat completion with the model's own chat template, as ``chat.completions.create``."""
+        """Chat completion with the model's own chat template, as ``chat.completions.create``. A model
+        without one answers through ChatML, and says so in ``X-Chat-Template: chatml-fallback``."""
         admitted = await serving.admit_chat(req)
+        headers = {"X-Chat-Template": "chatml-fallback"} if admitted.llama.chat_fallback else {}
         if req.stream:
-            return serving.chat_stream(admitted, req)
+            stream = serving.chat_stream(admitted, req)
+            stream.headers.update(headers)
+            return stream
+        response.headers.update(headers)
         return await serving.chat(admitted, request)
 
     return router

@@ -11,6 +11,7 @@ from gguf_model_server.llama_native import MAX_CANDIDATES, SamplingConfig
 from serving_core.schema_types import Text, invalid
 
 MAX_TOKENS_LIMIT = 32_768
+MAX_CHAT_MESSAGES = 2048
 # Stop strings are matched on the model's engine thread after every token, for every sequence:
 # their number and length bound the work one request adds to its neighbours' steps.
 MAX_STOP_SEQUENCES = 16
@@ -336,7 +337,9 @@ class ChatMessage(RequestModel):
 
 
 class ChatCompletionRequest(OpenAIParams):
-    messages: list[ChatMessage] = Field(min_length=1)
+    # Bounded: the chat template (Jinja, in Python) renders every message, twice (see chat_template.parts).
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_CHAT_MESSAGES,
+                                        description=f"1 to {MAX_CHAT_MESSAGES} messages")
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
 

@@ -41,6 +41,7 @@ class GenerationParams:
     default_max_tokens: int
     stop: tuple[str, ...] = ()
     cache_prompt: bool | None = None  # None: the model's setting
+    chat: bool = False  # a chat: the model's own chat stop strings apply too
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ class GenerationServing:
             max_tokens = min(params.default_max_tokens, llama.n_ctx - len(prompt))
         cache_prompt = llama.options.cache_prompt if params.cache_prompt is None else params.cache_prompt
         generation = llama.engine.submit(GenerationRequest(
-            prompt=prompt, max_tokens=max_tokens, sampling=params.sampling, stop=params.stop,
+            prompt=prompt, max_tokens=max_tokens, sampling=params.sampling,
+            stop=params.stop + (llama.chat_stops() if params.chat else ()),
             cache_prompt=cache_prompt, isolated=not cache_prompt,
         ))
         return Admitted(model=managed.name, llama=llama, generation=generation, prompt_tokens=len(prompt))

@@ -6,10 +6,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from fastapi import Request
 
 from gguf_model_server.engine import GenerationStats
+from gguf_model_server.llama_backend import LlamaModel
 from gguf_model_server.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -27,6 +29,7 @@ from gguf_model_server.schemas import (
 )
 from gguf_model_server.serving import Admitted, GenerationParams, GenerationServing, GenerationStream, timings
 from serving_core.errors import BadRequest, echo
+from serving_core.registry import ManagedModel, ModelState
 
 log = logging.getLogger("gguf_model_server.serving_openai")
 
@@ -102,8 +105,20 @@ class ChatServing(GenerationServing):
     async def admit_chat(self, req: ChatCompletionRequest) -> Admitted:
         check_openai_params(req)
         messages = [m.as_llama() for m in req.messages]
-        params = _params(req, req.requested_max_tokens, CHAT_DEFAULT_MAX_TOKENS)
-        return await self.admit(req.model, lambda llama: llama.tokenize_chat(messages), params)
+        params = replace(_params(req, req.requested_max_tokens, CHAT_DEFAULT_MAX_TOKENS), chat=True)
+        return await self.admit(req.model or self.default_chat_model(), lambda llama: llama.tokenize_chat(messages),
+                                params)
+
+    def default_chat_model(self) -> str | None:
+        """A chat without ``model`` goes to the first ready model with a chat template of its own (a
+        base model answers chat poorly, through a fallback template); None: the usual default."""
+
+        def has_template(m: ManagedModel[LlamaModel]) -> bool:
+            handle = self.registry.primary(m).handle
+            return m.state is ModelState.READY and handle is not None and not handle.chat_fallback
+
+        return self.registry.default_for(has_template) if any(map(has_template, self.registry.models.values())) \
+            else None
 
     async def chat(self, admitted: Admitted, request: Request) -> ChatCompletionResponse:
         text, stats = await self.complete(admitted, request)

@@ -28,11 +28,20 @@ stop_all() {
     wait "$GGUF" "$ASR" 2>/dev/null || true
 }
 # Ctrl-C reaches both servers directly (same process group); wait for them to finish cleanly.
-trap 'wait "$GGUF" "$ASR" 2>/dev/null || true; rm -rf "$LOGS"; exit 130' INT
+trap 'wait "$GGUF" "$ASR" 2>/dev/null || true; sleep 0.2; rm -rf "$LOGS"; echo "stopped (Ctrl-C): both servers drained and exited"; exit 130' INT
 trap 'stop_all; rm -rf "$LOGS"; exit 143' TERM
 
 code=0
 wait -n "$GGUF" "$ASR" || code=$?
+if (( code == 130 )); then
+    # A server stopped by Ctrl-C: the other got the same signal and is draining. Another signal
+    # now would be its "stop at once", cutting the requests the drain promised to finish; wait.
+    wait "$GGUF" "$ASR" 2>/dev/null || true
+    sleep 0.2  # let the prefixers print the last lines
+    rm -rf "$LOGS"
+    echo "stopped (Ctrl-C): both servers drained and exited"
+    exit 130
+fi
 stop_all
 sleep 0.2  # let the prefixers print the last lines
 for name in gguf asr-ocr; do

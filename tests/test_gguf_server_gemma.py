@@ -163,6 +163,32 @@ def test_chat_through_the_template_answers_from_the_default_chat_model(gemma) ->
     assert 0 < r.usage.completion_tokens < 32 and r.usage.prompt_tokens > 10  # the template's tokens count too
 
 
+def test_chat_without_a_model_goes_to_the_first_model_with_a_chat_template(gemma) -> None:
+    # Gemma 3 270M (first, a base model without a template) keeps completion; chat goes to Qwen.
+    client = openai.OpenAI(base_url=f"{gemma.url}/v1", api_key="unused", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model=None, temperature=0, max_tokens=16,  # type: ignore[arg-type]
+        messages=[{"role": "user", "content": "What is the capital of France?"}])
+    assert raw.parse().model == "qwen2.5-0.5b-instruct" and "X-Chat-Template" not in raw.headers
+    assert gemma.client.post("/v1/completions", json={"prompt": "The", "max_tokens": 1}).json()["model"] == \
+        "gemma-3-270m"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_chat_on_a_model_without_a_template_says_so_and_never_shows_role_markup(gemma, stream: bool) -> None:
+    body = {"model": "gemma-3-270m", "temperature": 0, "max_tokens": 64, "stream": stream,
+            "messages": [{"role": "user", "content": "The name of this country is"}]}
+    r = gemma.client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200 and r.headers["X-Chat-Template"] == "chatml-fallback", r.text
+    if stream:
+        chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    else:
+        text = r.json()["choices"][0]["message"]["content"]
+    assert "<|im_end|>" not in text and "<|im_start|>" not in text, text
+    assert "has no chat template" in gemma.log()
+
+
 def test_context_overflow_is_400_before_any_stream_starts(gemma) -> None:
     n_ctx = 2048
     too_long = "word " * (n_ctx + 100)

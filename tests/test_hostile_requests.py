@@ -243,3 +243,9 @@ def test_a_huge_metadata_object_is_refused_without_keeping_its_memory(server) ->
         sizes.append(rss_mb())
     # The first requests grow the heap to the parse's peak; after that it must stay flat.
     assert sizes[-1] - sizes[1] < 60, sizes
+
+
+def test_a_chat_of_too_many_messages_is_refused_before_rendering(server) -> None:
+    many = [{"role": "user", "content": "a"}] * 2049
+    r = server.client.post("/v1/chat/completions", json={"model": "tiny-a", "messages": many})
+    assert "messages" in assert_error(r, 422)
