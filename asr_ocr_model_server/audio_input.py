@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from typing import BinaryIO
 
 import numpy as np
@@ -48,6 +49,67 @@ def _too_long(seconds: float, max_seconds: float) -> PayloadTooLarge:
     )
 
 
+def _mapped_floats(count: int) -> np.ndarray:
+    """``count`` float32 zeros in a private anonymous mapping of their own (see ``release_samples``).
+
+    Private: Python's default for anonymous maps is shared (shmem), whose pages ``MADV_DONTNEED``
+    only unmaps; they stay allocated, and the cgroup still counts them."""
+    return np.frombuffer(mmap.mmap(-1, max(1, count) * 4, flags=mmap.MAP_PRIVATE), dtype=np.float32)
+
+
+class _Samples:
+    """The decoded 16 kHz samples, written into one buffer as they come.
+
+    Collecting frames in a list and concatenating them held the audio twice at the end (+2 × 106 MB
+    for 29 min). The buffer is sized from the header's duration (else from ``max_seconds``): pages
+    never written are never resident, so a generous size costs address space, not memory. A header
+    that understates the length makes it grow once, to the most ``max_seconds`` allows.
+    """
+
+    SLACK_SECONDS = 1.0  # the resampler's delay and the last frame's rounding
+
+    def __init__(self, max_seconds: float, declared_seconds: float | None) -> None:
+        self.limit = self._count(max_seconds)
+        seconds = max_seconds if declared_seconds is None else min(declared_seconds, max_seconds)
+        self.buffer = _mapped_floats(min(self._count(seconds), self.limit))
+        self.size = 0
+
+    @classmethod
+    def _count(cls, seconds: float) -> int:
+        return int((seconds + cls.SLACK_SECONDS) * SAMPLE_RATE)
+
+    def append(self, chunk: np.ndarray) -> None:
+        end = self.size + chunk.size
+        if end > self.buffer.size:
+            grown = _mapped_floats(max(end, self.limit))
+            grown[:self.size] = self.buffer[:self.size]
+            self.buffer = grown
+        self.buffer[self.size:end] = chunk
+        self.size = end
+
+    def audio(self) -> np.ndarray:
+        return self.buffer[:self.size]
+
+
+def release_samples(audio: np.ndarray) -> bool:
+    """Hand the memory of audio from ``decode_audio`` back to the OS now; it reads as zeros after.
+
+    A model calls this once it holds what it needs (faster-whisper: the log-mel features, computed
+    before the first segment): for 29 min that is 106 MB less for the whole transcription, while
+    the callers' references to the array stay valid. Any other array is left alone (False).
+    """
+    base: object = audio
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):  # np.frombuffer's base
+        base = base.obj
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if not isinstance(base, mmap.mmap) or advice is None:
+        return False
+    base.madvise(advice)
+    return True
+
+
 def check_audio(file: BinaryIO, filename: str | None = None) -> None:
     """The cheap checks (what the bytes are), for a refusal before the request queues for its model."""
     identify(file, sniff_audio, "audio", ACCEPTED, filename)
@@ -59,6 +121,10 @@ def decode_audio(file: BinaryIO, filename: str | None = None, max_seconds: float
     The length is checked against ``max_seconds`` from the container's header and again as the
     frames decode, *before* they are resampled, so a small file that declares hours of audio costs
     nothing; sample rates outside the plausible range are refused before any decoding.
+
+    The samples are decoded into one buffer (no list of chunks joined at the end) that the model
+    may hand back to the OS once it has its features (``release_samples``): read them before the
+    model call, not after.
     """
     kind = identify(file, sniff_audio, "audio", ACCEPTED, filename)
     import av
@@ -71,8 +137,9 @@ def decode_audio(file: BinaryIO, filename: str | None = None, max_seconds: float
             _check_rate(stream.codec_context.sample_rate or None, kind)
             if container.duration is not None and container.duration / av.time_base > max_seconds:
                 raise _too_long(container.duration / av.time_base, max_seconds)
+            declared = container.duration / av.time_base if container.duration is not None else None
+            samples = _Samples(max_seconds, declared)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-            chunks: list[np.ndarray] = []
             seconds = 0.0
             for frame in container.decode(stream):
                 _check_rate(frame.sample_rate, kind)
@@ -80,9 +147,9 @@ def decode_audio(file: BinaryIO, filename: str | None = None, max_seconds: float
                 if seconds > max_seconds:
                     raise _too_long(seconds, max_seconds)
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    samples.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                samples.append(out.to_ndarray().reshape(-1))
     except (UnprocessableInput, PayloadTooLarge):
         raise
     except av.FFmpegError as exc:
@@ -90,7 +157,7 @@ def decode_audio(file: BinaryIO, filename: str | None = None, max_seconds: float
         raise UnprocessableInput(f"could not decode the {kind} audio: {exc.strerror or 'invalid data'}") from None
     except (ValueError, IndexError, EOFError) as exc:
         raise UnprocessableInput(f"could not decode the {kind} audio: {exc}") from None
-    audio = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    audio = samples.audio()
     if audio.size == 0:
         raise UnprocessableInput(f"the {kind} file decoded to no audio samples")
     return audio

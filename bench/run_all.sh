@@ -13,6 +13,7 @@ for name in \
     bench_concurrency \
     bench_asr_ocr_overhead \
     bench_rss \
+    bench_asr_memory \
     bench_engine_vs_llama_server; do
     echo "### $name $*"
     python "$name.py" "$@"

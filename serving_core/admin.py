@@ -2,7 +2,7 @@
 
 Behind the API key when one is set (every non-health route is). Concurrent calls are safe: a
 load already running is joined, not started twice; an unload waits for no one and refuses (409)
-while a request holds the model.
+while a request holds the model or while it loads.
 """
 
 from __future__ import annotations
@@ -13,17 +13,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from serving_core.dependencies import RegistryDep
-from serving_core.errors import ServingError, error_responses
+from serving_core.errors import ModelInUse, error_responses
 from serving_core.health import ModelInfo
 from serving_core.registry import ModelRegistry, ModelState
 
 ModelName = Annotated[str, Path(description="a configured model name", max_length=256)]
-
-
-class ModelInUse(ServingError):
-    status_code = 409
-    code = "model_in_use"
-    type = "invalid_request_error"
 
 
 def _info(registry: ModelRegistry[Any], name: str) -> ModelInfo:
@@ -46,7 +40,7 @@ def _unload(registry: ModelRegistry[Any], name: str) -> ModelInfo:
 
 def admin_router() -> APIRouter:
     router = APIRouter(prefix="/models", tags=["lifecycle"])
-    errors = error_responses({404: "unknown model", 409: "model in use"})
+    errors = error_responses({404: "unknown model", 409: "model in use, or loading (unload)"})
 
     @router.post("/{name}/load", response_model=ModelInfo, responses=errors)
     async def load(name: ModelName, registry: RegistryDep) -> ModelInfo:
@@ -55,7 +49,7 @@ def admin_router() -> APIRouter:
 
     @router.post("/{name}/unload", response_model=ModelInfo, responses=errors)
     async def unload(name: ModelName, registry: RegistryDep) -> ModelInfo:
-        """Free the model's memory; it loads again on its next request. 409 while it serves one."""
+        """Free the model's memory; it loads again on its next request. 409 while it serves one or loads."""
         return await asyncio.to_thread(_unload, registry, name)
 
     @router.post("/{name}/reload", response_model=ModelInfo, responses=errors)

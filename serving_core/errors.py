@@ -83,6 +83,22 @@ class ModelFailed(ServingError):
     type = "service_unavailable"
 
 
+class ModelInUse(ServingError):
+    """An unload refused while requests hold the model."""
+
+    status_code = 409
+    code = "model_in_use"
+    type = "invalid_request_error"
+
+
+class LoadInProgress(ServingError):
+    """An unload refused while the model is loading (it would end ready anyway)."""
+
+    status_code = 409
+    code = "model_loading"
+    type = "invalid_request_error"
+
+
 class ServerShuttingDown(ServingError):
     status_code = 503
     code = "shutting_down"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from serving_core.errors import (
+    LoadInProgress,
     ModelFailed,
     ModelLoading,
     ModelNotFound,
@@ -22,6 +23,7 @@ from serving_core.errors import (
     echo,
     hide_paths,
 )
+from serving_core.memory import release_model_memory
 from serving_core.request_context import at_request_end, note_load_wait, note_model
 from serving_core.residency import mapped_files, resident_fraction
 from serving_core.scheduling import ModelGuard
@@ -384,9 +386,13 @@ class ModelRegistry(Generic[H]):
         return release
 
     def unload(self, name: str) -> bool:
-        """Free a ready model now; False (nothing done) while a request holds it."""
+        """Free a ready model now; False (nothing done) while a request holds it. Raises
+        ``LoadInProgress`` while it loads: the unload would be a no-op and the model end ready."""
         model = self.primary(self.models[name])
         with self._lifecycle:
+            if model.state in (ModelState.PENDING, ModelState.LOADING):
+                raise LoadInProgress(f"model '{name}' is loading; unload it once the load has ended "
+                                     f"(POST /models/{name}/load waits for that)")
             if model.state is not ModelState.READY:
                 return True
             if model.refs > 0 or model.guard.threads_inside:
@@ -399,6 +405,9 @@ class ModelRegistry(Generic[H]):
                 self._release(handle)
             except Exception:
                 log.exception("error freeing model '%s'", model.name)
+        # memory: drop our last reference, then hand the freed model's heap back to the OS
+        handle = None
+        release_model_memory()
         log.info("Model '%s' unloaded", model.name)
         return True
 

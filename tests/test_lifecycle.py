@@ -183,3 +183,21 @@ def test_startup_endpoint_keeps_the_start_up_loads_and_ignores_later_ones() -> N
         assert later["models"]["eager"] == eager  # the reload is not a start-up load
         assert later["models"]["lazy"]["load_start"] is None and later["models"]["lazy"]["state"] == "ready"
         assert loader.loads.count("eager") == 2
+
+
+def test_unload_during_a_load_is_a_409_and_the_load_is_not_mistaken_for_unloaded() -> None:
+    gate = threading.Event()
+
+    def slow(spec: ModelSpec) -> str:
+        gate.wait(10)
+        return "handle"
+
+    with client(slow, models=[model(load="lazy")]) as c:
+        c.registry.request_load("m")
+        assert state(c) == "loading"
+        r = c.post("/models/m/unload")
+        assert r.status_code == 409 and r.json()["error"]["code"] == "model_loading", r.text
+        assert "once the load has ended" in r.json()["error"]["message"]
+        gate.set()
+        assert settled_state(c) == "ready"
+        assert c.post("/models/m/unload").json()["state"] == "unloaded"

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from asr_ocr_model_server.asr.transcript import Segment, Transcript, silence
+from asr_ocr_model_server.audio_input import release_samples
 from asr_ocr_model_server.backend_options import FasterWhisperOptions
 from serving_core.errors import PermanentLoadError, ServerShuttingDown
 from serving_core.specs import ModelSpec, parse_options, require_path
@@ -41,6 +42,9 @@ class FasterWhisperModel:
             audio, language=language or self.opts.language, initial_prompt=prompt, beam_size=self.opts.beam_size,
             vad_filter=self.opts.vad_filter, task=self.opts.task, **kwargs,
         )
+        # The features are computed (before the first segment) and faster-whisper never reads the
+        # samples again: their memory is not held through the decoding.
+        release_samples(audio)
         segs = []
         for s in segments:  # a lazy generator: each step decodes one 30 s window
             if self._interrupted.is_set():
@@ -70,6 +74,10 @@ def load(spec: ModelSpec, model_dir: str | None) -> FasterWhisperModel:
     require_path(path / "model.bin", "CTranslate2 Whisper model file")
     from faster_whisper import WhisperModel
 
+    from asr_ocr_model_server.asr.faster_whisper_features import WindowedFeatureExtractor
+
     model = WhisperModel(str(path), device="cpu", compute_type=opts.compute_type,
                          cpu_threads=opts.threads or os.cpu_count() or 1, local_files_only=True)
+    # Its own extractor takes the STFT of the whole file at once (+1.4 GB for 29 min of audio).
+    model.feature_extractor = WindowedFeatureExtractor(**model.feat_kwargs)
     return FasterWhisperModel(model, opts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from asr_ocr_model_server.asr.transcript import Segment, Transcript, silence
+from asr_ocr_model_server.asr.windowed_mel import WHOLE_SIGNAL_FRAMES, frame_count, windowed_log_mel
 from asr_ocr_model_server.backend_options import OpenAIWhisperOptions
 from serving_core.errors import PermanentLoadError
 from serving_core.specs import ModelSpec, parse_options, require_path
@@ -68,9 +70,42 @@ class OpenAIWhisperModel:
         self.transcribe(silence(), language=None, prompt=None, temperature=0.0)
 
 
+def windowed_log_mel_spectrogram(audio: Any, n_mels: int = 80, padding: int = 0, device: Any = None) -> Any:
+    """``whisper.audio.log_mel_spectrogram`` with the STFT done in bounded windows (``windowed_mel``):
+    the same tensor (to float precision) for a CPU float32 array or tensor; anything else, and audio
+    of up to ``WHOLE_SIGNAL_FRAMES`` frames, goes to the original."""
+    import torch
+    from whisper import audio as whisper_audio
+
+    wave = audio.numpy() if isinstance(audio, torch.Tensor) and audio.device.type == "cpu" else audio
+    if (device is not None or not isinstance(wave, np.ndarray) or wave.dtype != np.float32 or wave.ndim != 1
+            or frame_count(wave.shape[0], padding, whisper_audio.HOP_LENGTH) <= WHOLE_SIGNAL_FRAMES):
+        return whisper_audio.log_mel_spectrogram(audio, n_mels, padding, device)
+    n_fft, hop = whisper_audio.N_FFT, whisper_audio.HOP_LENGTH
+    window = torch.hann_window(n_fft)
+    filters = whisper_audio.mel_filters(torch.device("cpu"), n_mels)
+
+    def log_mel(stretch: np.ndarray) -> np.ndarray:
+        # The original's steps for these frames (its reflect padding is already in ``stretch``).
+        stft = torch.stft(torch.from_numpy(stretch), n_fft, hop, window=window, center=False, return_complex=True)
+        mel = filters @ (stft.abs() ** 2)
+        return np.asarray(torch.clamp(mel, min=1e-10).log10().numpy())
+
+    with torch.inference_mode():
+        return torch.from_numpy(windowed_log_mel(wave, padding, n_fft, hop, n_mels, log_mel))
+
+
+def _install_windowed_mel() -> None:
+    """Make ``whisper.transcribe`` compute its features in windows: it calls the module-level name
+    ``log_mel_spectrogram`` on the whole audio (+0.8 GB for 29 min) and takes no features of ours."""
+    module: Any = importlib.import_module("whisper.transcribe")  # the module, not the function of that name
+    module.log_mel_spectrogram = windowed_log_mel_spectrogram
+
+
 def load(spec: ModelSpec, model_dir: str | None) -> OpenAIWhisperModel:
     opts = parse_options(OpenAIWhisperOptions, spec)
     path = resolve_checkpoint(spec, model_dir, opts)
     import whisper
 
+    _install_windowed_mel()
     return OpenAIWhisperModel(whisper.load_model(str(path), device="cpu"), opts)
