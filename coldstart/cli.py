@@ -43,8 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sequential", action="store_true",
                    help="also start with one loader worker (A/B against parallel loading, interleaved)")
     p.add_argument("--cold", action="store_true",
-                   help="evict the page cache before each start (drop_caches if permitted, else fadvise on "
-                   "the model files)")
+                   help="evict the model files from the page cache before each start (posix_fadvise "
+                   "DONTNEED on each file)")
     p.add_argument("--json", type=Path, help="write every figure to this file")
     p.add_argument("--chart", type=Path, help="draw the last run's timeline, one bar per model, to this PNG "
                    "(needs matplotlib)")
