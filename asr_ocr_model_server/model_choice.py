@@ -52,11 +52,11 @@ class UploadServing:
         managed, _ = await registry.acquire(name)
         return managed
 
-    async def run(self, name: str | None, task: Task, check: Callable[[], None], decode: Callable[[], T],
-                  call: Callable[[AsrOcrModel, T], R]) -> tuple[str, R]:
-        """Pick the model and ``check`` the upload (cheap: a wrong or oversized file is refused at once,
-        not after queueing), then decode it and run ``call(handle, decoded)`` in one worker thread
-        under the model's guard.
+    async def run(self, name: str | None, task: Task, check: Callable[[AsrOcrModel], None],
+                  decode: Callable[[], T], call: Callable[[AsrOcrModel, T], R]) -> tuple[str, R]:
+        """Pick the model and ``check`` the upload and the request against it (cheap: a wrong or
+        oversized file is refused at once, not after queueing), then decode it and run
+        ``call(handle, decoded)`` in one worker thread under the model's guard.
 
         Decoding inside the guard bounds memory: a decoded upload (up to ~120 MB for a legal image,
         ~115 MB for 30 min of audio) exists only while its model call runs, never for every request
@@ -64,7 +64,7 @@ class UploadServing:
         """
         managed = await self.pick(name, task)
         managed.guard.check_admission()
-        await asyncio.to_thread(check)
+        await asyncio.to_thread(check, managed.loaded)
 
         def decode_and_call() -> R:
             data = decode()

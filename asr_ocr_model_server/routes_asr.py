@@ -10,9 +10,9 @@ from fastapi.responses import PlainTextResponse
 from pydantic import WithJsonSchema
 
 from asr_ocr_model_server.asr.subtitles import to_srt, to_vtt
-from asr_ocr_model_server.asr.transcript import Transcript
+from asr_ocr_model_server.asr.transcript import Transcript, check_language
 from asr_ocr_model_server.audio_input import check_audio, decode_audio
-from asr_ocr_model_server.backends import as_asr
+from asr_ocr_model_server.backends import AsrOcrModel, as_asr
 from asr_ocr_model_server.model_choice import UploadServing, UploadServingDep
 from asr_ocr_model_server.schemas import (
     AsrResponse,
@@ -43,8 +43,13 @@ async def transcribe_upload(serving: UploadServing, upload: UploadFile, model: s
                             prompt: str | None = None, temperature: float | None = None) -> tuple[str, Transcript]:
     """Decode the upload and run the model on it; returns the model name and the transcript."""
     max_seconds = serving.settings.max_audio_seconds
+
+    def check(handle: AsrOcrModel) -> None:
+        check_language(as_asr(handle), language)
+        check_audio(upload.file, upload.filename)
+
     name, transcript = await serving.run(
-        model, "asr", lambda: check_audio(upload.file, upload.filename),
+        model, "asr", check,
         lambda: decode_audio(upload.file, upload.filename, max_seconds),
         lambda handle, audio: as_asr(handle).transcribe(audio, language=language, prompt=prompt,
                                                         temperature=temperature),

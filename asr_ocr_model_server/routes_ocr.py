@@ -26,7 +26,7 @@ def ocr_router() -> APIRouter:
         """Read the text in an uploaded image."""
         limits = limits_from(serving.settings)
         name, lines = await serving.run(
-            model, "ocr", lambda: check_image(image.file, limits, image.filename),
+            model, "ocr", lambda _: check_image(image.file, limits, image.filename),
             lambda: decode_image(image.file, limits, image.filename),
             lambda handle, img: as_ocr(handle).read(img),
         )

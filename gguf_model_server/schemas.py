@@ -237,7 +237,7 @@ class OpenAIParams(RequestModel, ExtraSampling):
     model: ModelName | None = None
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: int = Field(default=1, ge=1, le=1, description="only 1 is supported")
+    n: int = Field(default=1, ge=1, le=128, description="choices per request: only 1 is supported (else 400)")
     stop: Stop = Field(default=None, description=STOP_DESCRIPTION)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     stream: bool = False
@@ -318,9 +318,12 @@ class CompletionRequest(OpenAIParams):
 
 
 class ContentPart(RequestModel):
+    """A part of a message's content. Only text is served; other types (``image_url``,
+    ``input_audio``, ``file``) are parsed so that the refusal can name them (400 "not supported")."""
+
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # OpenAI content parts carry more
-    type: Literal["text"]
-    text: Text
+    type: Annotated[str, Field(min_length=1, max_length=64, description="'text'; other types get 400")]
+    text: Text | None = None
 
 
 class ChatMessage(RequestModel):
@@ -331,7 +334,7 @@ class ChatMessage(RequestModel):
     def as_llama(self) -> dict[str, Any]:
         content = self.content
         if isinstance(content, list):
-            content = "".join(p.text for p in content)
+            content = "".join(p.text or "" for p in content)
         role = "system" if self.role == "developer" else self.role
         return {"role": role, "content": content or ""}
 

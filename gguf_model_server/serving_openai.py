@@ -39,7 +39,10 @@ CHAT_DEFAULT_MAX_TOKENS = 512  # OpenAI has no limit; cut further to what fits t
 
 def check_openai_params(req: OpenAIParams) -> None:
     """400 for a parameter that would change the result but is not implemented; unknown harmless
-    ones (``user``, ``metadata``, …) are only logged."""
+    ones (``user``, ``metadata``, …) are only logged (and named in ``X-Ignored-Parameters``)."""
+    if req.n != 1:
+        raise BadRequest(f"not supported: n={req.n} (one choice per request); send n=1, or several requests",
+                         param="n")
     unsupported = req.unsupported()
     if unsupported:
         raise BadRequest(f"not supported: {', '.join(unsupported)}; remove the parameter", param=unsupported[0])
@@ -104,6 +107,15 @@ class ChatServing(GenerationServing):
 
     async def admit_chat(self, req: ChatCompletionRequest) -> Admitted:
         check_openai_params(req)
+        for i, message in enumerate(req.messages):
+            for part in message.content if isinstance(message.content, list) else ():
+                if part.type != "text":
+                    what = {"image_url": "image input", "input_audio": "audio input", "file": "file input"}.get(
+                        part.type, f"content part type '{echo(part.type)}'")
+                    raise BadRequest(f"not supported: {what} (messages.{i}: the models here read text only); send "
+                                     "text parts", param=f"messages.{i}.content")
+                if part.text is None:
+                    raise BadRequest(f"messages.{i}.content: a text part without 'text'", param=f"messages.{i}.content")
         messages = [m.as_llama() for m in req.messages]
         params = replace(_params(req, req.requested_max_tokens, CHAT_DEFAULT_MAX_TOKENS), chat=True)
         return await self.admit(req.model or self.default_chat_model(), lambda llama: llama.tokenize_chat(messages),

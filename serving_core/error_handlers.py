@@ -141,15 +141,20 @@ def install_error_handlers(app: FastAPI) -> None:
                             status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
             return JSONResponse(
                 error_body("validation_error", "invalid_request_error", body_parse_reason(exc.__cause__)),
                 status_code=422,
             )
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
+            what = "no route" if exc.status_code == 404 else "method not allowed for"
+            message = f"{what} {request.method} {echo(request.url.path, 100)}; the routes are listed at /docs " \
+                      "(and /openapi.json)"
         return JSONResponse(
-            error_body(code, "invalid_request_error", str(exc.detail)),
+            error_body(code, "invalid_request_error", message),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )

@@ -194,6 +194,21 @@ def test_missing_field_is_422_naming_it(server, media) -> None:
     assert "image" in assert_error(server.client.post("/ocr", data={"model": "rapidocr"}), 422)
 
 
+def test_a_pdf_is_named_in_the_415(server) -> None:
+    r = server.client.post("/ocr", files={"image": ("scan.pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n" * 5)})
+    message = assert_error(r, 415)
+    assert "PDF" in message and "render its pages to images" in message
+
+
+def test_another_language_on_an_english_only_model_is_400(server, media) -> None:
+    # tiny.en would transcribe French speech as English without a word; say so instead.
+    r = server.client.post("/asr", files={"audio": ("s.wav", media["wav"].read_bytes())}, data={"language": "fr"})
+    assert "English-only" in assert_error(r, 400)
+    assert r.json()["error"]["param"] == "language"
+    r = server.client.post("/asr", files={"audio": ("s.wav", media["wav"].read_bytes())}, data={"language": "en"})
+    assert r.status_code == 200, r.text
+
+
 def test_bad_language_is_422(server, media) -> None:
     r = server.client.post("/asr", files={"audio": ("s.wav", media["wav"].read_bytes())}, data={"language": "English"})
     assert "language" in assert_error(r, 422)

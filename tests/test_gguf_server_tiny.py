@@ -237,3 +237,33 @@ def test_metrics_count_generated_tokens_and_requests(tiny_server) -> None:
     assert sample("gguf_requests_total", model="tiny-c", route="/generate", status="200") == requests_before + 1
     assert sample("gguf_model_state", model="missing", state="failed") == 1
     assert sample("gguf_model_in_flight", model="tiny-c") == 0
+
+
+def test_content_parts_other_than_text_are_400_not_supported(tiny_server) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    r = tiny_server.client.post("/v1/chat/completions", json={"model": "tiny-a", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "what is this?"}, image]}]})
+    assert "not supported: image input" in assert_error(r, 400)
+    assert r.json()["error"]["param"] == "messages.0.content"
+
+
+def test_n_other_than_1_is_400_not_supported(tiny_server) -> None:
+    for route, body in (("/v1/completions", {"prompt": "the"}),
+                        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})):
+        r = tiny_server.client.post(route, json={"model": "tiny-a", "n": 2, **body})
+        assert "not supported: n=2" in assert_error(r, 400)
+
+
+def test_unknown_routes_get_the_error_shape_and_a_pointer_to_the_docs(tiny_server) -> None:
+    r = tiny_server.client.post("/v1/responses", json={})
+    message = assert_error(r, 404)
+    assert "POST /v1/responses" in message and "/docs" in message
+    assert "/docs" in assert_error(tiny_server.client.delete("/generate"), 405)
+
+
+def test_ignored_openai_parameters_are_named_in_a_header(tiny_server) -> None:
+    r = tiny_server.client.post("/v1/completions", json={"model": "tiny-a", "prompt": "the", "max_tokens": 1,
+                                                         "foo": 1, "user": "u1"})
+    assert r.status_code == 200 and r.headers["X-Ignored-Parameters"] == "foo, user", r.headers
+    r = tiny_server.client.post("/v1/completions", json={"model": "tiny-a", "prompt": "the", "max_tokens": 1})
+    assert "X-Ignored-Parameters" not in r.headers

@@ -55,6 +55,10 @@ class FasterWhisperModel:
         return Transcript(text=" ".join(s.text for s in segs).strip(), language=info.language,
                           duration=float(info.duration), segments=segs)
 
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
+
     def warmup(self) -> None:
         self.transcribe(silence(), language=None, prompt=None, temperature=None)
 

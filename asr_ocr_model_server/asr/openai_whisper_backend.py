@@ -66,6 +66,10 @@ class OpenAIWhisperModel:
         return Transcript(text=str(result["text"]).strip(), language=result.get("language"),
                           duration=len(audio) / 16_000, segments=segs)
 
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.model.is_multilingual)
+
     def warmup(self) -> None:
         self.transcribe(silence(), language=None, prompt=None, temperature=0.0)
 

@@ -37,6 +37,20 @@ class AsrModel(Protocol):
 
     def warmup(self) -> None: ...
 
+    @property
+    def multilingual(self) -> bool:
+        """False for an English-only model (``tiny.en``): it cannot transcribe another language."""
+        ...
+
+
+def check_language(model: AsrModel, language: str | None) -> None:
+    """400 for a language an English-only model cannot transcribe (it would silently give English)."""
+    if language and language.lower() != "en" and not model.multilingual:
+        from serving_core.errors import BadRequest
+
+        raise BadRequest(f"language '{language}' is not supported by this model, which is English-only; send "
+                         "'en' or no language, or choose a multilingual model", param="language")
+
 
 def silence(seconds: float = 1.0) -> np.ndarray:
     """Float32 16 kHz silence, for warmup."""
