@@ -38,6 +38,10 @@ def resolve_model_path(spec: ModelSpec, model_dir: str | None) -> Path:
     path = spec.resolved_path(model_dir)
     if path is None:
         name = embedded_name_for(spec)
+        if name != spec.name:
+            log.warning("model '%s' has no path and is no embedded model's name (%s): it serves the default "
+                        "embedded model, %s; set its path to serve a file of your own", spec.name,
+                        ", ".join(EMBEDDED_MODELS), name)
         path = embedded_model_path(name)
         if not path.is_file():
             # Normally done once by the install step; doing it here keeps a half-set-up machine working.

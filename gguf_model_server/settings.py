@@ -3,14 +3,17 @@ plus the original servers' ``MODEL_DIR`` and ``MODEL_SERVER_PORT``."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import argparse
+import re
+from pathlib import Path
+from typing import Any, ClassVar
 
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
 from gguf_model_server.embedded_models import EMBEDDED_MODELS
 from gguf_model_server.llama_backend import LLAMA_BACKEND_NAMES, LlamaOptions
-from serving_core.settings import ServerSettings
+from serving_core.settings import ConfigError, ServerSettings
 from serving_core.specs import ModelSpec
 
 
@@ -21,6 +24,7 @@ class GGUFServerSettings(ServerSettings):
 
     default_port: ClassVar[int] = 8001
     backend_options: ClassVar[dict[str, type[BaseModel]]] = dict.fromkeys(LLAMA_BACKEND_NAMES, LlamaOptions)
+    default_backend: ClassVar[str | None] = "llama_cpp"
 
     port: int = Field(
         default=0, ge=0, le=65535, validation_alias=AliasChoices("GGUF_PORT", "MODEL_SERVER_PORT"),
@@ -34,3 +38,32 @@ class GGUFServerSettings(ServerSettings):
     def default_models(self) -> list[ModelSpec]:
         """Every embedded model, the default (Gemma) first: it serves requests that name no model."""
         return [ModelSpec(name=name, backend="llama_cpp") for name in EMBEDDED_MODELS]
+
+    @classmethod
+    def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        # llama-server's spellings: a quick start on one's own files without writing a config.
+        parser.add_argument("-m", "--model", action="append", metavar="PATH",
+                            help="serve this GGUF file (repeatable; named after the file); replaces the "
+                                 "configured models")
+        parser.add_argument("-c", "--ctx-size", type=int, metavar="N",
+                            help="context window of each sequence of the -m models (options.n_ctx)")
+        parser.add_argument("-np", "--parallel", type=int, metavar="N",
+                            help="sequences decoded together for the -m models (options.parallel)")
+
+    @classmethod
+    def cli_overrides(cls, args: argparse.Namespace) -> dict[str, Any]:
+        options = {k: v for k, v in (("n_ctx", args.ctx_size), ("parallel", args.parallel)) if v is not None}
+        if not args.model:
+            if options:
+                raise ConfigError("--ctx-size and --parallel go with -m/--model; for configured models set "
+                                  "options.n_ctx and options.parallel in the config file")
+            return {}
+        names: list[str] = []
+        for path in args.model:
+            stem = re.sub(r"[^A-Za-z0-9._:/-]", "-", Path(path).stem).lstrip("._:/-") or "model"
+            name, n = stem[:120], 2
+            while name in names:
+                name, n = f"{stem[:116]}-{n}", n + 1
+            names.append(name)
+        return {"models": [{"name": name, "backend": "llama_cpp", "path": str(Path(path).expanduser().absolute()),
+                            "options": options} for name, path in zip(names, args.model, strict=True)]}

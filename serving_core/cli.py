@@ -65,15 +65,18 @@ def run_server(
     parser.add_argument("--host", help=f"bind address (default {settings_cls.model_fields['host'].default})")
     parser.add_argument("--port", type=int, help=f"port (default {settings_cls.default_port})")
     parser.add_argument("--log-level", help="debug, info, warning, error")
+    settings_cls.add_cli_arguments(parser)
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in {"host": args.host, "port": args.port, "log_level": args.log_level}.items()
                  if v is not None}
     try:
-        settings = settings_cls.load(args.config, **overrides)
+        settings = settings_cls.load(args.config, **overrides, **settings_cls.cli_overrides(args))
     except ConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if settings.models_defaulted:
+        log.info("no models configured: serving the embedded defaults (%s)", ", ".join(m.name for m in settings.models))
     prefix = settings_cls.model_config.get("env_prefix", "")
     for port, how in ((settings.port, f"--port or {prefix}PORT"), (settings.health_port, f"{prefix}HEALTH_PORT")):
         unavailable = listen_problem(settings.host, port) if port is not None else None

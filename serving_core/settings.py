@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +44,9 @@ class ServerSettings(BaseSettings):
     default_max_request_bytes: ClassVar[int] = 8 * 1024 * 1024
     # Each backend this server has, with the model of its `options:`; checked at start (empty = not checked).
     backend_options: ClassVar[dict[str, type[BaseModel]]] = {}
+    # The backend a model without `backend:` gets (None: it must be given).
+    default_backend: ClassVar[str | None] = None
+    _models_defaulted: bool = PrivateAttr(default=False)
 
     host: str = Field(default="127.0.0.1", description="interface to bind; 0.0.0.0 for every interface "
                       "(the Docker images pass it), 127.0.0.1 by default as llama-server and Ollama do")
@@ -166,8 +179,18 @@ class ServerSettings(BaseSettings):
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_backend(cls, data: Any) -> Any:
+        # A server with one backend family (GGUF: llama_cpp) need not be told it for every model.
+        if cls.default_backend and isinstance(data, dict) and isinstance(data.get("models"), list):
+            data = {**data, "models": [{**m, "backend": cls.default_backend}
+                                       if isinstance(m, dict) and "backend" not in m else m for m in data["models"]]}
+        return data
+
     @model_validator(mode="after")
     def _check_models(self) -> ServerSettings:
+        self._models_defaulted = not self.models
         if not self.models:
             self.models = self.default_models()
         names = [m.name for m in self.models]
@@ -190,6 +213,20 @@ class ServerSettings(BaseSettings):
     def default_models(self) -> list[ModelSpec]:
         """The embedded models served when the config names none."""
         return []
+
+    @property
+    def models_defaulted(self) -> bool:
+        """No model was configured (``models: []`` or none at all): the embedded defaults are served."""
+        return self._models_defaulted
+
+    @classmethod
+    def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Server-specific command-line flags (beyond --config/--host/--port/--log-level)."""
+
+    @classmethod
+    def cli_overrides(cls, args: argparse.Namespace) -> dict[str, Any]:
+        """Settings the server-specific flags set (they win over the file and the environment)."""
+        return {}
 
     def effective_compute_slots(self) -> int:
         """Default: one model call per two cores, at least one, so decodes don't fight for cores."""

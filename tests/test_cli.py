@@ -109,3 +109,19 @@ def test_json_logs_are_one_object_per_line(start_server, tiny_config) -> None:
     assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
     assert any(e["logger"] == "serving_core.access" and e["message"].startswith("GET /health") for e in entries)
     assert any("Loading time" in e["message"] for e in entries)  # the loading lines stay
+
+
+def test_dash_m_serves_a_file_without_a_config(start_server, model_files) -> None:
+    from coldstart.processes import module_command
+
+    import server_process
+
+    srv = server_process.Launched(
+        lambda port: [*module_command("gguf_model_server", None)(port), "-m", str(model_files["a"]), "-c", "256"],
+        start_server.log_dir / "dash-m.log", env=server_process.server_env(None))
+    start_server.started.append(srv)
+    srv.wait_settled(timeout=60)
+    assert list(srv.client.get("/health").json()["models"]) == ["tiny-a"]
+    r = srv.client.post("/generate", json={"prompt": "the", "max_tokens": 2})
+    assert r.status_code == 200 and r.json()["model"] == "tiny-a"
+    assert "no models configured" not in srv.log()

@@ -60,7 +60,7 @@ def test_cli_arguments_beat_env(monkeypatch) -> None:
     [
         ("load_retries: -1\n", "load_retries"),
         ("models:\n  - {name: 'bad name!', backend: llama_cpp}\n", "models[0].name"),
-        ("models:\n  - {name: a}\n", "models[0].backend"),
+        ("models:\n  - {name: a, backend: llama-cp}\n", "models[0].backend"),
         ("modles: []\n", "modles"),
     ],
 )
@@ -132,3 +132,56 @@ def test_a_relative_model_path_that_is_missing_is_shown_resolved(tmp_path, monke
     with pytest.raises(PermanentLoadError) as exc:
         resolve_model_path(spec, None)
     assert f"not found: {tmp_path}/sub/m.gguf (path 'sub/m.gguf' is relative to the working directory" in str(exc.value)
+
+
+def test_a_gguf_model_needs_no_backend_and_an_asr_ocr_model_still_does(tmp_path) -> None:
+    from asr_ocr_model_server.settings import AsrOcrServerSettings
+    from gguf_model_server.settings import GGUFServerSettings
+    from serving_core.settings import ConfigError
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models:\n  - name: mine\n    path: mine.gguf\n")
+    assert GGUFServerSettings.load(cfg).models[0].backend == "llama_cpp"
+    with pytest.raises(ConfigError, match=r"models\[0\]\.backend"):
+        AsrOcrServerSettings.load(cfg)
+
+
+def test_an_empty_model_list_is_the_defaults_and_says_so(tmp_path) -> None:
+    from gguf_model_server.settings import GGUFServerSettings
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models: []\n")
+    settings = GGUFServerSettings.load(cfg)
+    assert settings.models_defaulted and settings.models[0].name == "gemma-3-270m"
+    cfg.write_text("models:\n  - name: mine\n    path: mine.gguf\n")
+    assert not GGUFServerSettings.load(cfg).models_defaulted
+
+
+def test_model_flags_like_llama_servers(tmp_path) -> None:
+    import argparse
+
+    from gguf_model_server.settings import GGUFServerSettings
+    from serving_core.settings import ConfigError
+
+    parser = argparse.ArgumentParser()
+    GGUFServerSettings.add_cli_arguments(parser)
+    args = parser.parse_args(["-m", "~/a/model.gguf", "--model", "/b/model.gguf", "-c", "4096", "-np", "2"])
+    settings = GGUFServerSettings.load(None, **GGUFServerSettings.cli_overrides(args))
+    assert [m.name for m in settings.models] == ["model", "model-2"]
+    assert settings.models[1].path == "/b/model.gguf" and not settings.models[0].path.startswith("~")
+    assert all(m.options == {"n_ctx": 4096, "parallel": 2} and m.backend == "llama_cpp" for m in settings.models)
+    with pytest.raises(ConfigError, match="go with -m"):
+        GGUFServerSettings.cli_overrides(parser.parse_args(["-c", "4096"]))
+
+
+def test_a_name_without_a_path_that_is_no_embedded_model_says_what_it_serves(caplog) -> None:
+    from gguf_model_server.model_files import resolve_model_path
+    from serving_core.specs import ModelSpec
+
+    with caplog.at_level("WARNING"):
+        path = resolve_model_path(ModelSpec(name="my-llama", backend="llama_cpp"), None)
+    assert path.name.startswith("gemma")
+    assert "'my-llama' has no path" in caplog.text and "gemma-3-270m" in caplog.text
+    caplog.clear()
+    resolve_model_path(ModelSpec(name="qwen2.5-0.5b-instruct", backend="llama_cpp"), None)
+    assert "has no path" not in caplog.text
