@@ -186,10 +186,11 @@ class Engine:
             raise BadRequest("the prompt is empty after tokenizing; send some text", param="prompt")
         if n_prompt >= self.n_ctx:
             raise BadRequest(f"prompt is {n_prompt} tokens but the model's context window is {self.n_ctx} "
-                             "tokens; shorten the prompt", param="prompt")
+                             "tokens (options.n_ctx); shorten the prompt", param="prompt")
         if n_prompt + max_tokens > self.n_ctx:
             raise BadRequest(f"prompt ({n_prompt} tokens) + max_tokens ({max_tokens}) exceeds the context "
-                             f"window of {self.n_ctx} tokens; lower max_tokens to at most {self.n_ctx - n_prompt}",
+                             f"window of {self.n_ctx} tokens (options.n_ctx); lower max_tokens to at most "
+                             f"{self.n_ctx - n_prompt}",
                              param="max_tokens")
 
     def retry_after(self) -> float:

@@ -8,7 +8,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +31,7 @@ from serving_core.specs import ModelSpec, parse_options
 log = logging.getLogger("gguf_model_server.llama")
 
 LLAMA_BACKEND_NAMES = ("llama_cpp", "llama-cpp", "gguf")
+_TRUNCATE_HINT = ", or let the server drop the oldest turns (options.context_overflow: truncate_middle)"
 _CHEAP_BYTES_PER_TOKEN = 8
 
 
@@ -52,6 +53,10 @@ class LlamaOptions(BaseModel):
     chat_template: str | None = Field(default=None,
                                       description="Jinja chat template; default: the one in the GGUF file, "
                                                   "else ChatML")
+    context_overflow: Literal["error", "truncate_middle"] = Field(
+        default="error",
+        description="a chat longer than the context: 'error' (400), or 'truncate_middle': keep the system "
+                    "message and the latest turns, dropping the oldest others until it fits (with room to answer)")
     cache_prompt: bool = Field(default=True,
                                description="reuse a sequence's KV for a shared prompt prefix; false = every "
                                            "request is evaluated alone from scratch (exactly reproducible)")
@@ -119,7 +124,8 @@ class LlamaModel:
         n_bytes = len(text.encode("utf-8"))
         if n_bytes > self.n_ctx * _CHEAP_BYTES_PER_TOKEN and n_bytes > self.n_ctx * self.longest_piece():
             raise BadRequest(f"the {what} is {n_bytes} bytes: more than the model's context window of "
-                             f"{self.n_ctx} tokens can hold; shorten it",
+                             f"{self.n_ctx} tokens (options.n_ctx) can hold; shorten it"
+                             f"{_TRUNCATE_HINT if what == 'chat' else ''}",
                              param="prompt" if what == "prompt" else "messages")
 
     def _tokenize(self, text: str, *, add_special: bool, parse_special: bool, what: str) -> list[int]:
@@ -140,6 +146,42 @@ class LlamaModel:
             log.warning("model '%s' has no chat template: chat uses the ChatML fallback, which it was not trained "
                         "on (answers may be poor); prefer a chat model, or set options.chat_template", self.name)
         return ("<|im_end|>", "<|im_start|>")
+
+    def tokenize_chat_within(self, messages: list[dict[str, Any]], reserve: int) -> list[int]:
+        """``tokenize_chat``, and with ``context_overflow: truncate_middle`` a chat that leaves less than
+        ``reserve`` tokens to answer in loses its oldest messages (never the system message nor the
+        last one), as few as needed: a binary search, so a long chat costs a few renders, not one
+        per message."""
+        if self.options.context_overflow == "error":
+            return self.tokenize_chat(messages)
+        keep = 1 if messages and messages[0].get("role") == "system" else 0
+        droppable = max(0, len(messages) - keep - 1)
+
+        def attempt(dropped: int) -> list[int] | None:
+            try:
+                tokens = self.tokenize_chat(messages[:keep] + messages[keep + dropped:])
+            except BadRequest as exc:
+                if "context window" not in exc.message:
+                    raise
+                return None
+            return tokens if len(tokens) + reserve <= self.n_ctx else None
+
+        whole = attempt(0)
+        if whole is not None:
+            return whole
+        low, high, best = 1, droppable, None
+        while low <= high:
+            middle = (low + high) // 2
+            tokens = attempt(middle)
+            if tokens is None:
+                low = middle + 1
+            else:
+                best, high = (middle, tokens), middle - 1
+        if best is None:
+            return self.tokenize_chat(messages)  # cannot fit even so: the usual 400 says why
+        log.info("model '%s': chat of %d messages over the context of %d tokens: dropped the %d oldest "
+                 "(context_overflow: truncate_middle)", self.name, len(messages), self.n_ctx, best[0])
+        return best[1]
 
     def tokenize_chat(self, messages: list[dict[str, Any]]) -> list[int]:
         """The chat rendered with the model's template: the template's markup becomes its control
@@ -194,15 +236,15 @@ class LlamaModel:
             tokens.append(self.native.eos)
         if len(tokens) > self.n_ctx:
             raise BadRequest(f"the chat is {len(tokens)} tokens but at most {self.n_ctx} fit the model's context "
-                             "window; shorten the messages", param="messages")
+                             f"window (options.n_ctx); shorten the messages{_TRUNCATE_HINT}", param="messages")
         return tokens
 
     def _count_limited(self, text: str, left: int) -> list[int]:
         try:
             return self.native.tokenize(text, add_special=False, parse_special=False, limit=max(left, 0))
         except BadRequest:
-            raise BadRequest(f"the chat is more than {self.n_ctx} tokens, the model's context window; shorten "
-                             "the messages", param="messages") from None
+            raise BadRequest(f"the chat is more than {self.n_ctx} tokens, the model's context window "
+                             f"(options.n_ctx); shorten the messages{_TRUNCATE_HINT}", param="messages") from None
 
     def _split_control(self, text: str, *, keep: bool = True) -> list[str | int]:
         """``text`` cut at control-token text: plain stretches and control token ids, in order, the

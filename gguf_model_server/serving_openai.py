@@ -118,8 +118,12 @@ class ChatServing(GenerationServing):
                     raise BadRequest(f"messages.{i}.content: a text part without 'text'", param=f"messages.{i}.content")
         messages = [m.as_llama() for m in req.messages]
         params = replace(_params(req, req.requested_max_tokens, CHAT_DEFAULT_MAX_TOKENS), chat=True)
-        return await self.admit(req.model or self.default_chat_model(), lambda llama: llama.tokenize_chat(messages),
-                                params)
+        def tokenize(llama: LlamaModel) -> list[int]:
+            # Room to answer in, should the chat have to be shortened to fit.
+            reserve = req.requested_max_tokens or min(CHAT_DEFAULT_MAX_TOKENS, llama.n_ctx // 4)
+            return llama.tokenize_chat_within(messages, reserve)
+
+        return await self.admit(req.model or self.default_chat_model(), tokenize, params)
 
     def default_chat_model(self) -> str | None:
         """A chat without ``model`` goes to the first ready model with a chat template of its own (a
