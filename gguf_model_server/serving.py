@@ -16,6 +16,7 @@ from gguf_model_server.engine import Generation, GenerationRequest, GenerationSt
 from gguf_model_server.llama_backend import LlamaModel
 from gguf_model_server.llama_native import SamplingConfig
 from gguf_model_server.schemas import Timings
+from serving_core.drain import Drain
 from serving_core.errors import ServingError, error_body
 from serving_core.metrics import ServerMetrics
 from serving_core.registry import ModelRegistry
@@ -160,14 +161,15 @@ class GenerationStream(StreamingResponse):
         self._events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        app = scope.get("app")
-        drain = getattr(getattr(app, "state", None), "drain", None)
-        self.body_iterator = sse(self._events, self._admitted.model,
-                                 stop=drain.streams_must_end if drain is not None else None)
+        drain: Drain | None = getattr(getattr(scope.get("app"), "state", None), "drain", None)
+        stop = drain.stream_stop() if drain is not None else None
+        self.body_iterator = sse(self._events, self._admitted.model, stop=stop)
         try:
             await super().__call__(scope, receive, send)
         finally:
             self._admitted.cancel()
+            if drain is not None and stop is not None:
+                drain.forget_stream(stop)
 
 
 async def _not_started() -> AsyncIterator[str]:  # a placeholder: the iterator needs the app (__call__)

@@ -6,10 +6,12 @@ but every real client and every health probe is then refused. Here the cap decid
 *dropped*, not who is refused: when a new connection takes the count over ``max_connections``,
 the connection that has wasted a slot the longest is closed to make room: of those that have not
 sent a complete request head yet (a new connection, a slowloris), those kept alive waiting for
-their next request, and those sending their request body slower than ``min_body_rate`` (judged
-after a second), the one that entered that state first. A new connection is the last candidate —
-a real client sends its request at once and is out of reach before its turn comes — and a
-connection whose request is running (its body complete) is never dropped. Only when nothing
+their next request, and those whose request body has stalled (no byte for half a second) or
+arrives slower than ``min_body_rate`` (judged after a second), the one that entered that state
+first. A new connection is the last candidate — a real client sends its request at once and is
+out of reach before its turn comes; one whose bytes wait unread in the kernel is passed over —
+and a connection whose request is running (its body complete) is never dropped. A request that
+arrives over the cap makes room the same way before it would be refused. Only when nothing
 can be dropped does a request get 503 + ``Retry-After`` — and never a health probe: ``/health``,
 ``/health/live`` and ``/health/ready`` are answered whatever the count, so an orchestrator does
 not restart a server that is only being flooded. Idle timeouts (the request head's deadline and
@@ -21,6 +23,7 @@ This module knows nothing of uvicorn: ``serving_core.http_server`` drives it fro
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import time
 from collections import Counter
@@ -36,8 +39,12 @@ ALWAYS_ANSWERED = frozenset({"/health", "/health/live", "/health/ready", "/healt
 PRESSURE_START = 0.5
 MIN_TIMEOUT_SHARE = 0.1
 MIN_TIMEOUT_SECONDS = 0.5
-# A body is judged slow only after this long: every body starts at 0 bytes.
+# A body is judged slow only after this long (every body starts at 0 bytes), stalled after this
+# long without a byte (a client sending its body sends it without pauses).
 SLOW_BODY_GRACE_SECONDS = 1.0
+STALLED_BODY_SECONDS = 0.5
+# How many of a phase's oldest connections are looked at (one ioctl each) for one that sent nothing.
+_UNREAD_SCAN = 64
 
 
 def overflow_allowance(max_connections: int) -> int:
@@ -62,12 +69,16 @@ _WAITING = (Phase.AWAITING_FIRST_HEAD, Phase.IDLE)
 class Droppable(Protocol):
     """A connection as the book sees it (the HTTP protocol object)."""
 
-    def body_rate(self, now: float) -> float | None:
-        """Bytes per second of the body so far, or None while it is too early to judge."""
+    def body_stalled(self, now: float, min_rate: float) -> bool:
+        """Its request body has stopped arriving for a moment, or arrives slower than ``min_rate``."""
         ...
 
     def drop(self, reason: str) -> None:
         """Close the connection (answering 408 where a request is half-sent)."""
+        ...
+
+    def has_unread_data(self) -> bool:
+        """Bytes wait in the kernel that the server has not read yet (a request is arriving)."""
         ...
 
 
@@ -140,9 +151,11 @@ class ConnectionBook:
     def over_limit(self) -> bool:
         return self.open > self.policy.max_connections
 
-    def refuses(self, path: str) -> bool:
-        """Whether a request for ``path`` gets 503 now: over the cap (nothing could be dropped to
-        make room), unless it is a health probe or a scrape."""
+    def refuses(self, path: str, now: float | None = None) -> bool:
+        """Whether a request for ``path`` gets 503 now: over the cap with nothing that could be
+        dropped to make room, unless it is a health probe or a scrape."""
+        if self.over_limit:
+            self._make_room(self.open - self.policy.max_connections, now)
         if self.over_limit and path not in ALWAYS_ANSWERED:
             self.closed["over_limit"] += 1
             return True
@@ -176,11 +189,20 @@ class ConnectionBook:
             victim.drop(reason)
 
     def _longest_wasting(self, now: float) -> Droppable | None:
-        """The droppable connection that entered its phase first (see the module docstring)."""
-        candidates = [next(iter(self._phases[p])) for p in _WAITING if self._phases[p]]
-        for conn in self._phases[Phase.BODY]:  # oldest body first: the first slow one is the one
-            rate = conn.body_rate(now)
-            if rate is not None and rate < self.policy.min_body_rate:
+        """The droppable connection that entered its phase first (see the module docstring).
+
+        One whose request is already in the kernel, not read yet, is passed over: a connection
+        storm accepts hundreds of connections in one go, before any of them is read, and a real
+        client's, its request sent right after connecting, must not be taken for an idle one.
+        """
+        candidates = []
+        for phase in _WAITING:
+            waiting = (c for c in itertools.islice(self._phases[phase], _UNREAD_SCAN) if not c.has_unread_data())
+            first = next(waiting, None)
+            if first is not None:
+                candidates.append(first)
+        for conn in self._phases[Phase.BODY]:  # oldest body first: the first stalled one is the one
+            if conn.body_stalled(now, self.policy.min_body_rate) and not conn.has_unread_data():
                 candidates.append(conn)
                 break
         return min(candidates, key=self._since.__getitem__, default=None)

@@ -38,9 +38,11 @@ class Drain:
         self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
-        # Set when the grace is over (or a second signal came): streams still running end now,
-        # each with an error event and its proper end, before the server stops.
-        self.streams_must_end = asyncio.Event()
+        # When the grace is over (or a second signal came), streams still running end now, each
+        # with an error event and its proper end, before the server stops. One event per stream,
+        # made on the stream's own event loop (an Event binds to the loop that first waits on it).
+        self.streams_ended = False
+        self._stream_stops: set[asyncio.Event] = set()
 
     def begin(self) -> None:
         if not self.draining:
@@ -57,8 +59,23 @@ class Drain:
         except TimeoutError:
             return False
 
+    def stream_stop(self) -> asyncio.Event:
+        """An event a running stream waits on: set when streams must end. Hand it back with
+        ``forget_stream``."""
+        stop = asyncio.Event()
+        if self.streams_ended:
+            stop.set()
+        self._stream_stops.add(stop)
+        return stop
+
+    def forget_stream(self, stop: asyncio.Event) -> None:
+        self._stream_stops.discard(stop)
+
     def end_streams(self) -> None:
-        self.streams_must_end.set()
+        """Tell every running stream to end (on the event loop's thread)."""
+        self.streams_ended = True
+        for stop in list(self._stream_stops):
+            stop.set()
 
     def _enter(self) -> None:
         self.in_flight += 1

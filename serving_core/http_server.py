@@ -22,12 +22,15 @@ it before answering. The protocol below replaces those parts (the policy itself 
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
 import logging
 import re
 import resource
 import socket
+import termios
 import time
 from typing import Any
 
@@ -35,7 +38,15 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from serving_core.connections import ALWAYS_ANSWERED, ConnectionBook, ConnectionPolicy, Phase, raw_error_response
+from serving_core.connections import (
+    ALWAYS_ANSWERED,
+    SLOW_BODY_GRACE_SECONDS,
+    STALLED_BODY_SECONDS,
+    ConnectionBook,
+    ConnectionPolicy,
+    Phase,
+    raw_error_response,
+)
 from serving_core.settings import ServerSettings
 
 log = logging.getLogger("serving_core.http")
@@ -92,7 +103,7 @@ class GuardedH11Protocol(H11Protocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._phase = Phase.AWAITING_FIRST_HEAD
         self._served = 0
-        self._body_started = 0.0
+        self._body_started = self._body_last_byte = 0.0
         self._body_bytes = 0
         # The health listener's connections are outside the book: never counted, never dropped.
         self._on_health_port = self.health_port is not None and self.server is not None \
@@ -146,6 +157,7 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._phase is Phase.BODY:
             self._body_bytes += len(data)
+            self._body_last_byte = time.monotonic()
         if self._head_timer is None and self.conn.their_state is h11.IDLE:
             self._arm_head_timer()
         super().data_received(data)
@@ -198,7 +210,7 @@ class GuardedH11Protocol(H11Protocol):
         if self._phase is Phase.BODY:
             self._disarm_body_timer()
         if phase is Phase.BODY:
-            self._body_started = time.monotonic()
+            self._body_started = self._body_last_byte = time.monotonic()
             self._body_bytes = 0
             self._arm_body_timer(self.book.policy.body_timeout)
         self._phase = phase
@@ -206,11 +218,24 @@ class GuardedH11Protocol(H11Protocol):
 
     # -- what the book asks of a connection ----------------------------------------------------
 
-    def body_rate(self, now: float) -> float | None:
+    def body_stalled(self, now: float, min_rate: float) -> bool:
+        if self._phase is not Phase.BODY or self.flow.read_paused:  # paused: the application is not reading
+            return False
         elapsed = now - self._body_started
-        if self._phase is not Phase.BODY or elapsed < 1.0 or self.flow.read_paused:
-            return None
-        return self._body_bytes / elapsed
+        if now - self._body_last_byte >= STALLED_BODY_SECONDS:
+            return True
+        return elapsed >= SLOW_BODY_GRACE_SECONDS and self._body_bytes / elapsed < min_rate
+
+    def has_unread_data(self) -> bool:
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        pending = array.array("i", [0])
+        try:
+            fcntl.ioctl(sock.fileno(), termios.FIONREAD, pending)
+        except OSError:
+            return False
+        return pending[0] > 0
 
     def drop(self, reason: str) -> None:
         """Closed to make room for a new connection (``ConnectionBook`` chose this one)."""
@@ -264,7 +289,8 @@ class GuardedH11Protocol(H11Protocol):
             return
         now = time.monotonic()
         if self.flow.read_paused:  # the application is not reading: not the client's fault
-            self._body_started, self._body_bytes = now, 0
+            self._body_started = self._body_last_byte = now
+            self._body_bytes = 0
             self._arm_body_timer(self.book.policy.body_timeout)
             return
         allowed = self.book.body_deadline(self._body_bytes)

@@ -13,12 +13,16 @@ class Conn:
         self.name = name
         self.rate = rate
         self.dropped: str | None = None
+        self.unread = False
 
-    def body_rate(self, now: float) -> float | None:
-        return self.rate
+    def body_stalled(self, now: float, min_rate: float) -> bool:
+        return self.rate is not None and self.rate < min_rate
 
     def drop(self, reason: str) -> None:
         self.dropped = reason
+
+    def has_unread_data(self) -> bool:
+        return self.unread
 
     def __repr__(self) -> str:
         return self.name
@@ -100,3 +104,13 @@ def test_a_body_may_take_longer_the_more_it_has_sent() -> None:
     book = _book()
     assert book.body_deadline(0) == 20
     assert book.body_deadline(5000) == 30  # one more second per 500 bytes
+
+
+def test_a_connection_whose_request_waits_unread_is_not_taken_for_idle() -> None:
+    book = _book(cap=2)
+    real, idle = Conn("real"), Conn("idle")
+    book.opened(real, now=0)
+    book.opened(idle, now=1)
+    real.unread = True  # its request arrived; the event loop has not read it yet
+    book.opened(Conn("newcomer"), now=2)
+    assert real.dropped is None and idle.dropped == "dropped_awaiting_first_head"
