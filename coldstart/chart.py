@@ -52,9 +52,9 @@ def draw(results: list[ServerResult], path: Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("seconds from spawn")
     ax.set_title("cold start: where each model's time went")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(rows) < 4 else -0.12), ncol=4,
-              fontsize="small", frameon=False)
+    # Beside the bars, not under them: below the axis it sat on the x-axis label.
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

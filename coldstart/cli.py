@@ -18,7 +18,7 @@ from typing import Any
 from coldstart import page_cache
 from coldstart.measure import ServerResult, run_once
 from coldstart.processes import Children, interrupts_as_keyboard_interrupt, wait_port_free
-from coldstart.report import breakdown, summarize, table
+from coldstart.report import breakdown, slow_first_requests, summarize, table
 from coldstart.targets import ServerTarget, asr_ocr_target, gguf_target, model_files
 
 
@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                     if args.cold:
                         # Only the model files: dropping the whole page cache would also evict every
                         # Python library and make the figure about the disk, not the server.
-                        cold_method = page_cache.evict([p for t in targets for p in model_files(t)], drop_all=False)
+                        files = [p for t in targets for p in model_files(t)]
+                        cold_method = page_cache.evict(files, drop_all=False)
+                        print(f"page cache: the model files ({len(files)} paths) evicted ({cold_method})", flush=True)
                     results = run_once(targets, mode, children, log_dir, timeout, progress)
                     progress.done()
                     runs.append(results)
@@ -141,13 +143,21 @@ def main(argv: list[str] | None = None) -> int:
             lines = breakdown(r)
             if lines:
                 print(lines)
+    warnings = [w for r in (runs[-1] if runs else []) for w in slow_first_requests(r)]
+    for w in warnings:
+        print(f"SLOW FIRST REQUEST: {w}", file=sys.stderr)
     for f in failures:
         print(f"FAIL: {f}", file=sys.stderr)
     passed = not failures
+    # The logs are kept (and named) after a failure, unless no server was started (nothing to read).
+    keep_logs = not (own_log_dir and passed) and any(log_dir.iterdir())
+    if not keep_logs:
+        shutil.rmtree(log_dir, ignore_errors=True)
     if args.json:
         report: dict[str, Any] = {
             "passed": passed, "failures": failures, "target_s": args.target, "repeat": args.repeat,
-            "modes": modes, "cold": args.cold, "cold_method": cold_method, "log_dir": str(log_dir),
+            "modes": modes, "cold": args.cold, "cold_method": cold_method,
+            "log_dir": str(log_dir) if keep_logs else None, "warnings": warnings,
             "created": time.time(), "machine": machine(), "commit": commit(), "summary": summary,
             "runs": [[r.to_dict() for r in run] for run in runs],
         }
@@ -161,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             print("--chart needs matplotlib: pip install matplotlib", file=sys.stderr)
         except ValueError as exc:
             print(f"--chart: {exc}", file=sys.stderr)
-    if own_log_dir and passed:
-        shutil.rmtree(log_dir, ignore_errors=True)
-    elif not passed:
+    if keep_logs and not passed:
         print(f"server logs kept in {log_dir}", file=sys.stderr)
     if interrupted:
         return 130
@@ -177,6 +185,9 @@ def slowest(runs: list[list[ServerResult]]) -> str:
     if not ready:
         return "no server became ready"
     seconds, server = max(ready)
+    if all(r.mode == "running" for run in runs for r in run):
+        return (f"the servers were already running: they answered and were ready {seconds:.2f} s after the first "
+                f"poll ({server}); a time to answer, not a start")
     return f"slowest ready {seconds:.2f} s ({server})"
 
 

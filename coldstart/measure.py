@@ -66,7 +66,8 @@ def run_once(
     t0 = time.perf_counter()
     for target in targets:
         if target.url:
-            results.append(ServerResult(target.key, mode, target.url.rstrip("/")))
+            # Already running: what is measured is the time to answer, not a start.
+            results.append(ServerResult(target.key, "running", target.url.rstrip("/")))
             continue
         # The user's server settings variables apply (the tool measures their servers); ports are the tool's.
         env = server_env(target.extra_env, keep_settings=True)
@@ -109,7 +110,7 @@ def _model_bytes(target: ServerTarget) -> dict[str, int]:
 
 def _follow(r: ServerResult, server: ServerProcess | None, target: ServerTarget, t0: float, timeout: float) -> None:
     with httpx.Client(base_url=r.url, timeout=httpx.Timeout(timeout, connect=1.0)) as client:
-        while r.status in ("starting", "loading"):
+        while r.status in ("starting", "loading", "first requests"):
             if server is not None and server.proc.poll() is not None:
                 r.status = "died"
                 r.error = f"server exited with code {server.proc.returncode}:\n{_tail(Path(r.log_path or ''))}"
@@ -153,10 +154,16 @@ def _poll(r: ServerResult, client: httpx.Client, t0: float, target: ServerTarget
         r.ready_s = now
         return
     r.ready_s = now
+    # Loading is over: the live line says what the tool waits for now (it said "loading" until
+    # the first requests were answered, seconds after the table's "ready").
+    r.status = "first requests"
     try:
-        r.first_request_latency = first_inference(client, target, r.models)
-        r.first_inference_s = time.perf_counter() - t0
+        # Each model's own first request first (its one-time costs: the first decode, Whisper's first
+        # encoder pass, ONNX's first run); then the routes a user calls, now warm. "First inference"
+        # is when every model has answered.
         r.model_first_request_s = first_request_per_model(client, target, r.models)
+        r.first_inference_s = time.perf_counter() - t0
+        r.first_request_latency = first_inference(client, target, r.models)
         r.status = "ready"
     except (RuntimeError, httpx.HTTPError) as exc:
         r.status = "failed"

@@ -110,3 +110,21 @@ def breakdown(r: ServerResult) -> str | None:
             lines.append(f"    {name}: queued {shift + m['queued']:.2f}, load {shift + m['load_start']:.2f} → "
                          f"{shift + m['load_end']:.2f} ({m['state']})")
     return "\n".join(lines)
+
+
+# A first request slower than this many times its model's load, and than SLOW_FIRST_FLOOR_S, is flagged.
+SLOW_FIRST_RATIO = 3.0
+SLOW_FIRST_FLOOR_S = 2.0
+
+
+def slow_first_requests(r: ServerResult) -> list[str]:
+    """Models whose first request took far longer than their load: the start looked fast, but the
+    first user waited (e.g. Whisper decoding silence with every temperature fallback)."""
+    out = []
+    for name, first in r.model_first_request_s.items():
+        load = (r.models.get(name) or {}).get("load_seconds")
+        if load is not None and first > max(SLOW_FIRST_FLOOR_S, SLOW_FIRST_RATIO * load):
+            out.append(f"{r.server}: model '{name}' answered its first request in {first:.2f} s, {first / load:.0f}x "
+                       f"its load ({load:.2f} s): the start looks fast but the first user waits (turn on `warmup` "
+                       "for it, or check the machine's load)")
+    return out

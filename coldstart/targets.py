@@ -111,13 +111,13 @@ def first_inference(client: httpx.Client, target: ServerTarget, models: dict[str
 
 def first_request_per_model(client: httpx.Client, target: ServerTarget,
                             models: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """One tiny request to each ready model, by name (after the server's first inference): a
-    1-token completion, a second of silence, or a small white image."""
+    """Each ready model's first request, by name: a 1-token ``/generate``, a second of silence, or a
+    small white image (what a user's first call costs, one-time setup included)."""
     probes: list[tuple[str, str, dict[str, Any]]] = []
     if target.key == "gguf":
         for name, m in models.items():
             if m.get("state") == "ready":
-                probes.append((name, "/v1/completions",
+                probes.append((name, "/generate",
                                {"json": {"model": name, "prompt": "Hello", "max_tokens": 1, "temperature": 0}}))
     else:
         from asr_ocr_model_server.backends import BACKENDS

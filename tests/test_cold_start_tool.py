@@ -80,7 +80,8 @@ def test_both_servers_measured_json_complete_and_nothing_left(tiny_cfg, tmp_path
     assert "gguf (parallel), s from spawn: process" in r.stdout and "tiny-a: queued" in r.stdout
     assert f"PASS: slowest ready {max(res['ready_s'] for res in run):.2f} s" in r.stdout
     assert report["machine"]["cpus"] == os.cpu_count() and len(report["commit"].split("+")[0]) == 40
-    assert not Path(report["log_dir"]).exists()  # its temporary log folder is removed after a pass
+    # Its temporary log folder is removed after a pass, and the JSON names no deleted folder.
+    assert report["log_dir"] is None and not Path(run[0]["log_path"]).parent.exists()
 
 
 def tiny_a_path(config: Path) -> str:
@@ -97,6 +98,37 @@ def test_a_refused_connection_is_reported_at_once_not_waited_out(tmp_path) -> No
     r = run_tool("--gguf-url", url, "--target", "100", timeout=60)
     assert r.returncode == 1 and time.monotonic() - t0 < 40  # the 10 s grace, not the 160 s timeout
     assert f"refused: nothing answers at {url} after 10 s" in r.stderr
+    assert "server logs kept" not in r.stderr  # nothing was started: no (empty) log folder to point to
+
+
+def test_servers_already_running_are_reported_as_such(tiny_cfg, tmp_path) -> None:
+    from server_process import ServerProcess
+
+    srv = ServerProcess("gguf_model_server", tmp_path / "running.log", tiny_cfg)
+    try:
+        srv.wait_settled(timeout=60)
+        out = tmp_path / "cs.json"
+        r = run_tool("--gguf-url", srv.url, "--json", str(out), timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "already running" in r.stdout and "not a start" in r.stdout
+        report = json.loads(out.read_text())
+        assert report["runs"][0][0]["mode"] == "running" and "running" in report["summary"]
+        assert report["log_dir"] is None  # removed: the JSON names no deleted folder
+    finally:
+        srv.stop()
+
+
+def test_a_first_request_far_slower_than_the_load_is_flagged() -> None:
+    from coldstart.measure import ServerResult
+    from coldstart.report import slow_first_requests
+
+    r = ServerResult("asr_ocr", "parallel", "http://127.0.0.1:1",
+                     models={"whisper-base": {"load_seconds": 1.2}, "rapidocr": {"load_seconds": 0.8}},
+                     model_first_request_s={"whisper-base": 52.0, "rapidocr": 0.3})
+    (warning,) = slow_first_requests(r)
+    assert "'whisper-base'" in warning and "52.00 s" in warning and "43x" in warning
+    r.model_first_request_s["whisper-base"] = 1.9  # slower than its load, but not worth a warning
+    assert slow_first_requests(r) == []
 
 
 def test_target_exceeded_exits_1(tiny_cfg, tmp_path) -> None:
@@ -147,7 +179,8 @@ def test_cold_evicts_the_page_cache(tiny_cfg, tmp_path) -> None:
     out = tmp_path / "cs.json"
     r = run_tool("--only", "gguf", "--gguf-config", str(tiny_cfg), "--cold", "--json", str(out))
     assert r.returncode == 0, r.stderr
-    assert json.loads(out.read_text())["cold_method"] in ("drop_caches", "fadvise")
+    assert json.loads(out.read_text())["cold_method"] == "fadvise"
+    assert "evicted (fadvise)" in r.stdout
 
 
 def test_url_mode_measures_a_running_server_and_leaves_it_running(start_server, tiny_cfg, tmp_path) -> None:
