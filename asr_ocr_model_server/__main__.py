@@ -13,6 +13,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signals = ShutdownSignals()
     signals.install()
+    from serving_core.openmp import limit_openmp_spinning
+
+    limit_openmp_spinning()  # before any model library (and its OpenMP) loads
     from asr_ocr_model_server.backends import build_registry
     from asr_ocr_model_server.settings import AsrOcrServerSettings
     from serving_core.cli import run_server

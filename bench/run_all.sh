@@ -14,6 +14,7 @@ for name in \
     bench_asr_ocr_overhead \
     bench_rss \
     bench_asr_memory \
+    bench_omp_wait \
     bench_engine_vs_llama_server; do
     echo "### $name $*"
     python "$name.py" "$@"

@@ -13,6 +13,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signals = ShutdownSignals()
     signals.install()
+    from serving_core.openmp import limit_openmp_spinning
+
+    limit_openmp_spinning()  # before any model library (and its OpenMP) loads
     from gguf_model_server.loading import build_registry
     from gguf_model_server.settings import GGUFServerSettings
     from serving_core.cli import run_server

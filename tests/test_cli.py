@@ -125,3 +125,32 @@ def test_dash_m_serves_a_file_without_a_config(start_server, model_files) -> Non
     r = srv.client.post("/generate", json={"prompt": "the", "max_tokens": 2})
     assert r.status_code == 200 and r.json()["model"] == "tiny-a"
     assert "no models configured" not in srv.log()
+
+
+def test_openmp_spinning_is_limited_unless_the_operator_chose(monkeypatch) -> None:
+    from serving_core.openmp import SPIN_COUNT, limit_openmp_spinning
+
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    limit_openmp_spinning()
+    assert os.environ["GOMP_SPINCOUNT"] == SPIN_COUNT
+    monkeypatch.setenv("GOMP_SPINCOUNT", "50")
+    limit_openmp_spinning()
+    assert os.environ["GOMP_SPINCOUNT"] == "50"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    limit_openmp_spinning()
+    assert "GOMP_SPINCOUNT" not in os.environ
+
+
+@pytest.mark.parametrize("module", ["gguf_model_server", "asr_ocr_model_server"])
+def test_both_servers_limit_openmp_spinning_before_anything_loads(module: str) -> None:
+    # The entry point runs with run_server replaced: what the environment holds when the server
+    # would start (OpenMP reads it when the first model library loads, later).
+    code = ("import os, serving_core.cli as cli\n"
+            "cli.run_server = lambda *a, **k: print(os.environ.get('GOMP_SPINCOUNT')) or 0\n"
+            f"from {module}.__main__ import main\n"
+            "main([])\n")
+    env = {k: v for k, v in _env().items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "1000", r.stdout + r.stderr
