@@ -16,6 +16,10 @@ class Speech:
                    temperature: float | None) -> Transcript:
         return Transcript(text="hi", language="en", duration=len(audio) / 16_000, segments=[])
 
+    @property
+    def multilingual(self) -> bool:
+        return False
+
     def warmup(self) -> None:
         pass
 
