@@ -2,6 +2,7 @@
 quiet machine and with another busy process on one core.
 
     python bench/bench_omp_wait.py [--runs 5] [--tokens 32]
+    python bench/bench_omp_wait.py --asr [--runs 5]     # Whisper tiny.en on 1 s of silence instead
 
 llama.cpp (and CTranslate2) run their threads with GNU OpenMP, whose threads spin at every barrier
 before they sleep. With a core taken by another process, a spinning thread holds the core its
@@ -18,6 +19,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -45,10 +47,20 @@ def tokens_per_second(url: str, tokens: int) -> float:
     return tokens / (t["prompt_seconds"] + t["generation_seconds"])
 
 
+def asr_speed(url: str) -> float:
+    """Transcriptions per second of the cold-start tool's probe (1 s of silence), tiny.en."""
+    from coldstart.targets import silent_wav
+
+    t0 = time.perf_counter()
+    httpx.post(f"{url}/asr", files={"audio": ("silence.wav", silent_wav())}, timeout=600).raise_for_status()
+    return 1 / (time.perf_counter() - t0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--asr", action="store_true", help="the ASR/OCR server's /asr instead of /generate")
     args = parser.parse_args()
     logs = Path("bench/results")
     logs.mkdir(parents=True, exist_ok=True)
@@ -56,14 +68,18 @@ def main() -> None:
     for name, env in VARIANTS.items():
         cfg = logs / f"omp-{abs(hash(name))}.yaml"
         cfg.write_text("models:\n  - name: gemma-3-270m\n    options: {parallel: 1}\n")
-        srv = ServerProcess(module_command("gguf_model_server", cfg), logs / f"omp-{abs(hash(name))}.log",
+        module = "asr_ocr_model_server" if args.asr else "gguf_model_server"
+        srv = ServerProcess(module_command(module, None if args.asr else cfg), logs / f"omp-{abs(hash(name))}.log",
                             port=free_port(), env={**server_env(None), **env})
         srv.wait_settled(timeout=120)
         servers[name] = srv
     results: dict[str, dict[str, list[float]]] = {c: {n: [] for n in VARIANTS} for c in ("quiet", "contended")}
     try:
+        def measure(url: str) -> float:
+            return asr_speed(url) if args.asr else tokens_per_second(url, args.tokens)
+
         for srv in servers.values():  # warm-up round, discarded
-            tokens_per_second(srv.url, args.tokens)
+            measure(srv.url)
         for _ in range(args.runs):
             for condition in ("quiet", "contended"):
                 hog = None
@@ -71,7 +87,7 @@ def main() -> None:
                     hog = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", "while True: pass"])
                 try:
                     for name, srv in servers.items():
-                        results[condition][name].append(tokens_per_second(srv.url, args.tokens))
+                        results[condition][name].append(measure(srv.url))
                 finally:
                     if hog is not None:
                         hog.kill()
@@ -79,8 +95,9 @@ def main() -> None:
     finally:
         for srv in servers.values():
             srv.stop()
-    print(f"tokens/s, median of {args.runs} (min-max), {args.tokens}-token greedy /generate, Gemma 3 270M, "
-          f"{os.cpu_count()} cores")
+    what = "transcriptions/s of 1 s of silence, Whisper tiny.en" if args.asr else \
+        f"tokens/s, {args.tokens}-token greedy /generate, Gemma 3 270M"
+    print(f"{what}, median of {args.runs} (min-max), {os.cpu_count()} cores")
     for condition, by_variant in results.items():
         base = statistics.median(by_variant["default"])
         for name, values in by_variant.items():
