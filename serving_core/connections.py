@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import enum
 import itertools
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -211,14 +210,3 @@ class ConnectionBook:
         """Open connections by phase (for /metrics)."""
         return {p.value: len(self._phases[p]) for p in Phase}
 
-
-def raw_error_response(status: int, reason: str, code: str, message: str, retry_after: int | None = None) -> bytes:
-    """A complete HTTP/1.1 response in the servers' one error shape, for answers written straight
-    to the socket (before or outside any ASGI request): 408, 431, 503."""
-    body = json.dumps({"error": {"code": code, "type": "invalid_request_error" if status < 500 else
-                                 "service_unavailable", "message": message, "param": None}}).encode()
-    head = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}",
-            "connection: close"]
-    if retry_after is not None:
-        head.append(f"retry-after: {retry_after}")
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body

@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from serving_core.errors import error_body, json_messages
+from serving_core.errors import error_body, send_json
 
 log = logging.getLogger("serving_core.drain")
 
@@ -102,23 +102,17 @@ class DrainGate:
             return
         if self.drain.draining:
             if path == "/health/ready":
-                await _json(send, 503, {"status": "draining", "message": "the server is shutting down"})
+                await send_json(send, 503, {"status": "draining", "message": "the server is shutting down"})
             else:
-                await _json(send, 503, error_body("shutting_down", "server_error",
-                                                  "the server is shutting down; retry on another instance"),
-                            retry_after=True)
+                await send_json(send, 503, error_body("shutting_down", "server_error",
+                                                      "the server is shutting down; retry on another instance"),
+                                retry_after=5)
             return
         self.drain._enter()
         try:
             await self.app(scope, receive, send)
         finally:
             self.drain._leave()
-
-
-async def _json(send: Send, status: int, body: dict[str, Any], retry_after: bool = False) -> None:
-    extra = ((b"connection", b"close"), (b"retry-after", b"5")) if retry_after else ((b"connection", b"close"),)
-    for message in json_messages(status, body, extra):
-        await send(message)
 
 
 class DrainingServer(uvicorn.Server):

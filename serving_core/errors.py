@@ -181,3 +181,18 @@ def json_messages(status: int, payload: dict[str, Any],
              "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
                          *headers]}
     return start, {"type": "http.response.body", "body": data}
+
+
+def error_type(status: int) -> str:
+    """The error ``type`` of an answer given before any route ran (by middleware or the HTTP layer)."""
+    return "invalid_request_error" if status < 500 else "service_unavailable"
+
+
+async def send_json(send: Any, status: int, payload: dict[str, Any], retry_after: int | None = None) -> None:
+    """Answer with ``payload`` and close the connection (with ``Retry-After`` when given), for code that
+    answers by itself instead of a route (drain, the connection limit, the health listener)."""
+    headers: tuple[tuple[bytes, bytes], ...] = ((b"connection", b"close"),)
+    if retry_after is not None:
+        headers += ((b"retry-after", str(retry_after).encode()),)
+    for message in json_messages(status, payload, headers):
+        await send(message)

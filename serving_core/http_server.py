@@ -26,6 +26,7 @@ import array
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import re
 import resource
@@ -45,8 +46,8 @@ from serving_core.connections import (
     ConnectionBook,
     ConnectionPolicy,
     Phase,
-    raw_error_response,
 )
+from serving_core.errors import error_body, error_type, send_json
 from serving_core.settings import ServerSettings
 
 log = logging.getLogger("serving_core.http")
@@ -333,7 +334,7 @@ class GuardedH11Protocol(H11Protocol):
             cycle.disconnected = True
             cycle.message_event.set()
         if status is not None:
-            self.transport.write(raw_error_response(status, reason, code, message, retry_after))
+            self.transport.write(_raw_error_response(status, reason, code, message, retry_after))
         self.transport.close()
 
     def _peer(self) -> str:
@@ -341,15 +342,18 @@ class GuardedH11Protocol(H11Protocol):
 
 
 async def _send_error(send: Any, status: int, code: str, message: str, retry_after: int | None = None) -> None:
-    from serving_core.errors import error_body, json_messages
+    await send_json(send, status, error_body(code, error_type(status), message), retry_after)
 
-    headers: tuple[tuple[bytes, bytes], ...] = ((b"connection", b"close"),)
+
+def _raw_error_response(status: int, reason: str, code: str, message: str, retry_after: int | None = None) -> bytes:
+    """A complete HTTP/1.1 response in the one error shape, written straight to the socket (outside any
+    ASGI request, or cutting one short): 400, 408, 431, 503."""
+    body = json.dumps(error_body(code, error_type(status), message)).encode()
+    head = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}",
+            "connection: close"]
     if retry_after is not None:
-        headers += ((b"retry-after", str(retry_after).encode()),)
-    kind = "invalid_request_error" if status < 500 else "service_unavailable"
-    start, body = json_messages(status, error_body(code, kind, message), headers)
-    await send(start)
-    await send(body)
+        head.append(f"retry-after: {retry_after}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
 def raise_open_file_limit() -> None:

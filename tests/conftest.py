@@ -106,3 +106,30 @@ def assert_error(r: httpx.Response, status: int) -> str:
     assert set(body["error"]) >= {"code", "type", "message"}
     assert "Traceback" not in r.text
     return str(body["error"]["message"])
+
+
+class StreamReader:
+    """Reads one server-sent event stream in a background thread: ``events`` holds each event's data
+    (``data: `` cut off), ``started`` is set at the first, ``error`` is what the read raised, if anything."""
+
+    def __init__(self, url: str, route: str, body: dict[str, object], timeout: float = 120) -> None:
+        import threading
+
+        self.events: list[str] = []
+        self.started = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, args=(url, route, body, timeout), daemon=True)
+        self._thread.start()
+
+    def _read(self, url: str, route: str, body: dict[str, object], timeout: float) -> None:
+        try:
+            with httpx.stream("POST", f"{url}{route}", json={**body, "stream": True}, timeout=timeout) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        self.events.append(line[6:])
+                        self.started.set()
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            self.error = exc
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)

@@ -70,3 +70,26 @@ def test_sdk_sees_503_for_failed_model(client) -> None:
     with pytest.raises(openai.InternalServerError) as exc:
         client.chat.completions.create(model="missing", messages=[{"role": "user", "content": "x"}])
     assert exc.value.status_code == 503
+
+
+def test_sdk_sees_not_supported_for_n_and_image_parts(client) -> None:
+    with pytest.raises(openai.BadRequestError, match="not supported: n=2"):
+        client.chat.completions.create(model="tiny-a", n=2, max_tokens=2, messages=[{"role": "user", "content": "hi"}])
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    with pytest.raises(openai.BadRequestError, match="not supported: image input"):
+        client.chat.completions.create(model="tiny-a", max_tokens=2, messages=[
+            {"role": "user", "content": [{"type": "text", "text": "what is this?"}, image]}])
+
+
+def test_sdk_reads_which_parameters_were_ignored(client) -> None:
+    raw = client.completions.with_raw_response.create(model="tiny-a", prompt="the", max_tokens=1, user="u1",
+                                                      extra_body={"foo": 1})
+    assert raw.headers["X-Ignored-Parameters"] == "foo, user" and raw.parse().usage.completion_tokens >= 1
+
+
+def test_sdk_sees_422_for_out_of_bound_metadata_and_stop(client) -> None:
+    with pytest.raises(openai.UnprocessableEntityError, match="metadata"):
+        client.chat.completions.create(model="tiny-a", max_tokens=1, messages=[{"role": "user", "content": "hi"}],
+                                       metadata={f"k{i}": "v" for i in range(17)})
+    with pytest.raises(openai.UnprocessableEntityError, match="stop"):
+        client.completions.create(model="tiny-a", prompt="the", max_tokens=1, stop=["x" * 257])

@@ -14,6 +14,8 @@ import pytest
 
 from coldstart.processes import REPO, free_port
 
+from conftest import StreamReader
+
 pytestmark = pytest.mark.slow
 
 
@@ -46,20 +48,8 @@ def test_ctrl_c_gives_a_running_stream_its_grace_and_exits_130(tmp_path) -> None
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.5)
-        events: list[str] = []
-        started = threading.Event()
-
-        def stream() -> None:
-            with httpx.stream("POST", f"{gguf}/generate", timeout=180,
-                              json={"prompt": "Once upon a time", "max_tokens": 48, "stream": True}) as r:
-                for line in r.iter_lines():
-                    if line.startswith("data: "):
-                        events.append(line[6:])
-                        started.set()
-
-        client = threading.Thread(target=stream)
-        client.start()
-        assert started.wait(60)
+        stream = StreamReader(gguf, "/generate", {"prompt": "Once upon a time", "max_tokens": 48}, timeout=180)
+        assert stream.started.wait(60)
         # Ctrl-C reaches both servers. Here the ASR/OCR server (idle) stops first, before the
         # script sees the signal itself: the race that made it send the GGUF server a second
         # signal ("stop now"), cutting the stream.
@@ -67,7 +57,8 @@ def test_ctrl_c_gives_a_running_stream_its_grace_and_exits_130(tmp_path) -> None
         assert len(servers) == 2, servers
         for pid in reversed(servers):
             os.kill(pid, signal.SIGINT)
-        client.join(180)
+        stream.join(180)
+        events = stream.events
         assert run.wait(180) == 130
         reader.join(10)
         log = "".join(output)

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import StreamReader
 from media import speak_wav, varied_sentences
 
 pytestmark = pytest.mark.slow
@@ -70,37 +71,18 @@ def test_sigterm_during_a_long_generation_exits_cleanly(start_server) -> None:
 def test_sigint_during_a_stream_exits_130_without_crashing(start_server) -> None:
     srv = start_server(env={"GGUF_SHUTDOWN_GRACE_SECONDS": "0"})
     srv.wait_settled(timeout=120)
-    events: list[str] = []
-    started = threading.Event()
-
-    def stream() -> None:
-        with httpx.stream("POST", f"{srv.url}/v1/completions", timeout=120,
-                          json={"prompt": "Once upon a time", "max_tokens": 1500, "stream": True}) as r:
-            for line in r.iter_lines():
-                if line.startswith("data: "):
-                    events.append(line)
-                    started.set()
-
-    box = _in_background(stream)
-    assert started.wait(60), srv.log()
+    stream = StreamReader(srv.url, "/v1/completions", {"prompt": "Once upon a time", "max_tokens": 1500})
+    assert stream.started.wait(60), srv.log()
     code = srv.signal_and_wait(signal.SIGINT)
     assert code == 130, srv.log()
-    box["thread"].join(30)  # type: ignore[attr-defined]
+    stream.join(30)
+    events = stream.events
     assert "models released" in srv.log()
     # The stream ended early (far fewer than 1500 token events), and properly: an error event, [DONE].
     assert len(events) < 1500
-    assert events[-1] == "data: [DONE]", events[-3:]
-    assert json.loads(events[-2][6:])["error"]["code"] == "shutting_down", events[-3:]
+    assert events[-1] == "[DONE]", events[-3:]
+    assert json.loads(events[-2])["error"]["code"] == "shutting_down", events[-3:]
     assert "Traceback" not in srv.log()
-
-
-def _long_stream(url: str, events: list[str], started: threading.Event) -> None:
-    with httpx.stream("POST", f"{url}/generate", timeout=120,
-                      json={"prompt": "Once upon a time", "max_tokens": 1500, "stream": True}) as r:
-        for line in r.iter_lines():
-            if line.startswith("data: "):
-                events.append(line[6:])
-                started.set()
 
 
 @pytest.mark.parametrize("second_signal", [False, True], ids=["grace-ends", "second-signal"])
@@ -109,18 +91,17 @@ def test_a_stream_cut_by_shutdown_ends_with_an_error_event_and_done(start_server
     # it must end as a stream does (an error event, then [DONE]), not be cut mid-chunk.
     srv = start_server(env={"GGUF_SHUTDOWN_GRACE_SECONDS": "60" if second_signal else "1"})
     srv.wait_settled(timeout=120)
-    events: list[str] = []
-    started = threading.Event()
-    box = _in_background(lambda: _long_stream(srv.url, events, started))
-    assert started.wait(60), srv.log()
+    stream = StreamReader(srv.url, "/generate", {"prompt": "Once upon a time", "max_tokens": 1500})
+    assert stream.started.wait(60), srv.log()
     srv.proc.send_signal(signal.SIGTERM)
     _wait_for_log(srv, "draining:")
     if second_signal:
         time.sleep(0.5)
         srv.proc.send_signal(signal.SIGTERM)
     assert srv.proc.wait(60) == 0, srv.log()
-    box["thread"].join(30)  # type: ignore[attr-defined]
-    assert box.get("out") is None, box.get("out")  # the client read a complete response
+    stream.join(30)
+    events = stream.events
+    assert stream.error is None, stream.error  # the client read a complete response
     assert 1 < len(events) < 1500
     assert events[-1] == "[DONE]", events[-3:]
     assert json.loads(events[-2])["error"]["code"] == "shutting_down", events[-3:]
@@ -154,20 +135,8 @@ def test_sigterm_drains_a_running_stream_and_refuses_new_work(start_server) -> N
     srv = start_server(env={"GGUF_SHUTDOWN_GRACE_SECONDS": "60"})
     srv.wait_settled(timeout=120)
     url = srv.url
-    events: list[str] = []
-    started = threading.Event()
-
-    def stream() -> None:
-        with httpx.stream("POST", f"{url}/generate", timeout=120,
-                          json={"prompt": "Once upon a time", "max_tokens": 120, "temperature": 0,
-                                "stream": True}) as r:
-            for line in r.iter_lines():
-                if line.startswith("data: "):
-                    events.append(line[6:])
-                    started.set()
-
-    box = _in_background(stream)
-    assert started.wait(60)
+    stream = StreamReader(url, "/generate", {"prompt": "Once upon a time", "max_tokens": 120, "temperature": 0})
+    assert stream.started.wait(60)
     srv.proc.send_signal(signal.SIGTERM)
     _wait_for_log(srv, "draining:")
     # While draining: probes see it at once, new work is refused with a hint, nothing is cut.
@@ -177,8 +146,9 @@ def test_sigterm_drains_a_running_stream_and_refuses_new_work(start_server) -> N
     refused = httpx.post(f"{url}/generate", json={"prompt": "x", "max_tokens": 1}, timeout=10)
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
     assert int(refused.headers["Retry-After"]) >= 1
-    box["thread"].join(120)  # type: ignore[attr-defined]
-    assert "out" in box and box["out"] is None, box.get("out")
+    stream.join(120)
+    events = stream.events
+    assert stream.error is None, stream.error
     assert events[-1] == "[DONE]"
     final = json.loads(events[-2])
     assert final["finish_reason"] == "length" and final["usage"]["completion_tokens"] == 120, final
