@@ -23,6 +23,7 @@ from asr_ocr_model_server.backend_options import (
 )
 from asr_ocr_model_server.ocr.lines import OcrModel
 from serving_core.errors import PermanentLoadError
+from serving_core.managed_model import ModelHooks
 from serving_core.registry import Loader, ModelRegistry
 from serving_core.registry_settings import registry_from_settings
 from serving_core.settings import ServerSettings
@@ -120,5 +121,5 @@ def interrupt(handle: AsrOcrModel) -> None:
 
 def build_registry(settings: ServerSettings) -> ModelRegistry[AsrOcrModel]:
     """The registry of the configured ASR/OCR models (not started)."""
-    return registry_from_settings(settings, make_loader(settings.model_dir), warmup=warmup, release=release,
-                                  interrupt=interrupt)
+    hooks = ModelHooks(loader=make_loader(settings.model_dir), warmup=warmup, release=release, interrupt=interrupt)
+    return registry_from_settings(settings, hooks)

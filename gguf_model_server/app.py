@@ -6,9 +6,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from gguf_model_server.api.chat_completion.router import chat_completion_router
+from gguf_model_server.api.completion.router import completion_router
+from gguf_model_server.api.dependencies import build_servings
+from gguf_model_server.api.native.router import native_router
 from gguf_model_server.loading import build_registry
-from gguf_model_server.routes_native import native_router
-from gguf_model_server.routes_openai import openai_router
 from gguf_model_server.settings import GGUFServerSettings
 from serving_core.app import create_model_app
 from serving_core.registry import ModelRegistry
@@ -21,4 +23,5 @@ def create_app(settings: ServerSettings | None = None, registry: ModelRegistry[A
     """Build the GGUF server app; models start loading when the app starts, unless ``registry`` already is."""
     settings = settings or GGUFServerSettings.load()
     return create_model_app(settings, registry or build_registry(settings), title="GGUF model server",
-                            routers=[native_router(), openai_router()], metrics_prefix="gguf", timeline=timeline)
+                            routers=[native_router(), completion_router(), chat_completion_router()],
+                            servings=build_servings, metrics_prefix="gguf", timeline=timeline)

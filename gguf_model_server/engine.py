@@ -33,6 +33,7 @@ from gguf_model_server.llama_native import (
 from gguf_model_server.text_output import TextOutput
 from serving_core.compute import ComputeSlots
 from serving_core.errors import BadRequest, ModelFailed, Overloaded, ServerShuttingDown, ServingError
+from serving_core.scheduling import CallTimes
 
 log = logging.getLogger("gguf_model_server.engine")
 
@@ -166,7 +167,7 @@ class Engine:
         self._cv = threading.Condition()
         self._stopping = False
         self._banned = banned  # tokens never to sample (computed once, on first use)
-        self.mean_request_seconds: float | None = None
+        self.request_times = CallTimes()
         self.failure: str | None = None  # set if the loop died: the model then answers 503, not "shutting down"
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
 
@@ -194,9 +195,8 @@ class Engine:
                              param="max_tokens")
 
     def retry_after(self) -> float:
-        per_request = self.mean_request_seconds or 1.0
         waves = (len(self._pending) // max(1, len(self._slots))) + 1
-        return max(1.0, round(waves * per_request))
+        return self.request_times.retry_after(waves)
 
     def check_admission(self) -> None:
         """Raise now if a new request could not be taken: shutting down (503) or queue full (429)."""
@@ -424,9 +424,7 @@ class Engine:
             tokens=tuple(job.sampled),
             decode_steps=len(job.sampled) + (reason == "stop" and not job.output.stopped),
         )
-        took = now - job.admitted
-        prev = self.mean_request_seconds
-        self.mean_request_seconds = took if prev is None else prev + 0.3 * (took - prev)
+        self.request_times.observe(now - job.admitted)
         job.handle._push(stats)
         self._release(slot)
 

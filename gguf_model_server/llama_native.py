@@ -112,9 +112,6 @@ class NativeModel:
     def eos(self) -> int:
         return int(self._lib.llama_vocab_eos(self.vocab))
 
-    def token_attr(self, token: int) -> int:
-        return int(self._lib.llama_vocab_get_attr(self.vocab, token))
-
     def chat_template(self) -> str | None:
         raw = self._lib.llama_model_chat_template(self.ptr, None)
         return raw.decode("utf-8") if raw else None

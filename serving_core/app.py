@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,6 +24,9 @@ from serving_core.startup import StartupTimeline
 
 log = logging.getLogger("serving_core.app")
 
+BuildServings = Callable[[ModelRegistry[Any], ServerMetrics, ServerSettings], Any]
+"""Builds a server's serving objects (the typed objects its routes call) from the shared state."""
+
 
 def create_model_app(
     settings: ServerSettings,
@@ -33,13 +36,22 @@ def create_model_app(
     routers: list[APIRouter],
     metrics_prefix: str = "model_server",
     timeline: StartupTimeline | None = None,
+    servings: BuildServings | None = None,
 ) -> FastAPI:
-    """Build an app that serves ``registry``'s models; its lifespan starts loading them (unless the
-    caller already did) and frees them on exit."""
+    """Build an app that serves ``registry``'s models; its lifespan builds the serving objects
+    (``servings``, once, onto ``app.state.servings``), starts loading the models (unless the caller
+    already did) and frees them on exit."""
+
+    def init_state() -> None:
+        """What the routes read from ``app.state``, set once (the lifespan calls it; so may a test
+        that drives the ASGI app without a lifespan)."""
+        app.state.registry = registry
+        if servings is not None:
+            app.state.servings = servings(registry, metrics, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.registry = registry
+        init_state()
         if not registry.started:
             registry.start_loading()  # returns at once: HTTP is served while models load
         app.state.timeline.mark("loading_started")
@@ -57,6 +69,7 @@ def create_model_app(
     app.state.settings = settings
     app.state.timeline = timeline or StartupTimeline()
     app.state.uptime = lambda: time.monotonic() - started
+    app.state.init_state = init_state
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, max_drain_bytes=settings.max_drain_bytes)
     install_security(app, settings)

@@ -141,12 +141,12 @@ def health_router() -> APIRouter:
 
         models = {}
         for name, m in registry.models.items():
-            t = registry.startup_loads.get(name, {})
+            t = registry.startup.loads.get(name, {})
             models[name] = ModelStartup(state=m.state.value, queued=since(t.get("queued")),
                                         load_start=since(t.get("load_start")), load_end=since(t.get("load_end")))
         return StartupResponse(process_start=timeline.process_start,
                                marks={k: timeline.since_start(v) for k, v in timeline.marks.items()},
-                               models=models, ready=since(registry.finished_wall))
+                               models=models, ready=since(registry.loads.finished_wall))
 
     @router.get("/health/live")
     async def live() -> dict[str, str]:

@@ -157,7 +157,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            request_context.end(notes, token)
+            request_context.end(token)
             seconds = time.perf_counter() - t0
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             model = notes.models[-1] if notes.models else ""

@@ -1,15 +1,15 @@
 """What is known about the HTTP request being served, carried up from deep below the route.
 
-The model a request uses is noted where it is looked up (``ModelRegistry.lookup``), a lease on it is
-released when the request ends (its whole stream included), and the time spent waiting for an
-on-demand load goes into a response header. A context variable carries one ``RequestNotes`` per
-request; it is mutable, so notes also arrive from code run in a copied context
-(``run_in_threadpool`` copies the context rather than sharing it).
+The model a request uses is noted when the registry looks it up, and the time spent waiting for an
+on-demand load goes into a response header (``registry_events.note_request`` listens for both). A
+context variable carries one ``RequestNotes`` per request; it is mutable, so notes also arrive from
+code run in a copied context (``run_in_threadpool`` copies the context rather than sharing it).
+Notes are telemetry only: nothing here releases or frees anything (leases are released by their
+holders).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 class RequestNotes:
     models: list[str] = field(default_factory=list)
     load_wait_seconds: float = 0.0
-    at_end: list[Callable[[], None]] = field(default_factory=list)
 
 
 _current: ContextVar[RequestNotes | None] = ContextVar("request_notes", default=None)
@@ -30,11 +29,9 @@ def begin() -> tuple[RequestNotes, Token[RequestNotes | None]]:
     return notes, _current.set(notes)
 
 
-def end(notes: RequestNotes, token: Token[RequestNotes | None]) -> None:
-    """Run what was registered for the request's end (lease releases), then forget the notes."""
+def end(token: Token[RequestNotes | None]) -> None:
+    """Forget the notes (the request is over)."""
     _current.reset(token)
-    for fn in notes.at_end:
-        fn()
 
 
 def note_model(name: str) -> None:
@@ -48,12 +45,3 @@ def note_load_wait(seconds: float) -> None:
     notes = _current.get()
     if notes is not None:
         notes.load_wait_seconds += seconds
-
-
-def at_request_end(fn: Callable[[], None]) -> bool:
-    """Call ``fn`` when the current request ends; False (not registered) outside a request."""
-    notes = _current.get()
-    if notes is None:
-        return False
-    notes.at_end.append(fn)
-    return True

@@ -8,14 +8,35 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
+from serving_core.compute import ComputeSlots
 from serving_core.errors import Overloaded, ServerShuttingDown
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
-_END = object()
+
+
+class CallTimes:
+    """The recent mean duration of a model's calls (requests), and the ``Retry-After`` it implies.
+
+    A running mean (EWMA) where the newest call weighs 0.3: it follows a model whose calls got
+    slower (a busier machine, longer prompts) within a few calls, without one outlier dominating.
+    """
+
+    WEIGHT = 0.3
+
+    def __init__(self) -> None:
+        self.mean: float | None = None
+
+    def observe(self, seconds: float) -> None:
+        prev = self.mean
+        self.mean = seconds if prev is None else prev + self.WEIGHT * (seconds - prev)
+
+    def retry_after(self, rounds_ahead: int) -> float:
+        """Seconds until a new caller would likely get in, ``rounds_ahead`` calls (or batches) from now."""
+        return max(1.0, math.ceil(rounds_ahead * (self.mean or 1.0)))
 
 
 async def _await_thread(fut: asyncio.Future[T]) -> T:
@@ -54,16 +75,13 @@ class ModelGuard:
     segfaults). After ``close()`` no new call gets in.
     """
 
-    # Weight of the newest call in the running mean of call durations (an EWMA).
-    _EWMA_WEIGHT = 0.3
-
-    def __init__(self, name: str, max_waiting: int, compute: asyncio.Semaphore) -> None:
+    def __init__(self, name: str, max_waiting: int, compute: ComputeSlots) -> None:
         self.name = name
         self.max_waiting = max_waiting
         self._compute = compute
         self._lock = asyncio.Lock()
         self.waiting = 0
-        self.mean_call_seconds: float | None = None
+        self.call_times = CallTimes()
         self._inside = 0
         self._idle = threading.Condition()
         self._closed = False
@@ -72,8 +90,7 @@ class ModelGuard:
 
     def retry_after(self) -> float:
         """Seconds until a new caller would likely get the model: the queue ahead times a mean call."""
-        per_call = self.mean_call_seconds or 1.0
-        return max(1.0, math.ceil((self.waiting + 1) * per_call))
+        return self.call_times.retry_after(self.waiting + 1)
 
     def check_admission(self) -> None:
         """Raise now if a new caller could not get in: queue full (429) or shutting down (503)."""
@@ -98,7 +115,7 @@ class ModelGuard:
         try:
             if self._closed:
                 raise ServerShuttingDown(f"the server is shutting down; model '{self.name}' takes no new requests")
-            async with self._compute:
+            async with self._compute.held_async():
                 yield
         finally:
             self._lock.release()
@@ -117,8 +134,7 @@ class ModelGuard:
             took = time.perf_counter() - t0
             with self._idle:
                 self._inside -= 1
-                prev = self.mean_call_seconds
-                self.mean_call_seconds = took if prev is None else prev + self._EWMA_WEIGHT * (took - prev)
+                self.call_times.observe(took)
                 self._idle.notify_all()
 
     @property
@@ -157,42 +173,3 @@ class ModelGuard:
         if self._closed:
             raise ServerShuttingDown(f"the server is shutting down; model '{self.name}' takes no new requests")
         return await _await_thread(self._in_thread(fn, *args, **kwargs))
-
-    async def stream(self, make_iter: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
-        """Drive a blocking iterator in one worker thread, yielding its items on the event loop.
-
-        If the consumer goes away (client disconnect), the thread stops at the next item and
-        the model is released only after the thread has left it.
-        """
-        async with self.slot():
-            loop = asyncio.get_running_loop()
-            queue: asyncio.Queue[Any] = asyncio.Queue()
-            stop = threading.Event()
-
-            def produce() -> None:
-                it = make_iter()
-                try:
-                    for item in it:
-                        loop.call_soon_threadsafe(queue.put_nowait, item)
-                        if stop.is_set():
-                            break
-                except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                    loop.call_soon_threadsafe(queue.put_nowait, exc)
-                finally:
-                    close = getattr(it, "close", None)
-                    if close is not None:
-                        close()
-                    loop.call_soon_threadsafe(queue.put_nowait, _END)
-
-            fut = self._in_thread(produce)
-            try:
-                while True:
-                    item = await queue.get()
-                    if item is _END:
-                        break
-                    if isinstance(item, BaseException):
-                        raise item
-                    yield item
-            finally:
-                stop.set()
-                await _await_thread(fut)

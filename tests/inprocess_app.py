@@ -28,10 +28,10 @@ def echo_router() -> APIRouter:
 
     @router.post("/v1/echo")
     async def echo(body: dict[str, Any], registry: RegistryDep) -> dict[str, Any]:
-        """Uses the model like an inference route does (held for the request); ``sleep`` keeps it busy."""
-        model, _ = await registry.acquire(body.get("model"))
-        await asyncio.sleep(float(body.get("sleep", 0)))
-        return {"model": model.name, "handle": str(model.handle), "echo": body}
+        """Uses the model like an inference route does (leased for the call); ``sleep`` keeps it busy."""
+        async with registry.using(body.get("model")) as lease:
+            await asyncio.sleep(float(body.get("sleep", 0)))
+            return {"model": lease.name, "handle": str(lease.handle), "echo": body}
 
     return router
 

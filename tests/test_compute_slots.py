@@ -87,3 +87,54 @@ def test_at_most_n_holders() -> None:
 def test_zero_slots_is_refused() -> None:
     with pytest.raises(ValueError):
         ComputeSlots(0)
+
+
+def test_threads_and_event_loop_tasks_share_one_pool_in_arrival_order() -> None:
+    # One pool per server: an engine thread's decode step and a guarded ASR/OCR call exclude each
+    # other, and whoever queued first is served first.
+    import asyncio
+
+    slots = ComputeSlots(1)
+    order: list[str] = []
+
+    async def main() -> None:
+        slots.acquire()  # an engine thread's step holds the only slot
+        task = asyncio.create_task(_take(slots, "task", order))
+        await asyncio.sleep(0.05)  # the task queues first ...
+        thread = threading.Thread(target=lambda: (slots.acquire(), order.append("thread"), slots.release()))
+        thread.start()
+        await asyncio.sleep(0.05)  # ... then a thread
+        assert order == []  # neither got in while the slot was held
+        slots.release()
+        await task
+        await asyncio.to_thread(thread.join, 5)
+
+    asyncio.run(main())
+    assert order == ["task", "thread"]
+    assert slots.free == 1
+
+
+async def _take(slots: ComputeSlots, name: str, order: list[str]) -> None:
+    async with slots.held_async():
+        order.append(name)
+
+
+def test_a_cancelled_task_waiter_leaves_the_queue_and_loses_no_slot() -> None:
+    import asyncio
+
+    slots = ComputeSlots(1)
+
+    async def main() -> None:
+        slots.acquire()
+        waiter = asyncio.create_task(slots.acquire_async())
+        await asyncio.sleep(0.02)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        slots.release()
+        # The slot is free again, not handed to the cancelled waiter and lost.
+        await asyncio.wait_for(slots.acquire_async(), 1)
+        slots.release()
+
+    asyncio.run(main())
+    assert slots.free == 1

@@ -21,7 +21,7 @@ def app(model_files):
     registry.start_loading()
     assert registry.wait(60)
     application = create_app(settings, registry)
-    application.state.registry = registry  # what the lifespan does
+    application.state.init_state()  # what the lifespan does
     yield application
     registry.close()
 

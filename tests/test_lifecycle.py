@@ -11,7 +11,7 @@ from typing import Any
 from inprocess_app import FakeSettings, client
 
 from serving_core.errors import PermanentLoadError
-from serving_core.registry import ModelRegistry, ModelState
+from serving_core.registry import ModelRegistry, ModelState, RegistryPolicy
 from serving_core.registry_settings import registry_from_settings
 from serving_core.specs import ModelSpec
 
@@ -147,7 +147,7 @@ def test_shutdown_during_a_hanging_load_ends_it_in_a_real_state() -> None:
     blocker = threading.Event()
     registry = ModelRegistry([ModelSpec(name="a", backend="fake", load_timeout=60),
                               ModelSpec(name="b", backend="fake")],
-                             lambda spec: blocker.wait(60), workers=1)
+                             lambda spec: blocker.wait(60), RegistryPolicy(workers=1))
     registry.start_loading()
     time.sleep(0.2)
     t0 = time.monotonic()

@@ -5,16 +5,25 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from serving_core.errors import ModelFailed, ModelLoading, ModelNotFound, PermanentLoadError
-from serving_core.registry import ModelRegistry, ModelState
+from serving_core.registry import ModelHooks, ModelRegistry, ModelState, RegistryPolicy
 from serving_core.specs import ModelSpec
+
+_HOOKS = {"warmup", "release", "interrupt", "share_key", "weights"}
 
 
 def specs(*names: str) -> list[ModelSpec]:
     return [ModelSpec(name=n, backend="test", path=f"/models/{n}") for n in names]
+
+
+def registry(model_specs: list[ModelSpec], loader: Any, **options: Any) -> ModelRegistry[Any]:
+    """A registry with ``options`` sorted into the backend's hooks and the registry's policy."""
+    hooks = ModelHooks(loader=loader, **{k: v for k, v in options.items() if k in _HOOKS})
+    return ModelRegistry(model_specs, hooks, RegistryPolicy(**{k: v for k, v in options.items() if k not in _HOOKS}))
 
 
 def test_parallel_loads_really_overlap() -> None:
@@ -26,7 +35,7 @@ def test_parallel_loads_really_overlap() -> None:
         barrier.wait()
         return spec.name
 
-    reg = ModelRegistry(specs("a", "b", "c"), loader, retries=0)
+    reg = registry(specs("a", "b", "c"), loader, retries=0)
     reg.start_loading()
     assert reg.wait(20)
     assert {n: s["state"] for n, s in reg.snapshot().items()} == {"a": "ready", "b": "ready", "c": "ready"}
@@ -48,7 +57,7 @@ def test_one_worker_loads_sequentially() -> None:
             active -= 1
         return spec.name
 
-    reg = ModelRegistry(specs("a", "b", "c"), loader, workers=1)
+    reg = registry(specs("a", "b", "c"), loader, workers=1)
     reg.start_loading()
     assert reg.wait(20)
     assert peak == 1
@@ -57,7 +66,7 @@ def test_one_worker_loads_sequentially() -> None:
 
 def test_start_loading_returns_before_models_are_ready() -> None:
     gate = threading.Event()
-    reg = ModelRegistry(specs("slow"), lambda s: gate.wait(10) and "h")
+    reg = registry(specs("slow"), lambda s: gate.wait(10) and "h")
     reg.start_loading()
     assert reg.models["slow"].state in (ModelState.PENDING, ModelState.LOADING)
     with pytest.raises(ModelLoading) as exc:
@@ -77,7 +86,7 @@ def test_transient_failure_is_retried_once() -> None:
             raise OSError("disk hiccup")
         return "ok"
 
-    reg = ModelRegistry(specs("m"), flaky, retries=1, retry_delay=0.2)
+    reg = registry(specs("m"), flaky, retries=1, retry_delay=0.2)
     reg.start_loading()
     assert reg.wait(10)
     snap = reg.snapshot()["m"]
@@ -92,7 +101,7 @@ def test_retries_are_bounded_and_error_is_reported() -> None:
         attempts.append(1)
         raise RuntimeError("boom")
 
-    reg = ModelRegistry(specs("m"), broken, retries=1, retry_delay=0.0)
+    reg = registry(specs("m"), broken, retries=1, retry_delay=0.0)
     reg.start_loading()
     assert reg.wait(10)
     assert len(attempts) == 2
@@ -110,7 +119,7 @@ def test_permanent_failure_is_not_retried() -> None:
         attempts.append(1)
         raise PermanentLoadError("model file not found: /nope.gguf")
 
-    reg = ModelRegistry(specs("m"), missing, retries=3, retry_delay=0.0)
+    reg = registry(specs("m"), missing, retries=3, retry_delay=0.0)
     reg.start_loading()
     assert reg.wait(10)
     assert len(attempts) == 1
@@ -124,7 +133,7 @@ def loaded_with_one_failure(names: tuple[str, ...], bad: str, message: str) -> M
             raise PermanentLoadError(message)
         return spec.name
 
-    reg = ModelRegistry(specs(*names), loader)
+    reg = registry(specs(*names), loader)
     reg.start_loading()
     assert reg.wait(10)
     return reg
@@ -146,7 +155,7 @@ def test_a_model_is_usable_while_another_still_loads() -> None:
             gate.wait(10)
         return spec.name
 
-    reg = ModelRegistry(specs("fast", "slow"), loader)
+    reg = registry(specs("fast", "slow"), loader)
     reg.start_loading()
     deadline = time.monotonic() + 10
     while reg.models["fast"].state is not ModelState.READY and time.monotonic() < deadline:
@@ -159,7 +168,7 @@ def test_a_model_is_usable_while_another_still_loads() -> None:
 
 
 def test_unknown_model_lists_available_names_and_default_is_first() -> None:
-    reg = ModelRegistry(specs("alpha", "beta"), lambda s: s.name)
+    reg = registry(specs("alpha", "beta"), lambda s: s.name)
     reg.start_loading()
     assert reg.wait(10)
     with pytest.raises(ModelNotFound) as exc:
@@ -170,7 +179,7 @@ def test_unknown_model_lists_available_names_and_default_is_first() -> None:
 
 
 def test_state_transitions_are_timestamped_in_order() -> None:
-    reg = ModelRegistry(specs("m"), lambda s: time.sleep(0.02) or "h")
+    reg = registry(specs("m"), lambda s: time.sleep(0.02) or "h")
     reg.start_loading()
     assert reg.wait(10)
     t = reg.models["m"].transitions
@@ -180,7 +189,7 @@ def test_state_transitions_are_timestamped_in_order() -> None:
 
 def test_warmup_runs_before_ready_only_when_enabled() -> None:
     warmed: list[str] = []
-    reg = ModelRegistry(
+    reg = registry(
         [ModelSpec(name="w", backend="t", path="w", warmup=True), ModelSpec(name="nw", backend="t", path="nw")],
         lambda s: s.name, warmup=warmed.append, warmup_default=False,
     )
@@ -193,7 +202,7 @@ def test_failing_warmup_fails_the_model() -> None:
     def bad_warmup(handle: str) -> None:
         raise RuntimeError("first inference crashed")
 
-    reg = ModelRegistry(specs("m"), lambda s: "h", warmup=bad_warmup, warmup_default=True, retries=0)
+    reg = registry(specs("m"), lambda s: "h", warmup=bad_warmup, warmup_default=True, retries=0)
     reg.start_loading()
     assert reg.wait(10)
     assert "first inference crashed" in reg.snapshot()["m"]["error"]
@@ -201,7 +210,7 @@ def test_failing_warmup_fails_the_model() -> None:
 
 def test_close_releases_handles() -> None:
     released: list[str] = []
-    reg = ModelRegistry(specs("a", "b"), lambda s: s.name, release=released.append)
+    reg = registry(specs("a", "b"), lambda s: s.name, release=released.append)
     reg.start_loading()
     assert reg.wait(10)
     reg.close()
@@ -218,7 +227,7 @@ def test_identical_specs_share_one_load_and_one_guard() -> None:
         return f"handle-of-{spec.name}"
 
     same = {"backend": "t", "path": "/m.gguf", "options": {"n_ctx": 64}}
-    reg = ModelRegistry(
+    reg = registry(
         [ModelSpec(name="a", **same), ModelSpec(name="b", **same), ModelSpec(name="c", backend="t", path="/m.gguf")],
         loader, release=released.append,
     )
@@ -239,12 +248,12 @@ def test_sharing_can_be_switched_off_and_failures_propagate() -> None:
     def broken(spec: ModelSpec) -> str:
         raise PermanentLoadError("gone")
 
-    reg = ModelRegistry([ModelSpec(name="a", **same), ModelSpec(name="b", **same)], broken)
+    reg = registry([ModelSpec(name="a", **same), ModelSpec(name="b", **same)], broken)
     reg.start_loading()
     assert reg.wait(10)
     assert reg.snapshot()["b"]["state"] == "failed" and reg.snapshot()["b"]["error"] == "gone"
     loads: list[str] = []
-    reg = ModelRegistry([ModelSpec(name="a", **same), ModelSpec(name="b", **same)],
+    reg = registry([ModelSpec(name="a", **same), ModelSpec(name="b", **same)],
                         lambda s: loads.append(s.name) or s.name, share_identical=False)
     reg.start_loading()
     assert reg.wait(10)
@@ -266,8 +275,8 @@ def test_client_facing_errors_hide_server_paths_unless_asked() -> None:
     def loader(spec: ModelSpec) -> str:
         raise PermanentLoadError(f"model file not found: /srv/secret/models/{spec.name}.gguf")
 
-    hidden = ModelRegistry(specs("m"), loader)
-    shown = ModelRegistry(specs("m"), loader, show_paths=True)
+    hidden = registry(specs("m"), loader)
+    shown = registry(specs("m"), loader, show_paths=True)
     for reg in (hidden, shown):
         reg.start_loading()
         assert reg.wait(10)
@@ -280,7 +289,7 @@ def test_client_facing_errors_hide_server_paths_unless_asked() -> None:
 
 
 def test_unknown_model_name_is_echoed_cut_short() -> None:
-    reg = ModelRegistry(specs("alpha"), lambda s: s.name)
+    reg = registry(specs("alpha"), lambda s: s.name)
     reg.start_loading()
     assert reg.wait(10)
     with pytest.raises(ModelNotFound) as exc:
@@ -318,7 +327,7 @@ def test_close_interrupts_and_frees_a_model_only_after_its_call_left() -> None:
         events.append("call left")
         return handle
 
-    reg = ModelRegistry(specs("m"), lambda s: s.name, release=lambda h: events.append("released"),
+    reg = registry(specs("m"), lambda s: s.name, release=lambda h: events.append("released"),
                         interrupt=lambda h: (events.append("interrupted"), stop.set()))
     _close_during_call(reg, call, inside)
     assert events == ["interrupted", "call left", "released"]
@@ -338,7 +347,7 @@ def test_close_leaves_a_model_that_will_not_stop_unfreed() -> None:
         freed_during_call.append(bool(released))  # still inside after the drain time: not freed
         done.set()
 
-    reg = ModelRegistry(specs("m"), lambda s: s.name, release=released.append, drain_seconds=0.1)
+    reg = registry(specs("m"), lambda s: s.name, release=released.append, drain_seconds=0.1)
     _close_during_call(reg, stubborn, inside, after_close)
     assert freed_during_call == [False]
 
@@ -352,7 +361,7 @@ def test_the_loading_line_says_what_happens(caplog, names, workers, line) -> Non
     import logging
 
     caplog.set_level(logging.INFO, logger="serving_core.registry")
-    reg = ModelRegistry(specs(*names), lambda s: s.name, workers=workers)
+    reg = registry(specs(*names), lambda s: s.name, workers=workers)
     reg.start_loading()
     assert reg.wait(10)
     assert line in caplog.text
@@ -362,7 +371,7 @@ def test_the_loading_line_says_what_happens(caplog, names, workers, line) -> Non
 def test_loaded_handle_of_an_unloaded_model_is_a_typed_error():
     from serving_core.errors import ModelFailed
 
-    reg = ModelRegistry(specs("m"), lambda s: "h", release=lambda h: None)
+    reg = registry(specs("m"), lambda s: "h", release=lambda h: None)
     reg.start_loading()
     assert reg.wait(5)
     assert reg.get("m").loaded == "h"
@@ -378,7 +387,7 @@ def test_health_reports_how_much_of_a_ready_models_mapped_weights_is_resident(tm
     weights = tmp_path / "weights.bin"
     weights.write_bytes(os.urandom(1 << 20))
     with weights.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        reg = ModelRegistry(specs("m", "other"), lambda s: s.name, weights=lambda h: [weights] if h == "m" else [])
+        reg = registry(specs("m", "other"), lambda s: s.name, weights=lambda h: [weights] if h == "m" else [])
         assert reg.snapshot()["m"]["weights_resident"] is None  # not loaded yet
         reg.start_loading()
         assert reg.wait(5)
@@ -388,3 +397,28 @@ def test_health_reports_how_much_of_a_ready_models_mapped_weights_is_resident(tm
         assert reg.snapshot()["m"]["weights_resident"] == 1.0
         assert reg.snapshot()["other"]["weights_resident"] is None  # nothing mapped
         reg.close()
+
+
+def test_a_lease_is_released_by_its_holder_also_outside_any_request() -> None:
+    # No HTTP request, no middleware: the holder alone decides when the model may be freed.
+    import asyncio
+
+    reg = registry(specs("m"), lambda s: s.name)
+    reg.start_loading()
+    assert reg.wait(10)
+
+    async def main() -> tuple[bool, int, bool, int]:
+        lease = await reg.acquire("m")
+        refused_while_held = not reg.unload("m")
+        lease.release()
+        lease.release()  # a second release changes nothing
+        refs_after = reg.models["m"].refs
+        with pytest.raises(RuntimeError):
+            async with reg.using("m"):
+                raise RuntimeError("the holder failed")
+        return refused_while_held, refs_after, reg.unload("m"), reg.models["m"].refs
+
+    refused_while_held, refs_after, unloaded, refs_end = asyncio.run(main())
+    assert refused_while_held and refs_after == 0 and unloaded and refs_end == 0
+    assert reg.models["m"].state is ModelState.UNLOADED
+    reg.close()

@@ -8,13 +8,14 @@ import time
 
 import pytest
 
+from serving_core.compute import ComputeSlots
 from serving_core.errors import Overloaded, ServerShuttingDown
 from serving_core.scheduling import ModelGuard
 
 
 def test_one_call_at_a_time_per_model() -> None:
     async def main() -> int:
-        guard = ModelGuard("m", max_waiting=10, compute=asyncio.Semaphore(4))
+        guard = ModelGuard("m", max_waiting=10, compute=ComputeSlots(4))
         active = 0
         peak = 0
         lock = threading.Lock()
@@ -36,7 +37,7 @@ def test_one_call_at_a_time_per_model() -> None:
 
 def test_compute_slots_bound_calls_across_models() -> None:
     async def main() -> int:
-        compute = asyncio.Semaphore(1)
+        compute = ComputeSlots(1)
         guards = [ModelGuard(n, 10, compute) for n in "abc"]
         active = 0
         peak = 0
@@ -59,7 +60,7 @@ def test_compute_slots_bound_calls_across_models() -> None:
 
 def test_queue_overflow_raises_429_with_retry_after() -> None:
     async def main() -> list[object]:
-        guard = ModelGuard("m", max_waiting=2, compute=asyncio.Semaphore(1))
+        guard = ModelGuard("m", max_waiting=2, compute=ComputeSlots(1))
         return await asyncio.gather(*(guard.run(time.sleep, 0.1) for _ in range(5)), return_exceptions=True)
 
     results = asyncio.run(main())
@@ -70,10 +71,10 @@ def test_queue_overflow_raises_429_with_retry_after() -> None:
 
 def test_retry_after_is_estimated_from_the_queue_and_call_times() -> None:
     async def main() -> tuple[Overloaded, float | None]:
-        guard = ModelGuard("m", max_waiting=2, compute=asyncio.Semaphore(1))
+        guard = ModelGuard("m", max_waiting=2, compute=ComputeSlots(1))
         await guard.run(time.sleep, 0.01)
-        measured = guard.mean_call_seconds
-        guard.mean_call_seconds = 7.0  # as if each call took 7 s
+        measured = guard.call_times.mean
+        guard.call_times.mean = 7.0  # as if each call took 7 s
         release = asyncio.Event()
         holder = asyncio.create_task(_hold(guard, release))
         waiters = [asyncio.create_task(_hold(guard, release)) for _ in range(2)]
@@ -106,7 +107,7 @@ def test_closed_guard_refuses_new_calls_and_waits_for_running_ones() -> None:
         return "done"
 
     async def main() -> tuple[bool, bool, str, bool]:
-        guard = ModelGuard("m", 10, asyncio.Semaphore(1))
+        guard = ModelGuard("m", 10, ComputeSlots(1))
         running = asyncio.create_task(guard.run(call))
         await asyncio.to_thread(entered.wait, 5)
         guard.close()
@@ -119,45 +120,3 @@ def test_closed_guard_refuses_new_calls_and_waits_for_running_ones() -> None:
 
     busy, idle, result, none_inside = asyncio.run(main())
     assert busy and idle and result == "done" and none_inside
-
-
-def test_stream_yields_items_and_stops_producer_when_consumer_leaves() -> None:
-    produced: list[int] = []
-
-    def numbers():  # a blocking generator, like llama-cpp-python's token stream
-        for i in range(1000):
-            produced.append(i)
-            time.sleep(0.005)
-            yield i
-
-    async def main() -> tuple[list[int], bool]:
-        guard = ModelGuard("m", 10, asyncio.Semaphore(1))
-        got: list[int] = []
-        agen = guard.stream(numbers)
-        async for item in agen:
-            got.append(item)
-            if len(got) == 3:
-                break
-        await agen.aclose()
-        # The model is free again only after the producer thread left it.
-        async with guard.slot():
-            free = True
-        return got, free
-
-    got, free = asyncio.run(main())
-    assert got == [0, 1, 2] and free
-    assert len(produced) < 20
-
-
-def test_stream_propagates_producer_errors() -> None:
-    def failing():
-        yield 1
-        raise ValueError("bad token")
-
-    async def main() -> None:
-        guard = ModelGuard("m", 10, asyncio.Semaphore(1))
-        async for _ in guard.stream(failing):
-            pass
-
-    with pytest.raises(ValueError, match="bad token"):
-        asyncio.run(main())

@@ -8,12 +8,9 @@ from typing import Any
 
 import pytest
 
-from gguf_model_server.schemas import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    GenerateRequest,
-    InferenceRequest,
-)
+from gguf_model_server.api.chat_completion.protocol import ChatCompletionRequest
+from gguf_model_server.api.completion.protocol import CompletionRequest
+from gguf_model_server.api.native.protocol import GenerateRequest, InferenceRequest
 
 from conftest import TINY_OPTS, start_configured
 

@@ -1,4 +1,5 @@
-"""Response models of the ASR/OCR server (requests are multipart forms, declared on the routes)."""
+"""Response models of ``/asr`` and ``/v1/audio/transcriptions`` (requests are multipart forms,
+declared on the routes)."""
 
 from __future__ import annotations
 
@@ -20,19 +21,6 @@ class AsrResponse(BaseModel):
     language: str | None
     duration: float = Field(description="audio length in seconds")
     segments: list[SegmentOut]
-
-
-class LineOut(BaseModel):
-    text: str
-    confidence: float | None = Field(description="0..1; null when the backend gives none")
-    box: list[list[float]] | None = Field(description="four [x, y] corners; null when the backend gives none")
-
-
-class OcrResponse(BaseModel):
-    success: bool = True
-    model: str
-    extracted_text: str
-    lines: list[LineOut]
 
 
 class TranscriptionJson(BaseModel):

@@ -6,18 +6,17 @@ from collections.abc import AsyncIterator
 
 from fastapi import Request
 
-from gguf_model_server.engine import GenerationStats
-from gguf_model_server.llama_native import SamplingConfig
-from gguf_model_server.schemas import (
+from gguf_model_server.api.generation import Admitted, GenerationParams, GenerationServing, GenerationStream, timings
+from gguf_model_server.api.native.protocol import (
     GenerateRequest,
     GenerateResponse,
     GenerateStreamEvent,
     InferenceRequest,
     InferenceResponse,
-    Usage,
-    stop_tuple,
 )
-from gguf_model_server.serving import Admitted, GenerationParams, GenerationServing, GenerationStream, timings
+from gguf_model_server.api.protocol import Usage, stop_tuple
+from gguf_model_server.engine import GenerationStats
+from gguf_model_server.llama_native import SamplingConfig
 
 GENERATE_DEFAULT_MAX_TOKENS = 128
 
@@ -36,14 +35,14 @@ class NativeServing(GenerationServing):
     async def generate(self, admitted: Admitted, request: Request) -> GenerateResponse:
         text, stats = await self.complete(admitted, request)
         return GenerateResponse(model=admitted.model, text=text, finish_reason=stats.finish_reason,
-                                usage=_usage(stats), timings=timings(stats))
+                                usage=Usage.of(stats), timings=timings(stats))
 
     def generate_stream(self, admitted: Admitted) -> GenerationStream:
         async def events() -> AsyncIterator[GenerateStreamEvent]:
             async for item in self.events(admitted):
                 if isinstance(item, GenerationStats):
                     yield GenerateStreamEvent(model=admitted.model, text="", finish_reason=item.finish_reason,
-                                              usage=_usage(item), timings=timings(item))
+                                              usage=Usage.of(item), timings=timings(item))
                 else:
                     yield GenerateStreamEvent(model=admitted.model, text=item)
 
@@ -58,7 +57,3 @@ class NativeServing(GenerationServing):
         admitted = await self.admit(req.model_name, lambda llama: llama.tokenize_prompt(req.prompt), params)
         text, _ = await self.complete(admitted, request)
         return InferenceResponse(result=text)
-
-
-def _usage(stats: GenerationStats) -> Usage:
-    return Usage(prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens)

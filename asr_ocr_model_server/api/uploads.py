@@ -1,20 +1,21 @@
-"""Pick the model a request asks for (checking it serves the route's task) and run it on an upload."""
+"""What every upload route shares: pick the model a request asks for (checking it serves the route's
+task), check and decode the upload, run the model on it under its guard; the multipart form pieces
+and error answers the upload routes declare alike."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import TypeVar
 
-from fastapi import Depends
+from pydantic import WithJsonSchema
 
 from asr_ocr_model_server.backends import AsrOcrModel, Task, task_of
 from asr_ocr_model_server.settings import AsrOcrServerSettings
-from serving_core.dependencies import MetricsDep, RegistryDep, SettingsDep
-from serving_core.errors import BadRequest, ModelNotFound
+from serving_core.errors import BadRequest, ModelNotFound, error_responses
 from serving_core.memory import TRIM_AFTER_BYTES, approx_nbytes, release_freed_memory
 from serving_core.metrics import ServerMetrics
-from serving_core.registry import ManagedModel, ModelRegistry
+from serving_core.registry import ModelRegistry
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -23,10 +24,23 @@ ROUTE_OF = {"asr": "/asr", "ocr": "/ocr"}
 # Clients written for OpenAI's API send this name; it means "your speech model".
 OPENAI_ASR_ALIAS = "whisper-1"
 
+# A multipart form has no null: an optional field is either sent (a string) or left out. The schema
+# says so, or clients and schema-driven tests send the text "null" (which is not a name).
+OptionalText = WithJsonSchema({"type": "string"})
+# An empty upload is refused (422, "the file is empty"): the schema says a file has bytes.
+NON_EMPTY_FILE: dict[str, object] = {"minLength": 1}
+UPLOAD_ERRORS = error_responses({
+    400: "model serves another task",
+    413: "upload or image larger than the limit",
+    415: "not a supported audio/image file",
+    422: "missing field, bad value, or a file that does not decode",
+})
+
 
 class UploadServing:
     """The model-facing half of the upload routes: pick the model for a task, check and decode the
-    upload, run the model on it, count what was processed. Reached through ``UploadServingDep``."""
+    upload, run the model on it, count what was processed. Built once when the app starts
+(``dependencies.build_servings``); routes reach it through ``UploadServingDep``."""
 
     def __init__(self, registry: ModelRegistry[AsrOcrModel], settings: AsrOcrServerSettings,
                  metrics: ServerMetrics) -> None:
@@ -34,9 +48,9 @@ class UploadServing:
         self.settings = settings
         self.metrics = metrics
 
-    async def pick(self, name: str | None, task: Task) -> ManagedModel[AsrOcrModel]:
-        """The named model (default: the first ready model for ``task``), ready and held for the
-        request (loaded now if it loads on demand); typed errors otherwise."""
+    def pick(self, name: str | None, task: Task) -> str:
+        """The model to use: the named one (default: the first ready model for ``task``), checked to
+        serve ``task``; typed errors otherwise."""
         registry = self.registry
         if name == OPENAI_ASR_ALIAS and task == "asr" and name not in registry.models:
             name = None
@@ -49,8 +63,7 @@ class UploadServing:
         if spec_model is not None and task_of(spec_model.spec) != task:
             other = task_of(spec_model.spec)
             raise BadRequest(f"model '{name}' is an {other.upper()} model; send it to {ROUTE_OF[other]}")
-        managed, _ = await registry.acquire(name)
-        return managed
+        return name
 
     async def run(self, name: str | None, task: Task, check: Callable[[AsrOcrModel], None],
                   decode: Callable[[], T], call: Callable[[AsrOcrModel, T], R]) -> tuple[str, R]:
@@ -62,30 +75,22 @@ class UploadServing:
         ~115 MB for 30 min of audio) exists only while its model call runs, never for every request
         queued behind it, and decoding counts against the compute slots like the model call does.
         """
-        managed = await self.pick(name, task)
-        managed.guard.check_admission()
-        await asyncio.to_thread(check, managed.loaded)
+        async with self.registry.using(self.pick(name, task)) as lease:  # loaded now if it loads on demand
+            guard, handle = lease.model.guard, lease.handle
+            guard.check_admission()
+            await asyncio.to_thread(check, handle)
 
-        def decode_and_call() -> R:
-            data = decode()
-            large = approx_nbytes(data) >= TRIM_AFTER_BYTES
-            try:
-                return call(managed.loaded, data)
-            finally:
-                del data
-                if large:
-                    release_freed_memory()
+            def decode_and_call() -> R:
+                data = decode()
+                large = approx_nbytes(data) >= TRIM_AFTER_BYTES
+                try:
+                    return call(handle, data)
+                finally:
+                    del data
+                    if large:
+                        release_freed_memory()
 
-        return managed.name, await managed.guard.run(decode_and_call)
+            return lease.name, await guard.run(decode_and_call)
 
     def count(self, name: str, doc: str, model: str, amount: float = 1.0) -> None:
         self.metrics.counter(name, doc, ["model"]).labels(model).inc(amount)
-
-
-def get_upload_serving(registry: RegistryDep, settings: SettingsDep, metrics: MetricsDep) -> UploadServing:
-    if not isinstance(settings, AsrOcrServerSettings):
-        raise TypeError("the ASR/OCR routes need AsrOcrServerSettings")
-    return UploadServing(registry, settings, metrics)
-
-
-UploadServingDep = Annotated[UploadServing, Depends(get_upload_serving)]

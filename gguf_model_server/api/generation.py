@@ -1,5 +1,8 @@
 """What every generation API family shares: pick the model, tokenize, admit to its engine (every
-check that can fail happens here, before a response starts), then wait for or stream the result."""
+check that can fail happens here, before a response starts), then wait for or stream the result.
+
+An admitted generation holds a lease on its model until it ends: ``complete`` releases it when the
+answer is ready, a stream when it ends however it ends (``GenerationStream``)."""
 
 from __future__ import annotations
 
@@ -12,17 +15,21 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from gguf_model_server.api.protocol import Timings
 from gguf_model_server.engine import Generation, GenerationRequest, GenerationStats
 from gguf_model_server.llama_backend import LlamaModel
 from gguf_model_server.llama_native import SamplingConfig
-from gguf_model_server.schemas import Timings
 from serving_core.drain import Drain
-from serving_core.errors import ServingError, error_body
+from serving_core.errors import ServingError, error_body, error_responses
+from serving_core.leases import Lease
 from serving_core.metrics import ServerMetrics
 from serving_core.registry import ModelRegistry
 from serving_core.streaming import SSE_HEADERS, sse_event
 
-log = logging.getLogger("gguf_model_server.serving")
+log = logging.getLogger("gguf_model_server.api.generation")
+
+# The error answers every generation route documents (OpenAPI), beside the shared ones.
+GENERATION_ERRORS = error_responses({400: "prompt does not fit the context window"})
 
 
 class ClientDisconnected(ServingError):
@@ -47,15 +54,23 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class Admitted:
-    """A generation queued on a model's engine."""
+    """A generation queued on a model's engine, holding its model's lease until ``close``."""
 
     model: str
     llama: LlamaModel
     generation: Generation
     prompt_tokens: int
+    lease: Lease[LlamaModel]
 
     def cancel(self) -> None:
+        """Stop generating (the client went away); its sequence is free at the engine's next step."""
         self.llama.engine.cancel(self.generation)
+
+    def close(self) -> None:
+        """The response is over: stop generating if it still is, and release the model."""
+        if self.generation.stats is None:
+            self.cancel()
+        self.lease.release()
 
 
 Tokenize = Callable[[LlamaModel], list[int]]
@@ -63,6 +78,7 @@ TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 30, 40, 50, 75, 100, 150, 200, 400
 
 
 def timings(stats: GenerationStats) -> Timings:
+    """The measured timings clients read (``timings`` on every response and final stream event)."""
     return Timings(
         queue_seconds=round(stats.queued_seconds, 4),
         prompt_seconds=round(stats.prompt_seconds, 4),
@@ -98,27 +114,33 @@ class GenerationServing:
 
     async def admit(self, model: str | None, tokenize: Tokenize, params: GenerationParams) -> Admitted:
         """Find the model, tokenize and admit; raises the typed 4xx/5xx errors before any response."""
-        managed, _ = await self.registry.acquire(model)  # held until the request (its stream too) ends
-        llama = managed.loaded
-        llama.engine.check_admission()  # cheap, and refuses before the (bounded) tokenizing work
-        # Tokenizing beside running decodes is safe: it reads only the vocabulary. peek() counts
-        # the thread as inside the model, so shutdown does not free the model under it.
-        prompt = await managed.guard.peek(tokenize, llama)
-        if params.max_tokens is not None:
-            max_tokens = params.max_tokens
-        else:
-            llama.engine.check_fits(len(prompt), 1)
-            max_tokens = min(params.default_max_tokens, llama.n_ctx - len(prompt))
-        cache_prompt = llama.options.cache_prompt if params.cache_prompt is None else params.cache_prompt
-        generation = llama.engine.submit(GenerationRequest(
-            prompt=prompt, max_tokens=max_tokens, sampling=params.sampling,
-            stop=params.stop + (llama.chat_stops() if params.chat else ()),
-            cache_prompt=cache_prompt, isolated=not cache_prompt,
-        ))
-        return Admitted(model=managed.name, llama=llama, generation=generation, prompt_tokens=len(prompt))
+        lease = await self.registry.acquire(model)  # released by Admitted.close, or below on a refusal
+        try:
+            llama = lease.handle
+            llama.engine.check_admission()  # cheap, and refuses before the (bounded) tokenizing work
+            # Tokenizing beside running decodes is safe: it reads only the vocabulary. peek() counts
+            # the thread as inside the model, so shutdown does not free the model under it.
+            prompt = await lease.model.guard.peek(tokenize, llama)
+            if params.max_tokens is not None:
+                max_tokens = params.max_tokens
+            else:
+                llama.engine.check_fits(len(prompt), 1)
+                max_tokens = min(params.default_max_tokens, llama.n_ctx - len(prompt))
+            cache_prompt = llama.options.cache_prompt if params.cache_prompt is None else params.cache_prompt
+            generation = llama.engine.submit(GenerationRequest(
+                prompt=prompt, max_tokens=max_tokens, sampling=params.sampling,
+                stop=params.stop + (llama.chat_stops() if params.chat else ()),
+                cache_prompt=cache_prompt, isolated=not cache_prompt,
+            ))
+        except BaseException:
+            lease.release()
+            raise
+        return Admitted(model=lease.name, llama=llama, generation=generation, prompt_tokens=len(prompt),
+                        lease=lease)
 
     async def complete(self, admitted: Admitted, request: Request) -> tuple[str, GenerationStats]:
-        """The whole text and its stats; a client that hangs up meanwhile frees its sequence at once."""
+        """The whole text and its stats; a client that hangs up meanwhile frees its sequence at once.
+        The model's lease ends here."""
         answer = asyncio.ensure_future(admitted.generation.text())
         gone = asyncio.ensure_future(_until_disconnected(request))
         try:
@@ -127,7 +149,7 @@ class GenerationServing:
             gone.cancel()
             if not answer.done():
                 answer.cancel()
-                admitted.cancel()
+            admitted.close()
         if not answer.done() or answer.cancelled():
             raise ClientDisconnected("the client closed the connection; the generation was stopped")
         text = answer.result()
@@ -151,9 +173,10 @@ class GenerationServing:
 
 class GenerationStream(StreamingResponse):
     """The server-sent events of one generation. However the response ends, the generation is
-    cancelled — also when Starlette cancels the body before it ever ran (the client left while the
-    request was being admitted), where the body generator's own ``finally`` never runs. When the
-    server's drain runs out of grace, the stream ends with an error event and ``[DONE]``."""
+    closed (cancelled if still running, its model's lease released) — also when Starlette cancels
+    the body before it ever ran (the client left while the request was being admitted), where the
+    body generator's own ``finally`` never runs. When the server's drain runs out of grace, the
+    stream ends with an error event and ``[DONE]``."""
 
     def __init__(self, admitted: Admitted, events: AsyncIterator[object]) -> None:
         super().__init__(_not_started(), media_type="text/event-stream", headers=SSE_HEADERS)
@@ -167,7 +190,7 @@ class GenerationStream(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self._admitted.cancel()
+            self._admitted.close()
             if drain is not None and stop is not None:
                 drain.forget_stream(stop)
 

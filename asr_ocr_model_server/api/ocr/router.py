@@ -1,0 +1,28 @@
+"""Image-to-text route: ``POST /ocr`` (kept from the original servers)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from asr_ocr_model_server.api.dependencies import UploadServingDep
+from asr_ocr_model_server.api.ocr.protocol import OcrResponse
+from asr_ocr_model_server.api.ocr.serving import read_upload
+from asr_ocr_model_server.api.uploads import NON_EMPTY_FILE, UPLOAD_ERRORS, OptionalText
+
+
+def ocr_router() -> APIRouter:
+    router = APIRouter(tags=["ocr"])
+
+    @router.post("/ocr", response_model=OcrResponse, responses=UPLOAD_ERRORS)
+    async def ocr(
+        serving: UploadServingDep,
+        image: Annotated[UploadFile, File(description="PNG, JPEG, WebP, TIFF, BMP or GIF",
+                                          json_schema_extra=NON_EMPTY_FILE)],
+        model: Annotated[str | None, Form(description="default (or empty): the first OCR model"), OptionalText] = None,
+    ) -> OcrResponse:
+        """Read the text in an uploaded image."""
+        return await read_upload(serving, image, model)
+
+    return router

@@ -1,0 +1,92 @@
+"""``/v1/chat/completions`` through the model's own chat template, as ``chat.completions.create``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+from fastapi import Request
+
+from gguf_model_server.api.chat_completion.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatDelta,
+)
+from gguf_model_server.api.generation import Admitted, GenerationServing, GenerationStream, timings
+from gguf_model_server.api.openai_params import check_openai_params, generation_params, include_usage
+from gguf_model_server.api.protocol import Usage
+from gguf_model_server.engine import GenerationStats
+from gguf_model_server.llama_backend import LlamaModel
+from serving_core.errors import BadRequest, echo
+from serving_core.registry import ManagedModel, ModelState
+
+CHAT_DEFAULT_MAX_TOKENS = 512  # OpenAI has no limit; cut further to what fits the context
+
+
+class ChatServing(GenerationServing):
+    """``/v1/chat/completions`` through the model's own chat template, as ``chat.completions.create``."""
+
+    async def admit_chat(self, req: ChatCompletionRequest) -> Admitted:
+        check_openai_params(req)
+        for i, message in enumerate(req.messages):
+            for part in message.content if isinstance(message.content, list) else ():
+                if part.type != "text":
+                    what = {"image_url": "image input", "input_audio": "audio input", "file": "file input"}.get(
+                        part.type, f"content part type '{echo(part.type)}'")
+                    raise BadRequest(f"not supported: {what} (messages.{i}: the models here read text only); send "
+                                     "text parts", param=f"messages.{i}.content")
+                if part.text is None:
+                    raise BadRequest(f"messages.{i}.content: a text part without 'text'", param=f"messages.{i}.content")
+        messages = [m.as_llama() for m in req.messages]
+        params = replace(generation_params(req, req.requested_max_tokens, CHAT_DEFAULT_MAX_TOKENS), chat=True)
+        def tokenize(llama: LlamaModel) -> list[int]:
+            # Room to answer in, should the chat have to be shortened to fit.
+            reserve = req.requested_max_tokens or min(CHAT_DEFAULT_MAX_TOKENS, llama.n_ctx // 4)
+            return llama.tokenize_chat_within(messages, reserve)
+
+        return await self.admit(req.model or self.default_chat_model(), tokenize, params)
+
+    def default_chat_model(self) -> str | None:
+        """A chat without ``model`` goes to the first ready model with a chat template of its own (a
+        base model answers chat poorly, through a fallback template); None: the usual default."""
+
+        def has_template(m: ManagedModel[LlamaModel]) -> bool:
+            handle = self.registry.primary(m).handle
+            return m.state is ModelState.READY and handle is not None and not handle.chat_fallback
+
+        return self.registry.default_for(has_template) if any(map(has_template, self.registry.models.values())) \
+            else None
+
+    async def chat(self, admitted: Admitted, request: Request) -> ChatCompletionResponse:
+        text, stats = await self.complete(admitted, request)
+        return ChatCompletionResponse(
+            id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=admitted.model,
+            choices=[ChatChoice(index=0, message=AssistantMessage(content=text), finish_reason=stats.finish_reason)],
+            usage=Usage.of(stats), timings=timings(stats),
+        )
+
+    def chat_stream(self, admitted: Admitted, req: ChatCompletionRequest) -> GenerationStream:
+        ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+        def chunk(delta: ChatDelta, finish_reason: str | None = None) -> ChatCompletionChunk:
+            return ChatCompletionChunk(id=ident, created=created, model=admitted.model,
+                                       choices=[ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason)])
+
+        async def events() -> AsyncIterator[ChatCompletionChunk]:
+            yield chunk(ChatDelta(role="assistant", content=""))
+            async for item in self.events(admitted):
+                if not isinstance(item, GenerationStats):
+                    yield chunk(ChatDelta(content=item))
+                    continue
+                yield chunk(ChatDelta(), item.finish_reason)
+                if include_usage(req):
+                    yield ChatCompletionChunk(id=ident, created=created, model=admitted.model, choices=[],
+                                              usage=Usage.of(item), timings=timings(item))
+
+        return GenerationStream(admitted, events())

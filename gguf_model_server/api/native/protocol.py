@@ -1,0 +1,75 @@
+"""Request and response models of ``/generate`` and ``/inference``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from gguf_model_server.api.protocol import (
+    MAX_TOKENS_LIMIT,
+    STOP_DESCRIPTION,
+    ExtraSampling,
+    ModelName,
+    RequestModel,
+    Stop,
+    Timings,
+    Usage,
+    check_stops,
+)
+from gguf_model_server.llama_native import SamplingConfig
+from serving_core.schema_types import Text
+
+
+class SamplingParams(RequestModel, ExtraSampling):
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    stop: Stop = Field(default=None, description=STOP_DESCRIPTION)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+
+    _check_stop = field_validator("stop", mode="before")(check_stops)
+
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(temperature=self.temperature, top_p=self.top_p, seed=self.seed,
+                              **self.extra_sampling())
+
+
+class GenerateRequest(SamplingParams):
+    model: ModelName | None = None
+    prompt: Text = Field(min_length=1, description="text to continue")
+    max_tokens: int = Field(default=128, ge=1, le=MAX_TOKENS_LIMIT)
+    stream: bool = Field(default=False, description="send server-sent events as tokens are generated")
+
+
+class GenerateResponse(BaseModel):
+    model: str
+    text: str
+    finish_reason: Literal["stop", "length"]
+    usage: Usage
+    timings: Timings
+
+
+class GenerateStreamEvent(BaseModel):
+    """One server-sent event of a streaming /generate: text deltas, then a final event with usage."""
+
+    model: str
+    text: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    timings: Timings | None = None
+
+
+class InferenceRequest(RequestModel):
+    """The original servers' route, kept for its clients."""
+
+    model_name: ModelName | None = None
+    prompt: Text = Field(min_length=1)
+    max_tokens: int = Field(default=128, ge=1, le=MAX_TOKENS_LIMIT)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    stop: Stop = Field(default=None, description=STOP_DESCRIPTION)
+
+    _check_stop = field_validator("stop", mode="before")(check_stops)
+
+
+class InferenceResponse(BaseModel):
+    result: str
