@@ -1,5 +1,5 @@
 """The GGUF server on the `fleet` pack (Qwen2.5-Coder 1.5B + 0.5B + Gemma 270M, 1.86 GB; install
-with `python -m model_packs install fleet`), page cache of the three files evicted before every
+with `python -m model_store install fleet`), page cache of the three files evicted before every
 measurement (per file, POSIX_FADV_DONTNEED). Three measures per round, interleaved:
 
 - floor: this disk's sequential read of the three files (evicted, read one after another; its

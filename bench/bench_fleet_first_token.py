@@ -1,5 +1,5 @@
 """The `fleet` pack on the GGUF server (Qwen2.5-Coder 1.5B + 0.5B + Gemma 270M, 1.86 GB; install it
-with `python -m model_packs install fleet`): does "ready" hide disk reads that the first request
+with `python -m model_store install fleet`): does "ready" hide disk reads that the first request
 then pays? Each round starts the server twice, interleaved: once after evicting the model files
 from the page cache (cold; per file, POSIX_FADV_DONTNEED, not the whole cache) and once with them
 read in (warm). After /health says healthy, one 1-token completion per model, in turn.

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from coldstart import page_cache  # noqa: E402
 from coldstart.processes import Command, ServerProcess, kill_group, module_command, server_env  # noqa: E402
-from gguf_model_server.embedded_models import DEFAULT_MODEL_NAME, embedded_model_path  # noqa: E402
+from model_store.embedded import DEFAULT_MODEL_NAME, embedded_model_path  # noqa: E402
 
 RESULTS = BENCH / "results"
 INPROC = BENCH / "inproc.py"
@@ -228,7 +228,7 @@ def fleet_files() -> list[Path]:
     files = model_files(gguf_target(FLEET_CONFIG, None, None))
     missing = [f for f in files if not f.is_file()]
     if missing:
-        raise SystemExit(f"missing {missing}: run `python -m model_packs install fleet` first")
+        raise SystemExit(f"missing {missing}: run `python -m model_store install fleet` first")
     return files
 
 
@@ -304,7 +304,7 @@ def set_cache(paths: Sequence[Path], cold: bool) -> None:
 def model_copies(n: int, source: Path = GEMMA) -> Iterator[list[Path]]:
     """``n`` distinct copies (own inodes, nothing shared) of ``source`` in a temp dir, removed afterwards."""
     if not source.is_file():
-        raise SystemExit(f"model file not found: {source} (run `python -m gguf_model_server.embedded_models`)")
+        raise SystemExit(f"model file not found: {source} (run `python -m model_store embedded`)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-models-"))
     try:
         paths = []

@@ -19,12 +19,12 @@ for name in \
     echo "### $name $*"
     python "$name.py" "$@"
 done
-# Rows 11-14 need the optional `fleet` model pack (python -m model_packs install fleet, ~1.3 GB).
+# Rows 11-14 need the optional `fleet` model pack (python -m model_store install fleet, ~1.3 GB).
 if python -c "import sys; sys.path.insert(0, '..'); import common; common.fleet_files()" >/dev/null 2>&1; then
     for name in bench_fleet_first_token bench_fleet_cold_start bench_fleet_mmap bench_fleet_repack; do
         echo "### $name $*"
         python "$name.py" "$@"
     done
 else
-    echo "### skipping rows 11-14: the fleet pack is not installed (python -m model_packs install fleet)"
+    echo "### skipping rows 11-14: the fleet pack is not installed (python -m model_store install fleet)"
 fi

@@ -5,13 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from gguf_model_server.embedded_models import (
-    DEFAULT_MODEL_NAME,
-    EMBEDDED_MODELS,
-    EmbeddedModelError,
-    embedded_model_path,
-    prepare,
-)
+from model_store.assembly import EmbeddedModelError
+from model_store.embedded import DEFAULT_MODEL_NAME, EMBEDDED_MODELS, embedded_model_path, prepare
 from serving_core.errors import PermanentLoadError
 from serving_core.specs import ModelSpec, require_path
 

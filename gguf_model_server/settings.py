@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
-from gguf_model_server.embedded_models import EMBEDDED_MODELS
 from gguf_model_server.llama_backend import LLAMA_BACKEND_NAMES, LlamaOptions
+from model_store.embedded import EMBEDDED_MODELS
 from serving_core.settings import ConfigError, ServerSettings
 from serving_core.specs import ModelSpec
 

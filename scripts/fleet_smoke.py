@@ -1,5 +1,5 @@
 """Does the `fleet` pack serve for real? Starts both servers on configs/fleet.yaml and
-configs/fleet-asr-ocr.yaml (install the pack first: python -m model_packs install fleet), then:
+configs/fleet-asr-ocr.yaml (install the pack first: python -m model_store install fleet), then:
 a chat question to Qwen2.5-Coder 1.5B, synthesized speech to Whisper base, rendered text to
 RapidOCR. Prints the answers; exit 0 when each one is right. Needs espeak-ng and sox (make test
 installs them).

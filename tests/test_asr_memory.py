@@ -275,7 +275,7 @@ def test_unloaded_asr_and_ocr_models_give_their_memory_back(asr_server) -> None:
 
 @pytest.mark.slow
 def test_an_unloaded_gguf_model_gives_its_memory_back(start_server, tmp_path) -> None:
-    from gguf_model_server.embedded_models import DEFAULT_MODEL_NAME
+    from model_store.embedded import DEFAULT_MODEL_NAME
 
     cfg = write_config(tmp_path / "gemma.yaml", models=[{"name": DEFAULT_MODEL_NAME, "backend": "llama_cpp"}])
     srv = start_server(config=cfg)

