@@ -287,10 +287,10 @@ def side_by_side() -> dict[str, dict[str, dict[str, float]]]:
     """Each server alone, in its container (`docker run`) and outside (this checkout), one after the
     other: spawn → /health/ready 200 and → the first tiny requests answered (coldstart's probes)."""
     from coldstart.processes import ServerProcess, module_command, server_env
-    from coldstart.targets import asr_ocr_target, first_inference, gguf_target
+    from coldstart.server_kinds import by_key
+    from coldstart.targets import first_inference
 
-    setups = {"gguf": (gguf_target(None, None, None), "MODEL_SERVER_PORT"),
-              "asr-ocr": (asr_ocr_target(None, None, None), "ASR_OCR_PORT")}
+    setups = {"gguf": (by_key("gguf"), "MODEL_SERVER_PORT"), "asr-ocr": (by_key("asr_ocr"), "ASR_OCR_PORT")}
     out: dict[str, dict[str, dict[str, float]]] = {}
     for service, (target, port_var) in setups.items():
         image = IMAGES[service][0]
