@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Start both model servers from scratch and time their cold start. ``--help`` lists the options.
+"""Start the model servers from scratch and time their cold start. ``--help`` lists the options.
 
-A thin entry point: the tool lives in the ``coldstart`` package.
+A thin entry point: the tool lives in the ``coldstart`` package, the servers it starts in
+``coldstart/server_kinds.py``.
 """
 
 from coldstart.cli import main

@@ -29,7 +29,6 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(common.REPO / "tests"))
-from coldstart.processes import module_command
 
 from media import read_wav_float32, render_text_image, speak_wav
 
@@ -76,7 +75,7 @@ def main() -> None:
     p.add_argument("--parts", default="growth,features,arenas", help="which of the three to run (comma-separated)")
     args = p.parse_args()
     parts = set(args.parts.split(","))
-    cmd = module_command("asr_ocr_model_server")
+    cmd = common.asr_ocr_cmd
     extra: dict[str, Any] = {}
     comps: list[common.Comparison] = []
     if "growth" in parts:

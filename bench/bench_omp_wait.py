@@ -26,6 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from coldstart.processes import ServerProcess, free_port, module_command, server_env
+from coldstart.server_kinds import by_key
 
 # "default" is GNU OpenMP's own (a spin count of 300,000); the servers now start with 1000
 # (serving_core/openmp.py), so the old default is set explicitly.
@@ -49,7 +50,7 @@ def tokens_per_second(url: str, tokens: int) -> float:
 
 def asr_speed(url: str) -> float:
     """Transcriptions per second of the cold-start tool's probe (1 s of silence), tiny.en."""
-    from coldstart.targets import silent_wav
+    from coldstart.server_kinds import silent_wav
 
     t0 = time.perf_counter()
     httpx.post(f"{url}/asr", files={"audio": ("silence.wav", silent_wav())}, timeout=600).raise_for_status()
@@ -68,7 +69,7 @@ def main() -> None:
     for name, env in VARIANTS.items():
         cfg = logs / f"omp-{abs(hash(name))}.yaml"
         cfg.write_text("models:\n  - name: gemma-3-270m\n    options: {parallel: 1}\n")
-        module = "asr_ocr_model_server" if args.asr else "gguf_model_server"
+        module = by_key("asr_ocr" if args.asr else "gguf").module
         srv = ServerProcess(module_command(module, None if args.asr else cfg), logs / f"omp-{abs(hash(name))}.log",
                             port=free_port(), env={**server_env(None), **env})
         srv.wait_settled(timeout=120)

