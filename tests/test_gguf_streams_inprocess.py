@@ -63,6 +63,7 @@ def test_a_stream_whose_client_left_before_the_response_is_cancelled(app, monkey
     body = b'{"model": "tiny-a", "prompt": "the", "max_tokens": 200, "stream": true}'
     asyncio.run(call(app, body, [{"type": "http.disconnect"}]))
     assert len(cancelled) >= 1 and all(h.cancelled for h in cancelled)
+    assert app.state.registry.models["tiny-a"].refs == 0  # the stream released its model's lease
 
 
 def test_a_stream_read_to_the_end_is_not_cut(app) -> None:
@@ -71,3 +72,20 @@ def test_a_stream_read_to_the_end_is_not_cut(app) -> None:
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
     text = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body").decode()
     assert text.rstrip().endswith("data: [DONE]") and '"finish_reason":"length"' in text
+    assert app.state.registry.models["tiny-a"].refs == 0
+
+
+def test_a_stream_releases_its_model_without_any_middleware(app) -> None:
+    # The lease's holder releases it: the bare route stack (no metrics middleware, no request
+    # context) must leave no reference behind, or the model could never be unloaded again.
+    from contextlib import AsyncExitStack
+
+    async def router_app(scope, receive, send) -> None:  # the routes alone, below every middleware
+        async with AsyncExitStack() as inner, AsyncExitStack() as outer:
+            scope = {**scope, "app": app, "fastapi_inner_astack": inner, "fastapi_middleware_astack": outer}
+            await app.router(scope, receive, send)
+
+    body = b'{"model": "tiny-a", "prompt": "the", "max_tokens": 3, "stream": true}'
+    sent = asyncio.run(call(router_app, body, []))
+    assert sent[0]["status"] == 200
+    assert app.state.registry.models["tiny-a"].refs == 0
