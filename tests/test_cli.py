@@ -123,8 +123,7 @@ def test_dash_m_serves_a_file_without_a_config(start_server, model_files) -> Non
     srv.wait_settled(timeout=60)
     assert list(srv.client.get("/health").json()["models"]) == ["tiny-a"]
     r = srv.client.post("/generate", json={"prompt": "the", "max_tokens": 2})
-    assert r.status_code == 200 and r.json()["model"] == "tiny-a"
-    assert "no models configured" not in srv.log()
+    assert r.status_code == 200 and r.json()["model"] == "tiny-a"  # the file given, not the embedded defaults
 
 
 def test_openmp_spinning_is_limited_unless_the_operator_chose(monkeypatch) -> None:
