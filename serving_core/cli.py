@@ -7,8 +7,11 @@ import errno
 import importlib
 import json
 import logging
+import os
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -117,10 +120,58 @@ def _serve(settings: ServerSettings, registry: ModelRegistry[Any], app_factory: 
     log.info("web stack imported and app built in %.2f s after start", time.perf_counter() - t0)
     raise_open_file_limit()
     config = uvicorn_config(app, settings)
-    server = DrainingServer(config, app.state.drain, on_listening=lambda: timeline.mark("listening"))
+    watchdog = ShutdownWatchdog(shutdown_bound(settings))
+    server = DrainingServer(config, app.state.drain, on_listening=lambda: timeline.mark("listening"),
+                            on_signal=watchdog.signalled)
     signals.attach(server)
     server.run(sockets=listening_sockets(config, settings))
     return signals.exit_code()
+
+
+# Past the drain's grace: streams' closing events (drain._STREAM_END_SECONDS), uvicorn's cancel of the
+# requests left (http_server: timeout_graceful_shutdown), then shutdown_drain_seconds for the model
+# calls to stop; the margin covers freeing the models and a loaded machine's scheduling delays.
+_SHUTDOWN_STEPS_SECONDS = 2.0 + 1.0
+_SHUTDOWN_MARGIN_SECONDS = 5.0
+
+
+def shutdown_bound(settings: ServerSettings) -> float:
+    """The longest a shutdown may take after the first SIGTERM/SIGINT."""
+    return (settings.shutdown_grace_seconds + _SHUTDOWN_STEPS_SECONDS + settings.shutdown_drain_seconds
+            + _SHUTDOWN_MARGIN_SECONDS)
+
+
+class ShutdownWatchdog:
+    """Keeps a shutdown within ``seconds`` of the first signal.
+
+    ``registry.close()`` leaves a model whose call did not stop within ``shutdown_drain_seconds``
+    unfreed, for the process exit. But the exit waits for that call: the model calls run in the
+    event loop's default executor, whose threads ``asyncio.run`` and the interpreter join. On a
+    loaded machine a call can run on for minutes (a Whisper window: an encode and up to six
+    generates, each many times slower), past any orchestrator's kill timeout. So once the bound has
+    passed the process exits without waiting for it (the call is never freed under, only cut by
+    the exit), with the exit code the signal asks for.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.signals: list[int] = []
+        self._signalled = threading.Event()
+        threading.Thread(target=self._run, name="shutdown-watchdog", daemon=True).start()
+
+    def signalled(self, sig: int) -> None:
+        """Called in the signal handler: records the signal and wakes the watchdog."""
+        self.signals.append(sig)
+        self._signalled.set()
+
+    def _run(self) -> None:
+        self._signalled.wait()
+        time.sleep(self.seconds)
+        log.error("shutdown not finished %.0f s after the signal (a model call that did not stop); "
+                  "exiting without waiting for it", self.seconds)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(130 if signal.SIGINT in self.signals else 0)
 
 
 def listen_problem(host: str, port: int) -> str | None:

@@ -118,10 +118,12 @@ class DrainGate:
 class DrainingServer(uvicorn.Server):
     """A uvicorn server whose first SIGTERM/SIGINT drains (see the module docstring)."""
 
-    def __init__(self, config: uvicorn.Config, drain: Drain, on_listening: Callable[[], None] | None = None) -> None:
+    def __init__(self, config: uvicorn.Config, drain: Drain, on_listening: Callable[[], None] | None = None,
+                 on_signal: Callable[[int], None] | None = None) -> None:
         super().__init__(config)
         self.drain = drain
         self._on_listening = on_listening
+        self._on_signal = on_signal  # called (in the signal handler) with every SIGTERM/SIGINT
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drainer: asyncio.Task[None] | None = None  # referenced, so it is not garbage-collected
 
@@ -132,6 +134,8 @@ class DrainingServer(uvicorn.Server):
             self._on_listening()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._on_signal is not None:
+            self._on_signal(sig)
         if self.drain.draining or self._loop is None or not self.started:
             # A second signal, or not serving yet: stop now — streams still get their proper end
             # (uvicorn gives running requests a second before it cancels them).

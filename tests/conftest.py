@@ -99,6 +99,20 @@ def tiny_server(module_server, model_files, tmp_path_factory):
     ], retry_delay_seconds=0.1)
 
 
+def closed_by_server(url: str) -> dict[str, float]:
+    """/metrics: the connections the server closed (or requests it refused), by reason."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=15).text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name.endswith("connections_closed_by_server"):
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    out[sample.labels["reason"]] = sample.value
+    return out
+
+
 def assert_error(r: httpx.Response, status: int) -> str:
     """Check the status and the one error shape; return the message."""
     assert r.status_code == status, r.text

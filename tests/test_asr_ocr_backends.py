@@ -124,4 +124,8 @@ def test_busy_model_overflow_is_429_and_nothing_fails(server, files) -> None:
     assert set(codes) <= {200, 429}, codes
     assert codes.count(200) >= 1 and codes.count(429) >= 1, codes
     refused = next(r for r in responses if r.status_code == 429)
-    assert refused.headers["Retry-After"] == "1" and "busy" in refused.json()["error"]["message"]
+    # Retry-After is the queue ahead times the model's mean call time (whole seconds, at least 1): on a
+    # loaded machine a call takes longer, so the number is not fixed; the message states the same one.
+    retry_after = int(refused.headers["Retry-After"])
+    message = refused.json()["error"]["message"]
+    assert retry_after >= 1 and "busy" in message and f"retry in about {retry_after} s" in message, message

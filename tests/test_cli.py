@@ -123,8 +123,7 @@ def test_dash_m_serves_a_file_without_a_config(start_server, model_files) -> Non
     srv.wait_settled(timeout=60)
     assert list(srv.client.get("/health").json()["models"]) == ["tiny-a"]
     r = srv.client.post("/generate", json={"prompt": "the", "max_tokens": 2})
-    assert r.status_code == 200 and r.json()["model"] == "tiny-a"
-    assert "no models configured" not in srv.log()
+    assert r.status_code == 200 and r.json()["model"] == "tiny-a"  # the file given, not the embedded defaults
 
 
 def test_openmp_spinning_is_limited_unless_the_operator_chose(monkeypatch) -> None:
@@ -154,3 +153,25 @@ def test_both_servers_limit_openmp_spinning_before_anything_loads(module: str) -
     env = {k: v for k, v in _env().items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "1000", r.stdout + r.stderr
+
+
+_STUCK_CALL = """
+import logging, signal, sys, threading, time
+from serving_core.cli import ShutdownWatchdog
+logging.basicConfig(level="INFO")
+watchdog = ShutdownWatchdog(0.5)
+# A model call that does not stop: a worker thread the interpreter joins at exit, as it joins the
+# event loop's executor threads.
+threading.Thread(target=time.sleep, args=(40,)).start()
+watchdog.signalled(int(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_model_call_that_never_stops_does_not_hold_the_exit_past_the_bound(sig: int, code: int) -> None:
+    # registry.close() leaves such a call unfreed after shutdown_drain_seconds; the exit must not wait for it.
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", _STUCK_CALL, str(int(sig))], cwd=REPO, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == code, r.stderr
+    assert time.monotonic() - t0 < 30, r.stderr  # the stuck call would hold it 40 s

@@ -136,8 +136,16 @@ def test_more_sequences_than_batch_tokens_still_decode(model_files) -> None:
 
 
 def test_an_empty_prompt_is_refused_not_hung(tiny) -> None:
-    with pytest.raises(BadRequest, match="empty"):
-        tiny.engine.check_fits(0, 1)
+    # Through the engine itself: an empty prompt has no last token to sample after, and is refused
+    # at submit (400), before it takes a sequence; the engine then answers the next request.
+    async def run() -> str:
+        with pytest.raises(BadRequest, match="empty") as refused:
+            tiny.engine.submit(GenerationRequest(prompt=[], max_tokens=4))
+        assert refused.value.status_code == 400
+        after = tiny.engine.submit(GenerationRequest(prompt=tiny.tokenize_prompt("the"), max_tokens=4))
+        return await asyncio.wait_for(after.text(), 60)
+
+    assert asyncio.run(run())
 
 
 def test_an_error_in_one_generation_fails_only_that_request(tiny, monkeypatch) -> None:

