@@ -120,7 +120,7 @@ def _serve(settings: ServerSettings, registry: ModelRegistry[Any], app_factory: 
     log.info("web stack imported and app built in %.2f s after start", time.perf_counter() - t0)
     raise_open_file_limit()
     config = uvicorn_config(app, settings)
-    watchdog = ShutdownWatchdog(shutdown_bound(settings))
+    watchdog = ShutdownWatchdog(shutdown_bound(settings.shutdown_grace_seconds, settings.shutdown_drain_seconds))
     server = DrainingServer(config, app.state.drain, on_listening=lambda: timeline.mark("listening"),
                             on_signal=watchdog.signalled)
     signals.attach(server)
@@ -135,10 +135,10 @@ _SHUTDOWN_STEPS_SECONDS = 2.0 + 1.0
 _SHUTDOWN_MARGIN_SECONDS = 5.0
 
 
-def shutdown_bound(settings: ServerSettings) -> float:
-    """The longest a shutdown may take after the first SIGTERM/SIGINT."""
-    return (settings.shutdown_grace_seconds + _SHUTDOWN_STEPS_SECONDS + settings.shutdown_drain_seconds
-            + _SHUTDOWN_MARGIN_SECONDS)
+def shutdown_bound(grace_seconds: float, drain_seconds: float) -> float:
+    """The longest a shutdown may take after the first SIGTERM/SIGINT, given ``shutdown_grace_seconds``
+    and ``shutdown_drain_seconds`` (orchestrators' kill timeouts must exceed it: deploy/)."""
+    return grace_seconds + _SHUTDOWN_STEPS_SECONDS + drain_seconds + _SHUTDOWN_MARGIN_SECONDS
 
 
 class ShutdownWatchdog:

@@ -192,7 +192,7 @@ def test_compose_files_pass_dclint() -> None:
 def test_compose_services_are_independent_loopback_only_and_drain_before_kill() -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     assert set(services) == set(KINDS)
-    grace = GGUFServerSettings.model_fields["shutdown_grace_seconds"].default
+    bound = default_shutdown_bound()
     for name, svc in services.items():
         assert "depends_on" not in svc and "links" not in svc
         assert svc["ports"] == [f"127.0.0.1:{DEFAULT_PORTS[name]}:{DEFAULT_PORTS[name]}"]
@@ -201,7 +201,7 @@ def test_compose_services_are_independent_loopback_only_and_drain_before_kill() 
         assert svc["environment"]["MODEL_DIR"] == "/models"
         assert svc["environment"][KINDS[name].deploy_port_variable] == str(DEFAULT_PORTS[name])
         assert svc["healthcheck"]["test"][1:4] == ["python", "-m", "serving_core.probe"]
-        assert int(svc["stop_grace_period"].rstrip("s")) > grace
+        assert int(svc["stop_grace_period"].rstrip("s")) > bound  # no SIGKILL before the server's own bound
 
 
 def test_smoke_compose_runs_each_kinds_image_on_the_port_the_smoke_test_sets() -> None:
@@ -239,8 +239,8 @@ def test_kubernetes_probes_security_and_drain(server: str) -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"requests", "limits"} <= set(container["resources"])
-    grace = GGUFServerSettings.model_fields["shutdown_grace_seconds"].default
-    assert pod["terminationGracePeriodSeconds"] > grace
+    pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + default_shutdown_bound()
     from importlib.metadata import version
 
     assert container["image"] == f"{KINDS[server].image}:{version('model-servers')}"
@@ -253,3 +253,11 @@ def test_kubernetes_probes_security_and_drain(server: str) -> None:
     assert int(env[f"{prefix}HEALTH_PORT"]) == ports["health"] != ports["http"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["port"] == "health"
+
+
+def default_shutdown_bound() -> float:
+    """How long a server with default settings may take to shut down (it exits itself after that)."""
+    from serving_core.cli import shutdown_bound
+
+    fields = GGUFServerSettings.model_fields
+    return shutdown_bound(fields["shutdown_grace_seconds"].default, fields["shutdown_drain_seconds"].default)
