@@ -19,17 +19,28 @@ prefix() {  # prefix every line with the server's name, keeping a copy for the f
     done
 }
 
-"$PY" -m gguf_model_server > >(prefix gguf) 2>&1 &
+# Each server writes into its own prefixer; the prefixers' PIDs are kept so that the script waits
+# until they have printed a stopped server's last line, however slow a busy machine makes them.
+exec {gguf_out}> >(prefix gguf)
+GGUF_PREFIX=$!
+exec {asr_out}> >(prefix asr-ocr)
+ASR_PREFIX=$!
+"$PY" -m gguf_model_server >&"$gguf_out" 2>&1 {gguf_out}>&- {asr_out}>&- &
 GGUF=$!
-"$PY" -m asr_ocr_model_server > >(prefix asr-ocr) 2>&1 &
+"$PY" -m asr_ocr_model_server >&"$asr_out" 2>&1 {gguf_out}>&- {asr_out}>&- &
 ASR=$!
+exec {gguf_out}>&- {asr_out}>&-  # the servers hold the only write ends: a prefixer ends with its server
+
+printed() {  # every line the servers wrote has been printed
+    wait "$GGUF_PREFIX" "$ASR_PREFIX" 2>/dev/null || true
+}
 
 stop_all() {
     kill -TERM "$GGUF" "$ASR" 2>/dev/null || true
     wait "$GGUF" "$ASR" 2>/dev/null || true
 }
 # Ctrl-C reaches both servers directly (same process group); wait for them to finish cleanly.
-trap 'wait "$GGUF" "$ASR" 2>/dev/null || true; sleep 0.2; rm -rf "$LOGS"; echo "stopped (Ctrl-C): both servers drained and exited"; exit 130' INT
+trap 'wait "$GGUF" "$ASR" 2>/dev/null || true; printed; rm -rf "$LOGS"; echo "stopped (Ctrl-C): both servers drained and exited"; exit 130' INT
 trap 'stop_all; rm -rf "$LOGS"; exit 143' TERM
 
 code=0
@@ -38,13 +49,13 @@ if (( code == 130 )); then
     # A server stopped by Ctrl-C: the other got the same signal and is draining. Another signal
     # now would be its "stop at once", cutting the requests the drain promised to finish; wait.
     wait "$GGUF" "$ASR" 2>/dev/null || true
-    sleep 0.2  # let the prefixers print the last lines
+    printed
     rm -rf "$LOGS"
     echo "stopped (Ctrl-C): both servers drained and exited"
     exit 130
 fi
 stop_all
-sleep 0.2  # let the prefixers print the last lines
+printed
 for name in gguf asr-ocr; do
     # A server that could not start ends its output with one plain line saying why (exit code 3).
     if [[ -f "$LOGS/$name" ]] && tail -n1 "$LOGS/$name" | grep -q "could not start"; then

@@ -153,20 +153,24 @@ class ShutdownWatchdog:
     the exit), with the exit code the signal asks for.
     """
 
+    _POLL_SECONDS = 0.5
+
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.signals: list[int] = []
-        self._signalled = threading.Event()
+        self._deadline: float | None = None
         threading.Thread(target=self._run, name="shutdown-watchdog", daemon=True).start()
 
     def signalled(self, sig: int) -> None:
-        """Called in the signal handler: records the signal and wakes the watchdog."""
+        """Called in the signal handler: records the signal; the first one sets the deadline. Only plain
+        assignments here: a lock taken in a signal handler deadlocks when a second signal interrupts it."""
         self.signals.append(sig)
-        self._signalled.set()
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.seconds
 
     def _run(self) -> None:
-        self._signalled.wait()
-        time.sleep(self.seconds)
+        while self._deadline is None or time.monotonic() < self._deadline:
+            time.sleep(self._POLL_SECONDS)
         log.error("shutdown not finished %.0f s after the signal (a model call that did not stop); "
                   "exiting without waiting for it", self.seconds)
         for handler in logging.getLogger().handlers:

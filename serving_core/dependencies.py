@@ -10,9 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from serving_core.metrics import ServerMetrics
 from serving_core.registry import ModelRegistry
-from serving_core.settings import ServerSettings
 
 
 def get_registry(request: Request) -> ModelRegistry[Any]:
@@ -20,16 +18,4 @@ def get_registry(request: Request) -> ModelRegistry[Any]:
     return registry
 
 
-def get_settings(request: Request) -> ServerSettings:
-    settings: ServerSettings = request.app.state.settings
-    return settings
-
-
-def get_metrics(request: Request) -> ServerMetrics:
-    metrics: ServerMetrics = request.app.state.metrics
-    return metrics
-
-
 RegistryDep = Annotated[ModelRegistry[Any], Depends(get_registry)]
-MetricsDep = Annotated[ServerMetrics, Depends(get_metrics)]
-SettingsDep = Annotated[ServerSettings, Depends(get_settings)]

@@ -50,8 +50,9 @@ class LoadRunner(Generic[H]):
     # -- start-up ----------------------------------------------------------------------------
 
     def start(self, eager: Sequence[ManagedModel[H]], submit: Callable[[ManagedModel[H]], Future[None]],
-              total_models: int) -> None:
-        """Submit the start-up loads (through ``submit``, the registry's ``request_load``) and return."""
+              every_model: Sequence[ManagedModel[H]]) -> None:
+        """Submit the start-up loads (through ``submit``, the registry's ``request_load``) and return;
+        ``every_model`` (aliases included) is what the closing log line counts."""
         if len(eager) == 1:
             log.info("PERFORMANCE: Loading 1 model in the background")
         elif self.workers > 1:
@@ -69,19 +70,20 @@ class LoadRunner(Generic[H]):
                 remaining[0] -= 1
                 last = remaining[0] == 0
             if last:
-                self._all_done(eager, total_models)
+                self._all_done(every_model)
 
         for f in futures:
             f.add_done_callback(one_done)
         if not futures:
-            self._all_done(eager, total_models)
+            self._all_done(every_model)
 
-    def _all_done(self, eager: Sequence[ManagedModel[H]], total_models: int) -> None:
+    def _all_done(self, every_model: Sequence[ManagedModel[H]]) -> None:
         self.finished_at = time.perf_counter()
         self.finished_wall = time.time()
-        ready = sum(m.state is ModelState.READY for m in eager)
+        ready = sum(m.state is ModelState.READY for m in every_model)
         total = self.finished_at - (self.started_at or self.finished_at)
-        log.info("All models processed: %d/%d ready. Total Loading time: %.2f seconds", ready, total_models, total)
+        log.info("All models processed: %d/%d ready. Total Loading time: %.2f seconds", ready, len(every_model),
+                 total)
         self._done.set()
 
     def wait(self, timeout: float | None = None) -> bool:

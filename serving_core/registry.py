@@ -124,7 +124,7 @@ class ModelRegistry(Generic[H]):
                 log.info("Model '%s' shares the loaded model of '%s' (same backend, file and options)",
                          alias.name, name)
         eager = [m for m in self.primaries() if m.spec.load == "eager"]
-        self.loads.start(eager, lambda m: self.request_load(m.name, on_demand=False), len(self.models))
+        self.loads.start(eager, lambda m: self.request_load(m.name, on_demand=False), list(self.models.values()))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every start-up load finished (ready or failed); for tests and tools."""
@@ -160,10 +160,11 @@ class ModelRegistry(Generic[H]):
                 raise ModelLoading(f"model '{model.name}' is still loading (on demand); retry shortly",
                                    retry_after=5) from None
             waited = time.monotonic() - t0
-        ready = self.get(model.name)
-        lease = self.leases.take(ready, self.primary(ready), waited)
-        self._emit("leased", ready, waited)
-        return lease
+            self._emit("waited", model, waited)  # the wait is reported even if the load failed
+        with self.leases.lock:  # no unload between "it is ready" and "it is held"
+            ready = self.get(model.name)
+            self._emit("leased", ready, waited)
+            return self.leases.take(ready, self.primary(ready), waited)
 
     @asynccontextmanager
     async def using(self, name: str | None) -> AsyncIterator[Lease[H]]:
@@ -263,7 +264,7 @@ class ModelRegistry(Generic[H]):
         """Shut down without ever freeing a model that a thread is still inside.
 
         New calls are refused, running ones are asked to stop (``interrupt``: llama.cpp and
-        faster-whisper stop at their next token or segment), pending loads are cancelled and
+        faster-whisper before its next encode or decode step), pending loads are cancelled and
         running ones awaited; then each model is freed once no thread is inside it. A model still
         busy after ``drain_seconds`` is left to the process exit rather than freed under the call.
         """

@@ -13,14 +13,14 @@ from typing import Any, Literal, Protocol
 from serving_core import request_context
 from serving_core.managed_model import ManagedModel
 
-EventKind = Literal["queued", "loading", "ready", "failed", "unloaded", "looked_up", "leased"]
+EventKind = Literal["queued", "loading", "ready", "failed", "unloaded", "looked_up", "waited", "leased"]
 
 
 @dataclass(frozen=True)
 class RegistryEvent:
     kind: EventKind
     model: ManagedModel[Any]
-    load_wait_seconds: float = 0.0  # "leased": time spent waiting for an on-demand load
+    load_wait_seconds: float = 0.0  # "waited", "leased": time spent waiting for an on-demand load
 
 
 class RegistryListener(Protocol):
@@ -52,5 +52,5 @@ def note_request(event: RegistryEvent) -> None:
     response headers (``request_context``; a no-op outside an HTTP request)."""
     if event.kind == "looked_up":
         request_context.note_model(event.model.name)
-    elif event.kind == "leased" and event.load_wait_seconds:
+    elif event.kind == "waited":
         request_context.note_load_wait(event.load_wait_seconds)

@@ -6,8 +6,8 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import ParamSpec, TypeVar
 
 from serving_core.compute import ComputeSlots
@@ -15,7 +15,6 @@ from serving_core.errors import Overloaded, ServerShuttingDown
 
 T = TypeVar("T")
 P = ParamSpec("P")
-
 
 
 class CallTimes:
@@ -35,7 +34,8 @@ class CallTimes:
         self.mean = seconds if prev is None else prev + self.WEIGHT * (seconds - prev)
 
     def retry_after(self, rounds_ahead: int) -> float:
-        """Seconds until a new caller would likely get in, ``rounds_ahead`` calls (or batches) from now."""
+        """Seconds until a new caller would likely get in, ``rounds_ahead`` calls (or batches) from now,
+        rounded up: a client told to come back never comes back before its turn is likely."""
         return max(1.0, math.ceil(rounds_ahead * (self.mean or 1.0)))
 
 
@@ -116,26 +116,14 @@ class ModelGuard:
             if self._closed:
                 raise ServerShuttingDown(f"the server is shutting down; model '{self.name}' takes no new requests")
             async with self._compute.held_async():
+                if self._closed:  # closed while this call waited for a compute slot
+                    raise ServerShuttingDown(f"the server is shutting down; model '{self.name}' takes no new "
+                                             "requests")
                 yield
         finally:
             self._lock.release()
 
     # -- threads inside the model ------------------------------------------------------------
-
-    @contextmanager
-    def _inside_model(self) -> Iterator[None]:
-        """Count the calling (worker) thread as inside the model, timing the call."""
-        with self._idle:
-            self._inside += 1
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            took = time.perf_counter() - t0
-            with self._idle:
-                self._inside -= 1
-                self.call_times.observe(took)
-                self._idle.notify_all()
 
     @property
     def threads_inside(self) -> int:
@@ -153,11 +141,31 @@ class ModelGuard:
     # -- running work ------------------------------------------------------------------------
 
     def _in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
-        def counted() -> T:
-            with self._inside_model():
-                return fn(*args, **kwargs)
+        # Counted as inside from the moment it is submitted, not when a worker thread picks it up:
+        # shutdown must not see the model idle (and free it) while the call waits for a thread.
+        with self._idle:
+            self._inside += 1
 
-        return asyncio.get_running_loop().run_in_executor(None, counted)
+        def counted() -> T:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._left(time.perf_counter() - t0)
+
+        try:
+            return asyncio.get_running_loop().run_in_executor(None, counted)
+        except BaseException:
+            self._left(None)
+            raise
+
+    def _left(self, took: float | None) -> None:
+        """A call left the model (``took`` seconds; None: it never ran)."""
+        with self._idle:
+            self._inside -= 1
+            if took is not None:
+                self.call_times.observe(took)
+            self._idle.notify_all()
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking model call in a worker thread while holding the model."""

@@ -67,6 +67,15 @@ def test_a_lazy_model_loads_once_on_its_first_requests_which_wait_for_it() -> No
         assert "x-model-load-wait-seconds" not in c.post("/v1/echo", json={}).headers
 
 
+def test_a_request_whose_on_demand_load_fails_still_says_how_long_it_waited() -> None:
+    loader = CountingLoader(seconds=0.3)
+    loader.broken = True
+    with client(loader, models=[model(load="lazy")]) as c:
+        r = c.post("/v1/echo", json={})
+        assert r.status_code == 503 and "fixed later" in r.json()["error"]["message"]
+        assert float(r.headers["x-model-load-wait-seconds"]) > 0.25
+
+
 def test_keep_alive_unloads_an_idle_model_and_the_next_request_loads_it_again() -> None:
     loader = CountingLoader()
     with client(loader, models=[model(keep_alive=0.2)], idle_check_seconds=0.05) as c:

@@ -422,3 +422,14 @@ def test_a_lease_is_released_by_its_holder_also_outside_any_request() -> None:
     assert refused_while_held and refs_after == 0 and unloaded and refs_end == 0
     assert reg.models["m"].state is ModelState.UNLOADED
     reg.close()
+
+
+def test_the_closing_loading_line_counts_every_name_sharing_a_load(caplog) -> None:
+    # The operators' "All models processed: N/M ready" line: two names on one file are two ready models.
+    caplog.set_level("INFO", logger="serving_core.registry")
+    same = {"backend": "t", "path": "/m.gguf"}
+    reg = registry([ModelSpec(name="a", **same), ModelSpec(name="b", **same)], lambda s: s.name)
+    reg.start_loading()
+    assert reg.wait(10)
+    assert "All models processed: 2/2 ready." in caplog.text
+    reg.close()

@@ -40,7 +40,7 @@ UPLOAD_ERRORS = error_responses({
 class UploadServing:
     """The model-facing half of the upload routes: pick the model for a task, check and decode the
     upload, run the model on it, count what was processed. Built once when the app starts
-(``dependencies.build_servings``); routes reach it through ``UploadServingDep``."""
+    (``dependencies.build_servings``); routes reach it through ``UploadServingDep``."""
 
     def __init__(self, registry: ModelRegistry[AsrOcrModel], settings: AsrOcrServerSettings,
                  metrics: ServerMetrics) -> None:
