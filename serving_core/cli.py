@@ -123,6 +123,11 @@ def _serve(settings: ServerSettings, registry: ModelRegistry[Any], app_factory: 
     watchdog = ShutdownWatchdog(shutdown_bound(settings.shutdown_grace_seconds, settings.shutdown_drain_seconds))
     server = DrainingServer(config, app.state.drain, on_listening=lambda: timeline.mark("listening"),
                             on_signal=watchdog.signalled)
+    # Signals that came before uvicorn's own handlers (or come before they are installed) start the
+    # watchdog's clock too.
+    for sig in signals.received:
+        watchdog.signalled(sig)
+    signals.on_signal = watchdog.signalled
     signals.attach(server)
     server.run(sockets=listening_sockets(config, settings))
     return signals.exit_code()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -23,6 +24,7 @@ class ShutdownSignals:
     def __init__(self) -> None:
         self.server: Any = None  # the uvicorn.Server once built
         self.received: list[int] = []
+        self.on_signal: Callable[[int], None] | None = None  # told of every signal (the shutdown watchdog)
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -40,6 +42,8 @@ class ShutdownSignals:
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.received.append(signum)
+        if self.on_signal is not None:
+            self.on_signal(signum)
         if self.server is not None:
             self.server.should_exit = True
 
