@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import threading
 import time
@@ -22,13 +23,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gguf_model_server.generation_params import SamplingConfig
 from gguf_model_server.llama_native import (
     Batch,
     ContextShape,
     NativeContext,
     NativeModel,
     Sampler,
-    SamplingConfig,
 )
 from gguf_model_server.text_output import TextOutput
 from serving_core.compute import ComputeSlots
@@ -38,6 +39,21 @@ from serving_core.scheduling import CallTimes
 log = logging.getLogger("gguf_model_server.engine")
 
 FinishReason = Literal["stop", "length"]
+
+
+class JobKind(enum.Enum):
+    """What a job asks of the model (llama-server's task type). The embedding task comes here next."""
+
+    GENERATE = "generate"  # evaluate the prompt, then sample tokens one by one
+
+
+class SlotState(enum.Enum):
+    """Where a sequence is in its job (llama-server's ``slot_state``)."""
+
+    IDLE = "idle"  # no job; its KV (``cache``) is kept for a prompt that shares a prefix
+    STARTED = "started"  # a job was admitted; the KV prefix to keep is chosen at its first step
+    PROMPT = "prompt"  # the prompt is being evaluated, chunk by chunk
+    GENERATING = "generating"  # a token was sampled and is fed at the next step
 
 
 @dataclass(frozen=True)
@@ -117,18 +133,40 @@ class Generation:
         return "".join([piece async for piece in self.pieces()])
 
 
+class PreparedJob:
+    """A request checked against the model and with its sampler built, ready to queue (``Engine.enqueue``).
+
+    Built in a worker thread before any response starts: whatever can fail has failed by then. The
+    native sampler is freed when the job ends, or when a prepared job is dropped unqueued.
+    """
+
+    def __init__(self, request: GenerationRequest, sampler: Sampler, kind: JobKind = JobKind.GENERATE) -> None:
+        self.request = request
+        self.sampler = sampler
+        self.kind = kind
+
+    def close(self) -> None:
+        self.sampler.close()
+
+
 @dataclass
 class _Job:
-    request: GenerationRequest
+    prepared: PreparedJob
     handle: Generation
     submitted: float
     admitted: float = 0.0
     first_token: float = 0.0
-    sampler: Sampler | None = None
     output: TextOutput | None = None
     sampled: list[int] = field(default_factory=list)
     cached: int = 0
-    prompt_started: bool = False
+
+    @property
+    def request(self) -> GenerationRequest:
+        return self.prepared.request
+
+    @property
+    def sampler(self) -> Sampler:
+        return self.prepared.sampler
 
 
 @dataclass
@@ -136,14 +174,15 @@ class _Slot:
     seq: int
     cache: list[int] = field(default_factory=list)  # tokens whose KV the sequence holds, in order
     job: _Job | None = None
-    next_token: int = -1  # sampled, to be fed at the next step
+    state: SlotState = SlotState.IDLE
+    next_token: int = -1  # sampled, to be fed at the next step (GENERATING)
     logits_at: int = -1  # batch index to sample from after this step's decode
     fed: int = 0  # tokens of this slot in this step's batch
     last_used: float = 0.0
 
     @property
     def generating(self) -> bool:
-        return self.job is not None and self.next_token >= 0
+        return self.state is SlotState.GENERATING
 
     @property
     def n_past(self) -> int:
@@ -204,21 +243,39 @@ class Engine:
             raise ModelFailed(f"model '{self.name}' is unavailable: {self.failure}")
         if self._stopping:
             raise ServerShuttingDown(f"the server is shutting down; model '{self.name}' takes no new requests")
-        busy = sum(s.job is not None for s in self._slots) + len(self._pending)
+        busy = self.active + len(self._pending)
         if busy >= len(self._slots) + self.max_waiting:
             raise Overloaded(f"model '{self.name}' is busy: {len(self._slots)} sequences running and "
                              f"{len(self._pending)} requests waiting; retry in about {self.retry_after():.0f} s",
                              retry_after=self.retry_after())
 
-    def submit(self, request: GenerationRequest) -> Generation:
-        """Queue a generation (all checks that can fail happen here, before any response starts)."""
+    def prepare(self, request: GenerationRequest) -> PreparedJob:
+        """Check the request against the model and build its sampler (in a worker thread: the first
+        call may scan the vocabulary). Raises the 400s; nothing is queued yet."""
         self.check_fits(len(request.prompt), request.max_tokens)
+        sampling = request.sampling
+        sampler = Sampler(self.model, sampling, self._banned())
+        if sampling.penalized:
+            sampler.accept_prompt(request.prompt[-sampling.penalty_last_n:])
+        return PreparedJob(request, sampler)
+
+    def enqueue(self, prepared: PreparedJob) -> Generation:
+        """Queue a prepared job (on the event loop); 429/503 now if it cannot be taken, its sampler
+        freed then."""
         handle = Generation(asyncio.get_running_loop())
         with self._cv:
-            self.check_admission()
-            self._pending.append(_Job(request=request, handle=handle, submitted=time.perf_counter()))
+            try:
+                self.check_admission()
+            except ServingError:
+                prepared.close()
+                raise
+            self._pending.append(_Job(prepared=prepared, handle=handle, submitted=time.perf_counter()))
             self._cv.notify()
         return handle
+
+    def submit(self, request: GenerationRequest) -> Generation:
+        """``prepare`` and ``enqueue`` in one call, on the event loop (tests and tools)."""
+        return self.enqueue(self.prepare(request))
 
     def cancel(self, handle: Generation) -> None:
         """Stop a generation whose client went away; its slot is free at the next step."""
@@ -227,10 +284,15 @@ class Engine:
             for job in list(self._pending):
                 if job.handle is handle:
                     self._pending.remove(job)
+                    job.prepared.close()
 
     @property
     def active(self) -> int:
-        return sum(s.job is not None for s in self._slots)
+        return sum(s.state is not SlotState.IDLE for s in self._slots)
+
+    def slot_states(self) -> list[SlotState]:
+        """Each sequence's state, in sequence order (a snapshot, for tests and metrics)."""
+        return [s.state for s in self._slots]
 
     @property
     def waiting(self) -> int:
@@ -288,6 +350,8 @@ class Engine:
             self._stopping = True
             jobs = list(self._pending)
             self._pending.clear()
+        for job in jobs:
+            job.prepared.close()
         for slot in self._slots:
             if slot.job is not None:
                 jobs.append(slot.job)
@@ -299,20 +363,22 @@ class Engine:
         """Give waiting requests free slots: the slot whose cached tokens share the longest prefix
         with the prompt (its KV is reused), else the least recently used one."""
         while self._pending:
-            free = [s for s in self._slots if s.job is None]
+            free = [s for s in self._slots if s.state is SlotState.IDLE]
             if not free:
                 return
             job = self._pending.popleft()
             if job.handle.cancelled:
+                job.prepared.close()
                 continue
             prompt = job.request.prompt
             slot = max(free, key=lambda s: (_common_prefix(s.cache, prompt), -s.last_used))
             job.admitted = time.perf_counter()
             slot.job = job
+            slot.state = SlotState.STARTED
             slot.next_token = -1
 
     def _start_prompt(self, slot: _Slot, job: _Job) -> None:
-        """First step of a job: reuse the slot's matching KV prefix, set up its sampler."""
+        """First step of a job: reuse the slot's matching KV prefix, set up its text output."""
         prompt = job.request.prompt
         keep = _common_prefix(slot.cache, prompt) if job.request.cache_prompt else 0
         keep = min(keep, len(prompt) - 1)  # the last prompt token is evaluated again for its logits
@@ -320,12 +386,8 @@ class Engine:
             keep = 0  # this model's memory cannot be cut part-way: the sequence was dropped whole
         del slot.cache[keep:]
         job.cached = keep
-        job.sampler = Sampler(self.model, job.request.sampling, self._banned())
-        sampling = job.request.sampling
-        if sampling.repeat_penalty != 1.0 or sampling.presence_penalty or sampling.frequency_penalty:
-            job.sampler.accept_prompt(prompt[-sampling.penalty_last_n:])
         job.output = TextOutput(list(job.request.stop))
-        job.prompt_started = True
+        slot.state = SlotState.PROMPT
 
     def _step(self) -> None:
         batch = self._batch
@@ -346,7 +408,7 @@ class Engine:
             job = slot.job
             if job is None or not batch.free:
                 continue
-            if not job.prompt_started and not self._guarded(slot, self._start_prompt, slot, job):
+            if slot.state is SlotState.STARTED and not self._guarded(slot, self._start_prompt, slot, job):
                 continue
             prompt = job.request.prompt
             chunk = prompt[slot.n_past: slot.n_past + batch.free]
@@ -389,7 +451,7 @@ class Engine:
             return False
 
     def _sample(self, slot: _Slot, job: _Job) -> None:
-        assert job.sampler is not None and job.output is not None
+        assert job.output is not None
         token = job.sampler.sample(self.ctx, slot.logits_at)
         now = time.perf_counter()
         if not job.first_token:
@@ -407,6 +469,7 @@ class Engine:
             self._finish(slot, job, "length", now)
         else:
             slot.next_token = token
+            slot.state = SlotState.GENERATING
 
     def _finish(self, slot: _Slot, job: _Job, reason: FinishReason, now: float) -> None:
         assert job.output is not None
@@ -425,14 +488,15 @@ class Engine:
             decode_steps=len(job.sampled) + (reason == "stop" and not job.output.stopped),
         )
         self.request_times.observe(now - job.admitted)
+        self._release(slot)  # free before the answer ends: a client told "done" finds the sequence free
         job.handle._push(stats)
-        self._release(slot)
 
     def _release(self, slot: _Slot) -> None:
         job = slot.job
-        if job is not None and job.sampler is not None:
-            job.sampler.close()
+        if job is not None:
+            job.prepared.close()
         slot.job = None
+        slot.state = SlotState.IDLE
         slot.next_token = -1
         slot.last_used = time.perf_counter()
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gguf_model_server.generation_params import SamplingConfig
 from serving_core.errors import BadRequest
 
 _init_lock = threading.Lock()
@@ -223,25 +225,6 @@ class Batch:
             self.raw = None
 
 
-@dataclass(frozen=True)
-class SamplingConfig:
-    """One request's sampling parameters (llama.cpp's meaning and defaults)."""
-
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    penalty_last_n: int = 64
-    seed: int | None = None
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature <= 0.0
-
-
 _DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: a random seed
 
 MAX_CANDIDATES = 1000
@@ -272,6 +255,10 @@ class Sampler:
         chain_params = lib.llama_sampler_chain_default_params()
         chain_params.no_perf = True
         self.ptr = lib.llama_sampler_chain_init(chain_params)
+        # A sampler is built before its request is queued; one dropped on the way (a client gone
+        # while admitted) is freed with its Python object. Not at exit: the library may be gone.
+        self._free = weakref.finalize(self, lib.llama_sampler_free, self.ptr)
+        self._free.atexit = False
 
         def add(sampler: Any) -> None:
             lib.llama_sampler_chain_add(self.ptr, sampler)
@@ -325,7 +312,7 @@ class Sampler:
 
     def close(self) -> None:
         if self.ptr:
-            self._lib.llama_sampler_free(self.ptr)
+            self._free()
             self.ptr = None
 
 

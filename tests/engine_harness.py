@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from gguf_model_server.engine import GenerationRequest, GenerationStats
+from gguf_model_server.generation_params import SamplingConfig
 from gguf_model_server.llama_backend import LlamaModel, make_loader
-from gguf_model_server.llama_native import Batch, ContextShape, NativeContext, SamplingConfig
+from gguf_model_server.llama_native import Batch, ContextShape, NativeContext
 from serving_core.compute import ComputeSlots
 from serving_core.specs import ModelSpec
 

@@ -9,9 +9,11 @@ import pytest
 import yaml
 
 from asr_ocr_model_server.settings import AsrOcrServerSettings
-from gguf_model_server.api.chat_completion.serving import CHAT_DEFAULT_MAX_TOKENS
-from gguf_model_server.api.completion.serving import COMPLETION_DEFAULT_MAX_TOKENS
-from gguf_model_server.api.native.serving import GENERATE_DEFAULT_MAX_TOKENS
+from gguf_model_server.generation_params import (
+    CHAT_DEFAULT_MAX_TOKENS,
+    COMPLETION_DEFAULT_MAX_TOKENS,
+    GENERATE_DEFAULT_MAX_TOKENS,
+)
 from gguf_model_server.settings import GGUFServerSettings
 
 from server_process import REPO

@@ -10,7 +10,7 @@ import pytest
 from engine_harness import GREEDY, generate, last_logits, load
 
 from gguf_model_server.engine import GenerationRequest
-from gguf_model_server.llama_native import SamplingConfig
+from gguf_model_server.generation_params import SamplingConfig
 from gguf_model_server.text_output import TextOutput
 from serving_core.errors import BadRequest, ServingError
 
@@ -222,3 +222,19 @@ def test_top_k_0_sorts_no_more_candidates_than_the_cap(gemma) -> None:
     finally:
         batch.close()
         ctx.close()
+
+
+def test_slots_say_where_their_job_is(tiny) -> None:
+    from gguf_model_server.engine import SlotState
+
+    async def run() -> tuple[set[SlotState], list[SlotState]]:
+        gen = tiny.engine.submit(GenerationRequest(prompt=tiny.tokenize_prompt("the"), max_tokens=40,
+                                                   sampling=GREEDY))
+        seen: set[SlotState] = set()
+        async for _ in gen.pieces():
+            seen.update(tiny.engine.slot_states())
+        return seen, tiny.engine.slot_states()
+
+    during, after = asyncio.run(run())
+    assert SlotState.GENERATING in during
+    assert after == [SlotState.IDLE] * len(after)  # every sequence free again, its KV kept

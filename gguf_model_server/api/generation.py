@@ -16,9 +16,9 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gguf_model_server.api.protocol import Timings
-from gguf_model_server.engine import Generation, GenerationRequest, GenerationStats
+from gguf_model_server.engine import Generation, GenerationRequest, GenerationStats, PreparedJob
+from gguf_model_server.generation_params import GenerationParams
 from gguf_model_server.llama_backend import LlamaModel
-from gguf_model_server.llama_native import SamplingConfig
 from serving_core.drain import Drain
 from serving_core.errors import ServingError, error_body, error_responses
 from serving_core.leases import Lease
@@ -38,18 +38,6 @@ class ClientDisconnected(ServingError):
     status_code = 499
     code = "client_closed_request"
     type = "invalid_request_error"
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    """One request's generation settings, whatever API family it came through."""
-
-    sampling: SamplingConfig
-    max_tokens: int | None  # None: the family's default, cut to what fits the context
-    default_max_tokens: int
-    stop: tuple[str, ...] = ()
-    cache_prompt: bool | None = None  # None: the model's setting
-    chat: bool = False  # a chat: the model's own chat stop strings apply too
 
 
 @dataclass(frozen=True)
@@ -73,7 +61,8 @@ class Admitted:
         self.lease.release()
 
 
-Tokenize = Callable[[LlamaModel], list[int]]
+Tokenize = Callable[[LlamaModel, GenerationParams], list[int]]
+"""A request's prompt tokens on a model (a chat may be shortened to leave its answer room)."""
 TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 30, 40, 50, 75, 100, 150, 200, 400)
 
 
@@ -86,6 +75,19 @@ def timings(stats: GenerationStats) -> Timings:
         generation_seconds=round(stats.generation_seconds, 4),
         tokens_per_second=None if stats.tokens_per_second is None else round(stats.tokens_per_second, 2),
     )
+
+
+def _prepare(llama: LlamaModel, tokenize: Tokenize, params: GenerationParams) -> PreparedJob:
+    """The engine job for ``params`` on ``llama`` (a worker thread): every check that can fail, here."""
+    prompt = tokenize(llama, params)
+    if params.max_tokens.requested is None:
+        llama.engine.check_fits(len(prompt), 1)  # an empty or too-long prompt, before "what fits" is cut
+    cache_prompt = llama.options.cache_prompt if params.cache_prompt is None else params.cache_prompt
+    return llama.engine.prepare(GenerationRequest(
+        prompt=prompt, max_tokens=params.max_tokens.resolve(len(prompt), llama.n_ctx), sampling=params.sampling,
+        stop=params.stop + (llama.chat_stops() if params.chat else ()),
+        cache_prompt=cache_prompt, isolated=not cache_prompt,
+    ))
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -113,30 +115,22 @@ class GenerationServing:
                         TOKENS_PER_SECOND_BUCKETS).labels(model).observe(stats.tokens_per_second)
 
     async def admit(self, model: str | None, tokenize: Tokenize, params: GenerationParams) -> Admitted:
-        """Find the model, tokenize and admit; raises the typed 4xx/5xx errors before any response."""
+        """Find the model, tokenize, prepare the engine job and queue it; raises the typed 4xx/5xx
+        errors before any response."""
         lease = await self.registry.acquire(model)  # released by Admitted.close, or below on a refusal
         try:
             llama = lease.handle
             llama.engine.check_admission()  # cheap, and refuses before the (bounded) tokenizing work
-            # Tokenizing beside running decodes is safe: it reads only the vocabulary. peek() counts
-            # the thread as inside the model, so shutdown does not free the model under it.
-            prompt = await lease.model.guard.peek(tokenize, llama)
-            if params.max_tokens is not None:
-                max_tokens = params.max_tokens
-            else:
-                llama.engine.check_fits(len(prompt), 1)
-                max_tokens = min(params.default_max_tokens, llama.n_ctx - len(prompt))
-            cache_prompt = llama.options.cache_prompt if params.cache_prompt is None else params.cache_prompt
-            generation = llama.engine.submit(GenerationRequest(
-                prompt=prompt, max_tokens=max_tokens, sampling=params.sampling,
-                stop=params.stop + (llama.chat_stops() if params.chat else ()),
-                cache_prompt=cache_prompt, isolated=not cache_prompt,
-            ))
+            # Tokenizing and building the sampler beside running decodes is safe: they read only the
+            # vocabulary. peek() counts the thread as inside the model, so shutdown does not free the
+            # model under it.
+            prepared = await lease.model.guard.peek(_prepare, llama, tokenize, params)
+            generation = llama.engine.enqueue(prepared)
         except BaseException:
             lease.release()
             raise
-        return Admitted(model=lease.name, llama=llama, generation=generation, prompt_tokens=len(prompt),
-                        lease=lease)
+        return Admitted(model=lease.name, llama=llama, generation=generation,
+                        prompt_tokens=len(prepared.request.prompt), lease=lease)
 
     async def complete(self, admitted: Admitted, request: Request) -> tuple[str, GenerationStats]:
         """The whole text and its stats; a client that hangs up meanwhile frees its sequence at once.

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from gguf_model_server.api.generation import GenerationParams
 from gguf_model_server.api.protocol import (
     STOP_DESCRIPTION,
     ExtraSampling,
@@ -21,7 +20,7 @@ from gguf_model_server.api.protocol import (
     check_stops,
     stop_tuple,
 )
-from gguf_model_server.llama_native import SamplingConfig
+from gguf_model_server.generation_params import GenerationParams, MaxTokens, SamplingConfig
 from serving_core.errors import BadRequest, echo
 from serving_core.schema_types import Text, invalid
 
@@ -112,6 +111,9 @@ class OpenAIParams(RequestModel, ExtraSampling):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False,
                               json_schema_extra=lambda schema, cls: _describe_extras(schema, cls))
 
+    DEFAULT_MAX_TOKENS: ClassVar[int]  # the family's (generation_params)
+    CHAT: ClassVar[bool] = False  # a chat: the model's chat stop strings apply
+
     model: ModelName | None = None
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -161,6 +163,15 @@ class OpenAIParams(RequestModel, ExtraSampling):
                               presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
                               **self.extra_sampling())
 
+    def requested_max_tokens(self) -> int | None:
+        """The answer length the client asked for, if any (each family says which fields ask)."""
+        raise NotImplementedError
+
+    def generation_params(self) -> GenerationParams:
+        return GenerationParams(sampling=self.sampling(), stop=stop_tuple(self.stop), cache_prompt=self.cache_prompt,
+                                max_tokens=MaxTokens(self.requested_max_tokens(), self.DEFAULT_MAX_TOKENS),
+                                chat=self.CHAT)
+
     def unsupported(self) -> list[str]:
         """The result-changing parameters this request sets that the server does not implement."""
         extra = self.model_extra or {}
@@ -197,12 +208,6 @@ def ignored_header(req: OpenAIParams) -> dict[str, str]:
     # be printable ASCII, without CR/LF).
     ignored = [n if _PLAIN_NAME.fullmatch(n) else json.dumps(n) for n in req.ignored()]
     return {"X-Ignored-Parameters": ", ".join(ignored)} if ignored else {}
-
-
-def generation_params(req: OpenAIParams, max_tokens: int | None, default: int) -> GenerationParams:
-    """What to generate, from the fields both OpenAI families share."""
-    return GenerationParams(sampling=req.sampling(), stop=stop_tuple(req.stop), cache_prompt=req.cache_prompt,
-                            max_tokens=max_tokens, default_max_tokens=default)
 
 
 def include_usage(req: OpenAIParams) -> bool:

@@ -34,6 +34,11 @@ class RequestModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    def sent(self, field: str) -> int | None:
+        """The field's value if the client sent it (not its default): a length asked for is kept."""
+        value = getattr(self, field)
+        return value if field in self.model_fields_set else None
+
 
 class ExtraSampling(BaseModel):
     """Samplers llama.cpp has beyond OpenAI's set; None = the backend's default."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gguf_model_server.api.openai_params import OpenAIParams
 from gguf_model_server.api.protocol import MAX_CHAT_MESSAGES, MAX_TOKENS_LIMIT, RequestModel, Timings, Usage
+from gguf_model_server.generation_params import CHAT_DEFAULT_MAX_TOKENS
 from serving_core.schema_types import Text
 
 
@@ -34,13 +35,15 @@ class ChatMessage(RequestModel):
 
 
 class ChatCompletionRequest(OpenAIParams):
+    DEFAULT_MAX_TOKENS: ClassVar[int] = CHAT_DEFAULT_MAX_TOKENS
+    CHAT: ClassVar[bool] = True
+
     # Bounded: the chat template (Jinja, in Python) renders every message, twice (see chat_template.parts).
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_CHAT_MESSAGES,
                                         description=f"1 to {MAX_CHAT_MESSAGES} messages")
     max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_LIMIT)
 
-    @property
     def requested_max_tokens(self) -> int | None:
         """The limit the client set (``max_completion_tokens`` wins, as in OpenAI's API), if any."""
         return self.max_completion_tokens or self.max_tokens

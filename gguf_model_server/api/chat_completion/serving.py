@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 from fastapi import Request
 
@@ -19,14 +18,13 @@ from gguf_model_server.api.chat_completion.protocol import (
     ChatDelta,
 )
 from gguf_model_server.api.generation import Admitted, GenerationServing, GenerationStream, timings
-from gguf_model_server.api.openai_params import check_openai_params, generation_params, include_usage
+from gguf_model_server.api.openai_params import check_openai_params, include_usage
 from gguf_model_server.api.protocol import Usage
 from gguf_model_server.engine import GenerationStats
+from gguf_model_server.generation_params import GenerationParams
 from gguf_model_server.llama_backend import LlamaModel
 from serving_core.errors import BadRequest, echo
 from serving_core.registry import ManagedModel, ModelState
-
-CHAT_DEFAULT_MAX_TOKENS = 512  # OpenAI has no limit; cut further to what fits the context
 
 
 class ChatServing(GenerationServing):
@@ -44,13 +42,12 @@ class ChatServing(GenerationServing):
                 if part.text is None:
                     raise BadRequest(f"messages.{i}.content: a text part without 'text'", param=f"messages.{i}.content")
         messages = [m.as_llama() for m in req.messages]
-        params = replace(generation_params(req, req.requested_max_tokens, CHAT_DEFAULT_MAX_TOKENS), chat=True)
-        def tokenize(llama: LlamaModel) -> list[int]:
-            # Room to answer in, should the chat have to be shortened to fit.
-            reserve = req.requested_max_tokens or min(CHAT_DEFAULT_MAX_TOKENS, llama.n_ctx // 4)
-            return llama.tokenize_chat_within(messages, reserve)
 
-        return await self.admit(req.model or self.default_chat_model(), tokenize, params)
+        def tokenize(llama: LlamaModel, params: GenerationParams) -> list[int]:
+            # Room to answer in, should the chat have to be shortened to fit.
+            return llama.tokenize_chat_within(messages, params.max_tokens.reserve(llama.n_ctx))
+
+        return await self.admit(req.model or self.default_chat_model(), tokenize, req.generation_params())
 
     def default_chat_model(self) -> str | None:
         """A chat without ``model`` goes to the first ready model with a chat template of its own (a

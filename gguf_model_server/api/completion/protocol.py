@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from gguf_model_server.api.openai_params import OpenAIParams
 from gguf_model_server.api.protocol import MAX_TOKENS_LIMIT, Timings, Usage
+from gguf_model_server.generation_params import COMPLETION_DEFAULT_MAX_TOKENS
 from serving_core.schema_types import Text, invalid
 
 PromptText = Annotated[Text, Field(min_length=1)]
 
 
 class CompletionRequest(OpenAIParams):
+    DEFAULT_MAX_TOKENS: ClassVar[int] = COMPLETION_DEFAULT_MAX_TOKENS
+
     prompt: PromptText | Annotated[list[PromptText], Field(min_length=1, max_length=1)] = Field(
         description="a non-empty string, or a list holding one")
-    max_tokens: int = Field(default=16, ge=1, le=MAX_TOKENS_LIMIT)
+    max_tokens: int = Field(default=COMPLETION_DEFAULT_MAX_TOKENS, ge=1, le=MAX_TOKENS_LIMIT)
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -27,6 +30,9 @@ class CompletionRequest(OpenAIParams):
         if v == "" or v == [""]:
             raise invalid("prompt must not be empty")
         return v
+
+    def requested_max_tokens(self) -> int | None:
+        return self.sent("max_tokens")
 
     @property
     def text(self) -> str:

@@ -10,19 +10,15 @@ from fastapi import Request
 
 from gguf_model_server.api.completion.protocol import CompletionChoice, CompletionRequest, CompletionResponse
 from gguf_model_server.api.generation import Admitted, GenerationServing, GenerationStream, timings
-from gguf_model_server.api.openai_params import check_openai_params, generation_params, include_usage
+from gguf_model_server.api.openai_params import check_openai_params, include_usage
 from gguf_model_server.api.protocol import Usage
 from gguf_model_server.engine import GenerationStats
-
-COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 
 
 class CompletionServing(GenerationServing):
     async def admit_completion(self, req: CompletionRequest) -> Admitted:
         check_openai_params(req)
-        max_tokens = req.max_tokens if "max_tokens" in req.model_fields_set else None
-        params = generation_params(req, max_tokens, COMPLETION_DEFAULT_MAX_TOKENS)
-        return await self.admit(req.model, lambda llama: llama.tokenize_prompt(req.text), params)
+        return await self.admit(req.model, lambda llama, _: llama.tokenize_prompt(req.text), req.generation_params())
 
     async def completion(self, admitted: Admitted, request: Request) -> CompletionResponse:
         text, stats = await self.complete(admitted, request)

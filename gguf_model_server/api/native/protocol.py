@@ -16,8 +16,14 @@ from gguf_model_server.api.protocol import (
     Timings,
     Usage,
     check_stops,
+    stop_tuple,
 )
-from gguf_model_server.llama_native import SamplingConfig
+from gguf_model_server.generation_params import (
+    GENERATE_DEFAULT_MAX_TOKENS,
+    GenerationParams,
+    MaxTokens,
+    SamplingConfig,
+)
 from serving_core.schema_types import Text
 
 
@@ -37,8 +43,14 @@ class SamplingParams(RequestModel, ExtraSampling):
 class GenerateRequest(SamplingParams):
     model: ModelName | None = None
     prompt: Text = Field(min_length=1, description="text to continue")
-    max_tokens: int = Field(default=128, ge=1, le=MAX_TOKENS_LIMIT)
+    max_tokens: int = Field(default=GENERATE_DEFAULT_MAX_TOKENS, ge=1, le=MAX_TOKENS_LIMIT,
+                            description="default: 128, cut to what fits the context; a value sent is kept, "
+                                        "or refused (400) when prompt + max_tokens exceed the context")
     stream: bool = Field(default=False, description="send server-sent events as tokens are generated")
+
+    def generation_params(self) -> GenerationParams:
+        return GenerationParams(sampling=self.sampling(), stop=stop_tuple(self.stop), cache_prompt=self.cache_prompt,
+                                max_tokens=MaxTokens(self.sent("max_tokens"), GENERATE_DEFAULT_MAX_TOKENS))
 
 
 class GenerateResponse(BaseModel):
@@ -64,11 +76,15 @@ class InferenceRequest(RequestModel):
 
     model_name: ModelName | None = None
     prompt: Text = Field(min_length=1)
-    max_tokens: int = Field(default=128, ge=1, le=MAX_TOKENS_LIMIT)
+    max_tokens: int = Field(default=GENERATE_DEFAULT_MAX_TOKENS, ge=1, le=MAX_TOKENS_LIMIT)
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     stop: Stop = Field(default=None, description=STOP_DESCRIPTION)
 
     _check_stop = field_validator("stop", mode="before")(check_stops)
+
+    def generation_params(self) -> GenerationParams:
+        return GenerationParams(sampling=SamplingConfig(temperature=self.temperature), stop=stop_tuple(self.stop),
+                                max_tokens=MaxTokens(self.sent("max_tokens"), GENERATE_DEFAULT_MAX_TOKENS))
 
 
 class InferenceResponse(BaseModel):
