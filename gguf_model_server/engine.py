@@ -72,6 +72,7 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     cache_prompt: bool = True
     isolated: bool = False
+    grammar: str | None = None  # GBNF (root rule "root"); compiled in ``prepare``
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ class Engine:
         call may scan the vocabulary). Raises the 400s; nothing is queued yet."""
         self.check_fits(len(request.prompt), request.max_tokens)
         sampling = request.sampling
-        sampler = Sampler(self.model, sampling, self._banned())
+        sampler = Sampler(self.model, sampling, self._banned(), request.grammar)
         if sampling.penalized:
             sampler.accept_prompt(request.prompt[-sampling.penalty_last_n:])
         return PreparedJob(request, sampler)

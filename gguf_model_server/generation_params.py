@@ -71,3 +71,4 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     cache_prompt: bool | None = None  # None: the model's setting
     chat: bool = False  # a chat: the model's own chat stop strings apply too
+    grammar: str | None = None  # GBNF every token must follow (root rule "root")

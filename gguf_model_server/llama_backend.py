@@ -7,6 +7,8 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -327,6 +329,17 @@ class _LlamaErrors(threading.local):
 
 
 _errors = _LlamaErrors()
+
+
+@contextmanager
+def llama_errors() -> Iterator[list[str]]:
+    """The error lines llama.cpp logs from this thread meanwhile (a parser's reasons, say)."""
+    lines: list[str] = []
+    previous, _errors.lines = _errors.lines, lines
+    try:
+        yield lines
+    finally:
+        _errors.lines = previous
 _log_lock = threading.Lock()
 _log_callback: Any = None  # the ctypes callback must stay referenced while llama.cpp may call it
 

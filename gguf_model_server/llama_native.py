@@ -234,6 +234,14 @@ neighbours: without top-k, top-p sorts the whole vocabulary (~17 ms per token fo
 tokens, against 0.2 ms with top-k 40 and 0.7 ms with 1000)."""
 
 
+class GrammarError(ValueError):
+    """llama.cpp could not parse a GBNF grammar (its parser logs why)."""
+
+
+# llama_token_data as numpy sees it: a candidates array built from the logits in one copy.
+_CANDIDATE = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+
+
 class Sampler:
     """A native llama.cpp sampler chain for one sequence: penalties → logit bias (tokens that must
     never be emitted) → top-k (at most ``MAX_CANDIDATES``) → top-p → min-p → temperature → draw;
@@ -241,15 +249,26 @@ class Sampler:
     turn a banned token's -inf back into a number (or NaN), and a drawn token is checked against
     the ban once more: whatever the samplers do, a banned token is never emitted."""
 
-    def __init__(self, model: NativeModel, config: SamplingConfig, banned: list[int]) -> None:
+    def __init__(self, model: NativeModel, config: SamplingConfig, banned: list[int],
+                 grammar: str | None = None) -> None:
         lib = model._lib
         self._lib = lib
         self._n_vocab = model.n_vocab
+        # A grammar (GBNF) constrains every token. It is checked against the token the chain chose,
+        # and applied to the whole vocabulary only when that token breaks it (llama.cpp's
+        # common_sampler does the same: the full pass costs a grammar walk per vocabulary entry).
+        self._grammar: Any = None
+        if grammar is not None:
+            self._grammar = lib.llama_sampler_init_grammar(model.vocab, grammar.encode("utf-8"), b"root")
+            if not self._grammar:
+                raise GrammarError("the grammar does not parse")
+            self._free_grammar = weakref.finalize(self, lib.llama_sampler_free, self._grammar)
+            self._free_grammar.atexit = False
+            self._ids = np.arange(model.n_vocab, dtype=np.int32)
         # Plain greedy (no penalties) is an argmax over the logits; numpy does it in ~0.1 ms, where
         # llama.cpp first builds a candidate array of the whole vocabulary (~1 ms for 262k tokens,
         # ~10 % of a 4-sequence step here). Same choice: the first maximum, banned tokens excluded.
-        self._argmax_only = config.greedy and config.repeat_penalty == 1.0 and not config.presence_penalty \
-            and not config.frequency_penalty
+        self._argmax_only = config.greedy and not config.penalized and grammar is None
         self._banned = np.asarray(banned, dtype=np.intp)
         self._banned_set = frozenset(banned)
         chain_params = lib.llama_sampler_chain_default_params()
@@ -292,6 +311,8 @@ class Sampler:
         """Draw (and accept) the next token from the logits at batch index ``index``."""
         if self._argmax_only:
             return self._best_allowed(ctx, index)
+        if self._grammar is not None:
+            return self._sample_in_grammar(ctx, index)
         token = int(self._lib.llama_sampler_sample(self.ptr, ctx.ptr, index))
         if token in self._banned_set:
             # Only when the chain's arithmetic broke down (NaN or infinite logits): the ban has the
@@ -299,6 +320,45 @@ class Sampler:
             token = self._best_allowed(ctx, index)
             self._lib.llama_sampler_accept(self.ptr, token)
         return token
+
+    def _sample_in_grammar(self, ctx: NativeContext, index: int) -> int:
+        lib = self._lib
+        logits = ctx.logits(index, self._n_vocab)
+        token = self._apply(logits, self.ptr)
+        if not self._allows(token):  # the chain's choice breaks the grammar: choose again within it
+            token = self._apply(logits, self._grammar, self.ptr)
+            if not self._allows(token):
+                # Accepting a token the grammar rejects aborts llama.cpp: never do it.
+                raise GrammarError("no token can continue the grammar here")
+        lib.llama_sampler_accept(self._grammar, token)
+        lib.llama_sampler_accept(self.ptr, token)
+        return token
+
+    def _apply(self, logits: np.ndarray, *samplers: Any) -> int:
+        """The token ``samplers`` (applied in order) select among all candidates of ``logits``."""
+        candidates = np.empty(self._n_vocab, dtype=_CANDIDATE)
+        candidates["id"] = self._ids
+        candidates["logit"] = logits
+        candidates["p"] = 0.0
+        cur = self._array(candidates)
+        for sampler in samplers:
+            self._lib.llama_sampler_apply(sampler, ctypes.byref(cur))
+        if cur.selected < 0 or cur.selected >= cur.size:  # a chain that does not select (cannot happen here)
+            return int(cur.data[0].id)
+        return int(cur.data[cur.selected].id)
+
+    def _allows(self, token: int) -> bool:
+        """Whether the grammar, in its current state, lets ``token`` come next."""
+        one = np.array([(token, 1.0, 0.0)], dtype=_CANDIDATE)
+        cur = self._array(one)
+        self._lib.llama_sampler_apply(self._grammar, ctypes.byref(cur))
+        return bool(np.isfinite(one["logit"][0]))
+
+    def _array(self, candidates: np.ndarray) -> Any:
+        lib = self._lib
+        return lib.llama_token_data_array(
+            data=candidates.ctypes.data_as(ctypes.POINTER(lib.llama_token_data)), size=len(candidates),
+            selected=-1, sorted=False)
 
     def _best_allowed(self, ctx: NativeContext, index: int) -> int:
         """The most likely token that is not banned (the first one among equals)."""
@@ -314,6 +374,9 @@ class Sampler:
         if self.ptr:
             self._free()
             self.ptr = None
+        if self._grammar is not None:
+            self._free_grammar()
+            self._grammar = None
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from starlette.types import Receive, Scope, Send
 from gguf_model_server.api.protocol import Timings
 from gguf_model_server.engine import Generation, GenerationRequest, GenerationStats, PreparedJob
 from gguf_model_server.generation_params import GenerationParams
-from gguf_model_server.llama_backend import LlamaModel
+from gguf_model_server.llama_backend import LlamaModel, llama_errors
+from gguf_model_server.llama_native import GrammarError
 from serving_core.drain import Drain
-from serving_core.errors import ServingError, error_body, error_responses
+from serving_core.errors import BadRequest, ServingError, error_body, error_responses
 from serving_core.leases import Lease
 from serving_core.metrics import ServerMetrics
 from serving_core.registry import ModelRegistry
@@ -83,11 +84,18 @@ def _prepare(llama: LlamaModel, tokenize: Tokenize, params: GenerationParams) ->
     if params.max_tokens.requested is None:
         llama.engine.check_fits(len(prompt), 1)  # an empty or too-long prompt, before "what fits" is cut
     cache_prompt = llama.options.cache_prompt if params.cache_prompt is None else params.cache_prompt
-    return llama.engine.prepare(GenerationRequest(
+    request = GenerationRequest(
         prompt=prompt, max_tokens=params.max_tokens.resolve(len(prompt), llama.n_ctx), sampling=params.sampling,
         stop=params.stop + (llama.chat_stops() if params.chat else ()),
-        cache_prompt=cache_prompt, isolated=not cache_prompt,
-    ))
+        cache_prompt=cache_prompt, isolated=not cache_prompt, grammar=params.grammar,
+    )
+    with llama_errors() as errors:
+        try:
+            return llama.engine.prepare(request)
+        except GrammarError:
+            reason = "; ".join(errors[-3:]) or "it does not parse"
+            raise BadRequest(f"grammar: not valid GBNF (llama.cpp's parser: {reason}); the root rule is 'root'",
+                             param="grammar") from None
 
 
 async def _until_disconnected(request: Request) -> None:

@@ -26,6 +26,10 @@ from gguf_model_server.generation_params import (
 )
 from serving_core.schema_types import Text
 
+# A grammar is parsed before the request queues, on the request's own worker thread; the bound
+# keeps that (and the parser's memory) small.
+MAX_GRAMMAR_CHARS = 65_536
+
 
 class SamplingParams(RequestModel, ExtraSampling):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
@@ -47,10 +51,15 @@ class GenerateRequest(SamplingParams):
                             description="default: 128, cut to what fits the context; a value sent is kept, "
                                         "or refused (400) when prompt + max_tokens exceed the context")
     stream: bool = Field(default=False, description="send server-sent events as tokens are generated")
+    grammar: Text | None = Field(
+        default=None, min_length=1, max_length=MAX_GRAMMAR_CHARS,
+        description="a GBNF grammar (llama.cpp's; root rule 'root') every generated token must follow, as "
+                    "llama-server's /completion takes; a grammar that does not parse is refused (400)")
 
     def generation_params(self) -> GenerationParams:
         return GenerationParams(sampling=self.sampling(), stop=stop_tuple(self.stop), cache_prompt=self.cache_prompt,
-                                max_tokens=MaxTokens(self.sent("max_tokens"), GENERATE_DEFAULT_MAX_TOKENS))
+                                max_tokens=MaxTokens(self.sent("max_tokens"), GENERATE_DEFAULT_MAX_TOKENS),
+                                grammar=self.grammar)
 
 
 class GenerateResponse(BaseModel):
