@@ -15,6 +15,11 @@ import pytest
 from conftest import StreamReader
 from media import speak_wav, varied_sentences
 
+# A generation that cannot end by itself before shutdown cuts it: Gemma counts greedily for all
+# 1500 tokens (a story at temperature 0.7 may end after a few hundred, on a fast machine before the
+# signal's grace is over).
+LONG = {"prompt": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,", "max_tokens": 1500, "temperature": 0}
+
 pytestmark = pytest.mark.slow
 
 SIGSEGV_EXIT = -signal.SIGSEGV
@@ -57,7 +62,7 @@ def test_sigterm_during_a_long_generation_exits_cleanly(start_server) -> None:
     srv.wait_settled(timeout=120)
     url = srv.url
     box = _in_background(lambda: httpx.post(f"{url}/generate", timeout=120,
-                                            json={"prompt": "Once upon a time", "max_tokens": 1500}))
+                                            json=LONG))
     time.sleep(3)
     code = srv.signal_and_wait(signal.SIGTERM)
     log = srv.log()
@@ -79,7 +84,7 @@ def test_sigterm_during_a_long_generation_exits_cleanly(start_server) -> None:
 def test_sigint_during_a_stream_exits_130_without_crashing(start_server) -> None:
     srv = start_server(env={"GGUF_SHUTDOWN_GRACE_SECONDS": "0"})
     srv.wait_settled(timeout=120)
-    stream = StreamReader(srv.url, "/v1/completions", {"prompt": "Once upon a time", "max_tokens": 1500})
+    stream = StreamReader(srv.url, "/v1/completions", LONG)
     assert stream.started.wait(60), srv.log()
     code = srv.signal_and_wait(signal.SIGINT)
     assert code == 130, srv.log()
@@ -99,7 +104,7 @@ def test_a_stream_cut_by_shutdown_ends_with_an_error_event_and_done(start_server
     # it must end as a stream does (an error event, then [DONE]), not be cut mid-chunk.
     srv = start_server(env={"GGUF_SHUTDOWN_GRACE_SECONDS": "60" if second_signal else "1"})
     srv.wait_settled(timeout=120)
-    stream = StreamReader(srv.url, "/generate", {"prompt": "Once upon a time", "max_tokens": 1500})
+    stream = StreamReader(srv.url, "/generate", LONG)
     assert stream.started.wait(60), srv.log()
     srv.proc.send_signal(signal.SIGTERM)
     _wait_until_draining(srv)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gguf_model_server.api.protocol import (
@@ -21,6 +21,7 @@ from gguf_model_server.api.protocol import (
     stop_tuple,
 )
 from gguf_model_server.generation_params import GenerationParams, MaxTokens, SamplingConfig
+from gguf_model_server.structured_output import SchemaNotEnforceable, json_object_grammar, json_schema_grammar
 from serving_core.errors import BadRequest, echo
 from serving_core.schema_types import Text, invalid
 
@@ -35,13 +36,11 @@ class StreamOptions(RequestModel):
 # OpenAI parameters that would change the result but this server does not implement: a request that
 # sets one gets 400 "not supported" rather than an answer that silently ignores it. Values that
 # change nothing (false, null, 0, empty, {"type": "text"}, tool_choice "none") are accepted.
-UNSUPPORTED_OPENAI = ("logprobs", "top_logprobs", "echo", "response_format", "tools", "tool_choice", "functions",
+UNSUPPORTED_OPENAI = ("logprobs", "top_logprobs", "echo", "tools", "tool_choice", "functions",
                       "function_call", "logit_bias", "suffix", "best_of", "modalities", "audio", "prediction")
 
 
 def _neutral(name: str, value: Any) -> bool:
-    if name == "response_format":
-        return value in (None, {"type": "text"})
     if name in ("tool_choice", "function_call"):
         return value in (None, "none", "auto")  # with no tools, "auto" calls nothing
     if name == "best_of":
@@ -103,6 +102,36 @@ def _describe_extras(schema: dict[str, Any], cls: Any) -> None:
         "implemented (logprobs, tools, logit_bias, ...) are refused with 400.").strip()
 
 
+class JsonSchemaFormat(BaseModel):
+    """OpenAI's ``response_format.json_schema``; ``strict`` or not, the schema is enforced."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, populate_by_name=True)
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    description: Annotated[Text, Field(max_length=4096)] | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    def grammar(self) -> str | None:
+        """The GBNF grammar this format asks for (None: free text); a 400 naming what cannot be enforced."""
+        if self.type == "text":
+            return None
+        try:
+            if self.type == "json_object":
+                return json_object_grammar()
+            if self.json_schema is None:
+                raise BadRequest("response_format: type 'json_schema' needs 'json_schema' with a 'schema'",
+                                 param="response_format.json_schema")
+            return json_schema_grammar(self.json_schema.schema_ or {})
+        except SchemaNotEnforceable as exc:
+            raise BadRequest(f"response_format.json_schema.schema.{exc}", param="response_format") from None
+
+
 class OpenAIParams(RequestModel, ExtraSampling):
     """Fields the official ``openai`` SDK sends. A field that would change the result but is not
     implemented is refused (see ``unsupported``); other unknown fields are kept for the log, within
@@ -130,6 +159,10 @@ class OpenAIParams(RequestModel, ExtraSampling):
                     f"characters, string values of at most {MAX_METADATA_VALUE_CHARS}; accepted and ignored")
     user: Annotated[Text, Field(max_length=MAX_USER_CHARS)] | None = Field(
         default=None, description="an end-user id (OpenAI's); accepted and ignored")
+    response_format: ResponseFormat | None = Field(
+        default=None, description="'json_object': the answer is a JSON object; 'json_schema': a JSON document "
+        "the schema accepts, enforced token by token (a keyword the grammar cannot enforce is refused with 400 "
+        "naming it, never ignored); 'text' (default): free text")
 
     _check_stop = field_validator("stop", mode="before")(check_stops)
 
@@ -170,7 +203,8 @@ class OpenAIParams(RequestModel, ExtraSampling):
     def generation_params(self) -> GenerationParams:
         return GenerationParams(sampling=self.sampling(), stop=stop_tuple(self.stop), cache_prompt=self.cache_prompt,
                                 max_tokens=MaxTokens(self.requested_max_tokens(), self.DEFAULT_MAX_TOKENS),
-                                chat=self.CHAT)
+                                chat=self.CHAT,
+                                grammar=self.response_format.grammar() if self.response_format else None)
 
     def unsupported(self) -> list[str]:
         """The result-changing parameters this request sets that the server does not implement."""
