@@ -377,26 +377,24 @@ def make_loader(model_dir: str | None, compute: ComputeSlots, max_waiting: int) 
         opts = parse_options(LlamaOptions, spec)
         path = resolve_model_path(spec, model_dir)
         import_llama()
-        _errors.lines = []
-        try:
-            native = NativeModel(path, use_mmap=opts.use_mmap, use_mlock=opts.use_mlock, repack=opts.repack)
-            shape = ContextShape(n_ctx_seq=opts.n_ctx, n_seq=opts.parallel, n_batch=opts.n_batch,
-                                 n_threads=opts.n_threads or os.cpu_count() or 1)
-            holder: list[LlamaModel] = []
+        with llama_errors() as errors:
             try:
-                engine = Engine(spec.name, native, shape, compute, max_waiting,
-                                banned=lambda: holder[0].banned_tokens())
-            except Exception:
-                native.close()
-                raise
-            model = LlamaModel(spec.name, path, native, engine, opts)
-            holder.append(model)
-            engine.start()
-        except RuntimeError as exc:
-            detail = "; ".join(_errors.lines or [])
-            raise RuntimeError(f"{exc} ({detail})" if detail else str(exc)) from None
-        finally:
-            _errors.lines = None
+                native = NativeModel(path, use_mmap=opts.use_mmap, use_mlock=opts.use_mlock, repack=opts.repack)
+                shape = ContextShape(n_ctx_seq=opts.n_ctx, n_seq=opts.parallel, n_batch=opts.n_batch,
+                                     n_threads=opts.n_threads or os.cpu_count() or 1)
+                holder: list[LlamaModel] = []
+                try:
+                    engine = Engine(spec.name, native, shape, compute, max_waiting,
+                                    banned=lambda: holder[0].banned_tokens())
+                except Exception:
+                    native.close()
+                    raise
+                model = LlamaModel(spec.name, path, native, engine, opts)
+                holder.append(model)
+                engine.start()
+            except RuntimeError as exc:
+                detail = "; ".join(errors)
+                raise RuntimeError(f"{exc} ({detail})" if detail else str(exc)) from None
         return model
 
     return load
