@@ -28,6 +28,9 @@ CHATML = (
 # tojson), and cannot occur in the template's own text, because no message text is in that render.
 _PLACEHOLDER = "@@msg{}content@@"
 _PLACEHOLDER_RE = re.compile(r"@@msg(\d+)content@@")
+_PROBE_TOOL = "probe_function_4f1c"
+Tools = list[dict[str, Any]] | None
+"""OpenAI's ``tools`` list as templates read it (``tool.function.name``, ``tool | tojson``)."""
 
 
 @dataclass(frozen=True)
@@ -52,16 +55,35 @@ class ChatTemplate:
         self._bos = bos_token
         self._eos = eos_token
         self._formatter = Jinja2ChatFormatter(template=source, eos_token=eos_token, bos_token=bos_token)
+        self._renders_tools: bool | None = None
 
-    def render(self, messages: list[dict[str, Any]]) -> RenderedChat:
-        """The prompt for ``messages``, ending where the assistant's answer starts."""
+    def render(self, messages: list[dict[str, Any]], tools: Tools = None) -> RenderedChat:
+        """The prompt for ``messages`` (and the ``tools`` they may call), ending where the assistant's
+        answer starts."""
         try:
-            prompt = self._formatter(messages=messages).prompt  # type: ignore[arg-type]
+            prompt = self._render(messages, tools)
         except Exception as exc:  # noqa: BLE001 - templates raise anything (raise_exception, Jinja errors)
             raise BadRequest(f"the model's chat template refused these messages: {exc}", param="messages") from None
         return RenderedChat(prompt=prompt, starts_with_bos=bool(self._bos) and prompt.startswith(self._bos))
 
-    def parts(self, messages: list[dict[str, Any]], prompt: str) -> tuple[ChatPart, ...] | None:
+    def _render(self, messages: list[dict[str, Any]], tools: Tools) -> str:
+        # llama-cpp-python types these as its TypedDicts; they are the same OpenAI shapes.
+        return self._formatter(messages=messages, tools=tools).prompt  # type: ignore[arg-type]
+
+    def renders_tools(self) -> bool:
+        """Whether the template writes the tools it is given into the prompt (llama.cpp's minja probes a
+        template's capabilities the same way): one render, the first time."""
+        if self._renders_tools is None:
+            probe = [{"type": "function", "function": {"name": _PROBE_TOOL, "description": "probe",
+                                                       "parameters": {"type": "object", "properties": {}}}}]
+            try:
+                prompt = self._render([{"role": "user", "content": "hi"}], probe)
+            except Exception:  # noqa: BLE001 - a template that refuses tools does not support them
+                prompt = ""
+            self._renders_tools = _PROBE_TOOL in prompt
+        return self._renders_tools
+
+    def parts(self, messages: list[dict[str, Any]], prompt: str, tools: Tools = None) -> tuple[ChatPart, ...] | None:
         """``prompt`` (``messages`` rendered) cut into the template's text and the messages' text,
         which make it up in turn; None when the template rewrites message text beyond trimming it,
         so that the cut cannot be found. Renders the template a second time."""
@@ -73,7 +95,7 @@ class ChatTemplate:
         stand_ins = [{**m, "content": _PLACEHOLDER.format(i)} if i in contents else m
                      for i, m in enumerate(messages)]
         try:
-            skeleton = self._formatter(messages=stand_ins).prompt  # type: ignore[arg-type]
+            skeleton = self._render(stand_ins, tools)
         except Exception:  # noqa: BLE001 - a template that looks at the text itself: not traceable
             return None
         pieces = _PLACEHOLDER_RE.split(skeleton)

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gguf_model_server.generation_params import SamplingConfig
+from gguf_model_server.generation_params import GrammarTrigger, SamplingConfig
 from gguf_model_server.llama_native import (
     Batch,
     ContextShape,
@@ -73,6 +73,7 @@ class GenerationRequest:
     cache_prompt: bool = True
     isolated: bool = False
     grammar: str | None = None  # GBNF (root rule "root"); compiled in ``prepare``
+    grammar_trigger: GrammarTrigger | None = None  # a lazy grammar's start; None: it holds from the first token
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,7 @@ class Engine:
         call may scan the vocabulary). Raises the 400s; nothing is queued yet."""
         self.check_fits(len(request.prompt), request.max_tokens)
         sampling = request.sampling
-        sampler = Sampler(self.model, sampling, self._banned(), request.grammar)
+        sampler = Sampler(self.model, sampling, self._banned(), request.grammar, trigger=request.grammar_trigger)
         if sampling.penalized:
             sampler.accept_prompt(request.prompt[-sampling.penalty_last_n:])
         return PreparedJob(request, sampler)

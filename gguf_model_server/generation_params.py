@@ -63,6 +63,17 @@ class MaxTokens:
 
 
 @dataclass(frozen=True)
+class GrammarTrigger:
+    """Where a lazy grammar starts to hold (llama.cpp's grammar triggers): everything generated before
+    is free text, and the grammar is fed from the trigger on (a tool call inside an answer)."""
+
+    words: tuple[str, ...] = ()  # texts that start it wherever they are generated
+    # Python regular expressions matched at the start of the answer (while it is short), the grammar
+    # taking it from the first group on: how an answer that is a call begins.
+    patterns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class GenerationParams:
     """One request's generation settings, whatever API family it came through."""
 
@@ -72,3 +83,4 @@ class GenerationParams:
     cache_prompt: bool | None = None  # None: the model's setting
     chat: bool = False  # a chat: the model's own chat stop strings apply too
     grammar: str | None = None  # GBNF every token must follow (root rule "root")
+    grammar_trigger: GrammarTrigger | None = None  # None: the grammar holds from the first token

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gguf_model_server.chat_template import CHATML, ChatPart, ChatTemplate
+from gguf_model_server.chat_template import CHATML, ChatPart, ChatTemplate, Tools
 from gguf_model_server.engine import Engine, GenerationRequest
 from gguf_model_server.llama_native import (
     ContextShape,
@@ -25,6 +26,7 @@ from gguf_model_server.llama_native import (
     special_tokens,
 )
 from gguf_model_server.model_files import resolve_model_path
+from gguf_model_server.tool_calls import FORMATS, ToolCallFormat, format_for_template
 from serving_core.compute import ComputeSlots
 from serving_core.errors import BadRequest, PermanentLoadError
 from serving_core.registry import Loader
@@ -149,19 +151,34 @@ class LlamaModel:
                         "on (answers may be poor); prefer a chat model, or set options.chat_template", self.name)
         return ("<|im_end|>", "<|im_start|>")
 
-    def tokenize_chat_within(self, messages: list[dict[str, Any]], reserve: int) -> list[int]:
+    def tool_format(self) -> ToolCallFormat:
+        """The tool-call syntax this model's chat template writes; 400 when it has none served here."""
+        if self.chat is None or self.chat_fallback or not self.chat.renders_tools():
+            why = "has no chat template of its own" if self.chat is None or self.chat_fallback else \
+                "has a chat template that does not render tools"
+            raise BadRequest(f"model '{self.name}' {why}, so it cannot call tools; send the request to a model "
+                             "whose template renders tools (a Qwen 2.5 instruct model does), or remove 'tools'",
+                             param="tools")
+        family = format_for_template(self.chat.source)
+        if family is None:
+            raise BadRequest(f"model '{self.name}': its chat template renders tools, but it writes tool calls in a "
+                             f"syntax this server does not parse yet (served: {', '.join(f.name for f in FORMATS)})",
+                             param="tools")
+        return family
+
+    def tokenize_chat_within(self, messages: list[dict[str, Any]], reserve: int, tools: Tools = None) -> list[int]:
         """``tokenize_chat``, and with ``context_overflow: truncate_middle`` a chat that leaves less than
         ``reserve`` tokens to answer in loses its oldest messages (never the system message nor the
         last one), as few as needed: a binary search, so a long chat costs a few renders, not one
         per message."""
         if self.options.context_overflow == "error":
-            return self.tokenize_chat(messages)
+            return self.tokenize_chat(messages, tools)
         keep = 1 if messages and messages[0].get("role") == "system" else 0
         droppable = max(0, len(messages) - keep - 1)
 
         def attempt(dropped: int) -> list[int] | None:
             try:
-                tokens = self.tokenize_chat(messages[:keep] + messages[keep + dropped:])
+                tokens = self.tokenize_chat(messages[:keep] + messages[keep + dropped:], tools)
             except BadRequest as exc:
                 if "context window" not in exc.message:
                     raise
@@ -180,12 +197,12 @@ class LlamaModel:
             else:
                 best, high = (middle, tokens), middle - 1
         if best is None:
-            return self.tokenize_chat(messages)  # cannot fit even so: the usual 400 says why
+            return self.tokenize_chat(messages, tools)  # cannot fit even so: the usual 400 says why
         log.info("model '%s': chat of %d messages over the context of %d tokens: dropped the %d oldest "
                  "(context_overflow: truncate_middle)", self.name, len(messages), self.n_ctx, best[0])
         return best[1]
 
-    def tokenize_chat(self, messages: list[dict[str, Any]]) -> list[int]:
+    def tokenize_chat(self, messages: list[dict[str, Any]], tools: Tools = None) -> list[int]:
         """The chat rendered with the model's template: the template's markup becomes its control
         tokens, the messages' text stays text (``<|im_start|>`` typed into a message cannot forge a
         turn). For a chat without such text in its messages, the tokens are exactly those of the
@@ -193,10 +210,15 @@ class LlamaModel:
         if self.chat is None:
             raise BadRequest(f"model '{self.name}' has no usable chat template ({self.chat_error}); use "
                              "/v1/completions or set options.chat_template", param="model")
-        rendered = self.chat.render(messages)
+        # Tools and earlier calls are written by the template as its own text, where control-token
+        # text becomes control tokens: it must not be there, or a tool could forge a turn.
+        self._refuse_markup(tools, "tools")
+        for i, m in enumerate(messages):
+            self._refuse_markup(m.get("tool_calls"), f"messages.{i}.tool_calls")
+        rendered = self.chat.render(messages, tools)
         self._check_bytes(rendered.prompt, "chat")
         add_special = not rendered.starts_with_bos
-        parts = self.chat.parts(messages, rendered.prompt)
+        parts = self.chat.parts(messages, rendered.prompt, tools)
         if parts is None:
             # The template rewrites message text beyond trimming: the prompt cannot be cut, which is
             # safe only while no message holds control-token text.
@@ -207,6 +229,12 @@ class LlamaModel:
                                      "the markup", param=f"messages.{i}.content")
             return self._tokenize(rendered.prompt, add_special=add_special, parse_special=True, what="chat")
         return self._tokenize_parts(parts, add_special=add_special)
+
+    def _refuse_markup(self, value: Any, param: str) -> None:
+        if value and any(isinstance(p, int) for p in self._split_control(json.dumps(value, ensure_ascii=False),
+                                                                         keep=False)):
+            raise BadRequest(f"{param} holds the model's control-token markup (such as a turn marker); remove it",
+                             param=param)
 
     def _tokenize_parts(self, parts: tuple[ChatPart, ...], *, add_special: bool) -> list[int]:
         # llama.cpp, tokenizing with parse_special, cuts the text at control-token text and

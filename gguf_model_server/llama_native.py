@@ -8,6 +8,7 @@ high-level ``llama_cpp.Llama`` is not used: its completion path is single-sequen
 from __future__ import annotations
 
 import ctypes
+import re
 import threading
 import weakref
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gguf_model_server.generation_params import SamplingConfig
+from gguf_model_server.generation_params import GrammarTrigger, SamplingConfig
 from serving_core.errors import BadRequest
 
 _init_lock = threading.Lock()
@@ -238,6 +239,59 @@ class GrammarError(ValueError):
     """llama.cpp could not parse a GBNF grammar (its parser logs why)."""
 
 
+class _GrammarStart:
+    """Watches the free text of a lazy grammar's answer for its trigger (``GrammarTrigger``) and
+    returns the tokens the grammar must take from there on. The laziness is done here, not by
+    llama.cpp's lazy grammar: that one feeds the trigger's text to the grammar unchecked, and text
+    the grammar rejects makes it throw through the C API — the process ends. Here every token is
+    checked before the grammar takes it, and a trigger whose text the grammar refuses is let go."""
+
+    # A pattern is tried while the answer is this short: it describes how an answer starts.
+    PATTERN_WINDOW = 512
+
+    def __init__(self, model: NativeModel, trigger: GrammarTrigger) -> None:
+        self._model = model
+        self.token_ids: set[int] = set()
+        self._words: list[bytes] = []
+        for word in trigger.words:
+            ids = model.tokenize(word, add_special=False, parse_special=True, limit=64)
+            if len(ids) == 1:  # a token of its own (Qwen's <tool_call>): no text to search
+                self.token_ids.add(ids[0])
+            else:
+                self._words.append(word.encode())
+        self._patterns = [re.compile(p.encode()) for p in trigger.patterns]
+        self._text = bytearray()
+        self._tokens: list[int] = []
+        self._starts: list[int] = []  # where each token's bytes start in ``_text``
+
+    def feed(self, token: int) -> list[int] | None:
+        """``token`` was generated: the tokens from the trigger's start up to it, if it completes one."""
+        if token in self.token_ids:
+            return [token]
+        piece = self._model.piece(token)
+        self._starts.append(len(self._text))
+        self._tokens.append(token)
+        self._text += piece
+        at = -1
+        for word in self._words:
+            found = self._text.find(word, max(0, self._starts[-1] - len(word) + 1))
+            if found >= 0:
+                at = found
+        if at < 0 and len(self._text) <= self.PATTERN_WINDOW:
+            for pattern in self._patterns:
+                match = pattern.match(self._text)
+                if match:
+                    at = match.start(1)
+                    break
+        if at < 0:
+            return None
+        try:
+            first = self._starts.index(at)
+        except ValueError:
+            return None  # the trigger starts inside a token: the grammar cannot take half a token
+        return self._tokens[first:]
+
+
 # llama_token_data as numpy sees it: a candidates array built from the logits in one copy.
 _CANDIDATE = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 
@@ -250,7 +304,7 @@ class Sampler:
     the ban once more: whatever the samplers do, a banned token is never emitted."""
 
     def __init__(self, model: NativeModel, config: SamplingConfig, banned: list[int],
-                 grammar: str | None = None) -> None:
+                 grammar: str | None = None, *, trigger: GrammarTrigger | None = None) -> None:
         lib = model._lib
         self._lib = lib
         self._n_vocab = model.n_vocab
@@ -265,6 +319,8 @@ class Sampler:
             self._free_grammar = weakref.finalize(self, lib.llama_sampler_free, self._grammar)
             self._free_grammar.atexit = False
             self._ids = np.arange(model.n_vocab, dtype=np.int32)
+        # A lazy grammar: free text until its trigger, then the grammar (None: it holds from the start).
+        self._waiting = _GrammarStart(model, trigger) if grammar is not None and trigger is not None else None
         # Plain greedy (no penalties) is an argmax over the logits; numpy does it in ~0.1 ms, where
         # llama.cpp first builds a candidate array of the whole vocabulary (~1 ms for 262k tokens,
         # ~10 % of a 4-sequence step here). Same choice: the first maximum, banned tokens excluded.
@@ -311,8 +367,15 @@ class Sampler:
         """Draw (and accept) the next token from the logits at batch index ``index``."""
         if self._argmax_only:
             return self._best_allowed(ctx, index)
+        if self._waiting is not None:
+            token = self._sample_free(ctx, index)
+            self._maybe_start_grammar(token)
+            return token
         if self._grammar is not None:
             return self._sample_in_grammar(ctx, index)
+        return self._sample_free(ctx, index)
+
+    def _sample_free(self, ctx: NativeContext, index: int) -> int:
         token = int(self._lib.llama_sampler_sample(self.ptr, ctx.ptr, index))
         if token in self._banned_set:
             # Only when the chain's arithmetic broke down (NaN or infinite logits): the ban has the
@@ -320,6 +383,18 @@ class Sampler:
             token = self._best_allowed(ctx, index)
             self._lib.llama_sampler_accept(self.ptr, token)
         return token
+
+    def _maybe_start_grammar(self, token: int) -> None:
+        assert self._waiting is not None
+        tokens = self._waiting.feed(token)
+        if tokens is None:
+            return
+        for t in tokens:
+            if not self._allows(t):  # text the grammar does not start with: not a start after all
+                self._lib.llama_sampler_reset(self._grammar)
+                return
+            self._lib.llama_sampler_accept(self._grammar, t)
+        self._waiting = None
 
     def _sample_in_grammar(self, ctx: NativeContext, index: int) -> int:
         lib = self._lib

@@ -26,6 +26,13 @@ ANNOTATIONS = frozenset({
 FORMATS = frozenset({"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"})
 TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
 MAX_SCHEMA_CHARS = 65_536
+# Whitespace between JSON tokens: the converter shipped with llama-cpp-python allows one space, which
+# forbids the line breaks and indentation models like to write (a token such as "{\n" is then refused
+# and the grammar picks a less likely one). llama.cpp's current converter allows this, still bounded.
+# A character inside a JSON string: the shipped converter lets raw control characters through, which
+# JSON forbids (the output would not parse); llama.cpp's current converter excludes them as here.
+CHAR = r'[^"\\\x7F\x00-\x1F] | [\\] (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+SPACE = '| " " | "\\n"{1,2} [ \\t]{0,20}'
 # The converter writes a repetition bound out as that many nested rules: a bound of millions would
 # take the server's memory and time before a single token.
 MAX_REPETITION = 1024
@@ -90,19 +97,60 @@ def check_enforceable(schema: Any) -> None:
     _walk(schema, "")
 
 
+class GrammarBuilder:
+    """One GBNF grammar made of several schemas' rules and rules of its own (a tool call wraps a
+    function's arguments schema in the model's call syntax). One converter for all: shared rules
+    (``space``, ``string``) are written once, and each schema's local ``$ref`` resolve inside it."""
+
+    def __init__(self) -> None:
+        from llama_cpp import llama_grammar
+
+        converter: Any = llama_grammar.SchemaConverter  # untyped upstream
+        self._converter: Any = converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+        self._converter._rules["space"] = SPACE
+        self._shipped_char = llama_grammar.PRIMITIVE_RULES["char"].content
+        self._own: dict[str, str] = {}
+
+    def schema(self, schema: Any, name: str) -> str:
+        """Add the rules of the JSON documents ``schema`` accepts; returns the rule that matches one.
+        ``SchemaNotEnforceable`` (naming the keyword, relative to ``schema``) when it cannot be enforced."""
+        text = json.dumps(schema)
+        if len(text) > MAX_SCHEMA_CHARS:
+            raise SchemaNotEnforceable("schema", f"{len(text)} characters of JSON; at most {MAX_SCHEMA_CHARS}")
+        check_enforceable(schema)
+        try:
+            # A copy: resolving rewrites every $ref in place, and the schema is the client's.
+            resolved = self._converter.resolve_refs(json.loads(text), name or "root")
+            return str(self._converter.visit(resolved, name))
+        except Exception as exc:  # noqa: BLE001 - third-party code on client input: any failure is the schema's
+            # The converter's own refusals (a regular expression it cannot translate, a dangling $ref).
+            raise SchemaNotEnforceable("schema", f"cannot be turned into a grammar: {exc}") from None
+
+    def rule(self, name: str, body: str) -> str:
+        """Add a rule of raw GBNF; returns its name."""
+        self._own[name] = body
+        return name
+
+    def grammar(self) -> str:
+        rules = self._converter._rules
+        for name, body in rules.items():
+            if body == self._shipped_char:  # "char", or "char0" beside a client's own "char" definition
+                rules[name] = CHAR
+        own = "\n".join(f"{name} ::= {body}" for name, body in self._own.items())
+        return f"{own}\n{self._converter.format_grammar()}" if own else str(self._converter.format_grammar())
+
+
+def gbnf_literal(text: str) -> str:
+    """``text`` as a GBNF string literal."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return '"' + escaped.replace("\t", "\\t") + '"'
+
+
 def json_schema_grammar(schema: Any) -> str:
     """The GBNF grammar of JSON documents that ``schema`` accepts; ``SchemaNotEnforceable`` otherwise."""
-    text = json.dumps(schema)
-    if len(text) > MAX_SCHEMA_CHARS:
-        raise SchemaNotEnforceable("schema", f"{len(text)} characters of JSON; at most {MAX_SCHEMA_CHARS}")
-    check_enforceable(schema)
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    try:
-        return str(json_schema_to_gbnf(text))
-    except Exception as exc:  # noqa: BLE001 - third-party code on client input: any failure is the schema's
-        # The converter's own refusals (a regular expression it cannot translate, a dangling $ref).
-        raise SchemaNotEnforceable("schema", f"cannot be turned into a grammar: {exc}") from None
+    builder = GrammarBuilder()
+    builder.schema(schema, "")  # the unnamed schema's rule is "root"
+    return builder.grammar()
 
 
 def json_object_grammar() -> str:

@@ -64,6 +64,8 @@ class Admitted:
 
 Tokenize = Callable[[LlamaModel, GenerationParams], list[int]]
 """A request's prompt tokens on a model (a chat may be shortened to leave its answer room)."""
+OnModel = Callable[[LlamaModel, GenerationParams], GenerationParams]
+"""A request's parameters made for the model it reached (a tool grammar in that model's call syntax)."""
 TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 30, 40, 50, 75, 100, 150, 200, 400)
 
 
@@ -78,8 +80,10 @@ def timings(stats: GenerationStats) -> Timings:
     )
 
 
-def _prepare(llama: LlamaModel, tokenize: Tokenize, params: GenerationParams) -> PreparedJob:
+def _prepare(llama: LlamaModel, tokenize: Tokenize, params: GenerationParams, on_model: OnModel | None) -> PreparedJob:
     """The engine job for ``params`` on ``llama`` (a worker thread): every check that can fail, here."""
+    if on_model is not None:
+        params = on_model(llama, params)
     prompt = tokenize(llama, params)
     if params.max_tokens.requested is None:
         llama.engine.check_fits(len(prompt), 1)  # an empty or too-long prompt, before "what fits" is cut
@@ -88,6 +92,7 @@ def _prepare(llama: LlamaModel, tokenize: Tokenize, params: GenerationParams) ->
         prompt=prompt, max_tokens=params.max_tokens.resolve(len(prompt), llama.n_ctx), sampling=params.sampling,
         stop=params.stop + (llama.chat_stops() if params.chat else ()),
         cache_prompt=cache_prompt, isolated=not cache_prompt, grammar=params.grammar,
+        grammar_trigger=params.grammar_trigger,
     )
     with llama_errors() as errors:
         try:
@@ -122,7 +127,8 @@ class GenerationServing:
             m.histogram("decode_tokens_per_second", "per-request decode speed after the first token", ["model"],
                         TOKENS_PER_SECOND_BUCKETS).labels(model).observe(stats.tokens_per_second)
 
-    async def admit(self, model: str | None, tokenize: Tokenize, params: GenerationParams) -> Admitted:
+    async def admit(self, model: str | None, tokenize: Tokenize, params: GenerationParams,
+                    on_model: OnModel | None = None) -> Admitted:
         """Find the model, tokenize, prepare the engine job and queue it; raises the typed 4xx/5xx
         errors before any response."""
         lease = await self.registry.acquire(model)  # released by Admitted.close, or below on a refusal
@@ -132,7 +138,7 @@ class GenerationServing:
             # Tokenizing and building the sampler beside running decodes is safe: they read only the
             # vocabulary. peek() counts the thread as inside the model, so shutdown does not free the
             # model under it.
-            prepared = await lease.model.guard.peek(_prepare, llama, tokenize, params)
+            prepared = await lease.model.guard.peek(_prepare, llama, tokenize, params, on_model)
             generation = llama.engine.enqueue(prepared)
         except BaseException:
             lease.release()

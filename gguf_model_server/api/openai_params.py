@@ -35,7 +35,8 @@ class StreamOptions(RequestModel):
 
 # OpenAI parameters that would change the result but this server does not implement: a request that
 # sets one gets 400 "not supported" rather than an answer that silently ignores it. Values that
-# change nothing (false, null, 0, empty, {"type": "text"}, tool_choice "none") are accepted.
+# change nothing (false, null, 0, empty, {"type": "text"}, tool_choice "none") are accepted. A family
+# that implements one declares it as a field (chat: tools, tool_choice), so it is never an extra.
 UNSUPPORTED_OPENAI = ("logprobs", "top_logprobs", "echo", "tools", "tool_choice", "functions",
                       "function_call", "logit_bias", "suffix", "best_of", "modalities", "audio", "prediction")
 
@@ -99,7 +100,7 @@ def _describe_extras(schema: dict[str, Any], cls: Any) -> None:
         f"{(cls.__doc__ or '').strip()}\n\nOther fields are accepted and ignored (logged): at most "
         f"{MAX_EXTRA_FIELDS} of them, names of at most {MAX_EXTRA_NAME_CHARS} characters, each value at most "
         f"{MAX_EXTRA_JSON_CHARS} characters of JSON. OpenAI parameters that would change the result but are not "
-        "implemented (logprobs, tools, logit_bias, ...) are refused with 400.").strip()
+        "implemented (logprobs, logit_bias, ...) are refused with 400.").strip()
 
 
 class JsonSchemaFormat(BaseModel):

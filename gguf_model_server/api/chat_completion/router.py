@@ -28,6 +28,6 @@ def chat_completion_router() -> APIRouter:
             stream.headers.update(headers)
             return stream
         response.headers.update(headers)
-        return await serving.chat(admitted, request)
+        return await serving.chat(admitted, req, request)
 
     return router

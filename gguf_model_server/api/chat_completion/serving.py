@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from fastapi import Request
 
@@ -16,7 +16,11 @@ from gguf_model_server.api.chat_completion.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
     ChatDelta,
+    FunctionCallDelta,
+    ResponseToolCall,
+    ToolCallDelta,
 )
+from gguf_model_server.api.chat_completion.tool_use import ToolAnswer, ToolUse, finish_reason
 from gguf_model_server.api.generation import Admitted, GenerationServing, GenerationStream, timings
 from gguf_model_server.api.openai_params import check_openai_params, include_usage
 from gguf_model_server.api.protocol import Usage
@@ -33,6 +37,9 @@ class ChatServing(GenerationServing):
     async def admit_chat(self, req: ChatCompletionRequest) -> Admitted:
         check_openai_params(req)
         for i, message in enumerate(req.messages):
+            if message.tool_calls and message.role != "assistant":
+                raise BadRequest(f"messages.{i}: only assistant messages carry tool_calls (this one is "
+                                 f"'{message.role}')", param=f"messages.{i}.tool_calls")
             for part in message.content if isinstance(message.content, list) else ():
                 if part.type != "text":
                     what = {"image_url": "image input", "input_audio": "audio input", "file": "file input"}.get(
@@ -42,12 +49,21 @@ class ChatServing(GenerationServing):
                 if part.text is None:
                     raise BadRequest(f"messages.{i}.content: a text part without 'text'", param=f"messages.{i}.content")
         messages = [m.as_llama() for m in req.messages]
+        tool_use = ToolUse.of(req)
+        tools = list(tool_use.for_template) if tool_use is not None else None
 
         def tokenize(llama: LlamaModel, params: GenerationParams) -> list[int]:
             # Room to answer in, should the chat have to be shortened to fit.
-            return llama.tokenize_chat_within(messages, params.max_tokens.reserve(llama.n_ctx))
+            return llama.tokenize_chat_within(messages, params.max_tokens.reserve(llama.n_ctx), tools)
 
-        return await self.admit(req.model or self.default_chat_model(), tokenize, req.generation_params())
+        return await self.admit(req.model or self.default_chat_model(), tokenize, req.generation_params(),
+                                on_model=tool_use.on_model if tool_use is not None else None)
+
+    @staticmethod
+    def tool_answer(admitted: Admitted, req: ChatCompletionRequest) -> ToolAnswer | None:
+        """The parser of this chat's answer when it may hold tool calls."""
+        tool_use = ToolUse.of(req)
+        return None if tool_use is None else ToolAnswer(admitted.llama.tool_format().parser(tool_use.functions))
 
     def default_chat_model(self) -> str | None:
         """A chat without ``model`` goes to the first ready model with a chat template of its own (a
@@ -60,11 +76,18 @@ class ChatServing(GenerationServing):
         return self.registry.default_for(has_template) if any(map(has_template, self.registry.models.values())) \
             else None
 
-    async def chat(self, admitted: Admitted, request: Request) -> ChatCompletionResponse:
+    async def chat(self, admitted: Admitted, req: ChatCompletionRequest, request: Request) -> ChatCompletionResponse:
+        answer = self.tool_answer(admitted, req)
         text, stats = await self.complete(admitted, request)
+        message = AssistantMessage(content=text)
+        if answer is not None:
+            items = answer.feed(text) + answer.finish()
+            calls = [item for item in items if isinstance(item, ResponseToolCall)]
+            content = "".join(item for item in items if isinstance(item, str)).strip()
+            message = AssistantMessage(content=content or None, tool_calls=calls or None)
         return ChatCompletionResponse(
             id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=admitted.model,
-            choices=[ChatChoice(index=0, message=AssistantMessage(content=text), finish_reason=stats.finish_reason)],
+            choices=[ChatChoice(index=0, message=message, finish_reason=finish_reason(stats.finish_reason, answer))],
             usage=Usage.of(stats), timings=timings(stats),
         )
 
@@ -75,13 +98,32 @@ class ChatServing(GenerationServing):
             return ChatCompletionChunk(id=ident, created=created, model=admitted.model,
                                        choices=[ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason)])
 
+        answer = self.tool_answer(admitted, req)
+        calls = 0
+
+        def deltas(items: list[str | ResponseToolCall]) -> Iterator[ChatCompletionChunk]:
+            nonlocal calls
+            for item in items:
+                if isinstance(item, str):
+                    yield chunk(ChatDelta(content=item))
+                    continue
+                # A call is sent whole, in one delta (name and arguments), once its text is complete.
+                yield chunk(ChatDelta(tool_calls=[ToolCallDelta(
+                    index=calls, id=item.id, type="function",
+                    function=FunctionCallDelta(name=item.function.name, arguments=item.function.arguments))]))
+                calls += 1
+
         async def events() -> AsyncIterator[ChatCompletionChunk]:
             yield chunk(ChatDelta(role="assistant", content=""))
             async for item in self.events(admitted):
                 if not isinstance(item, GenerationStats):
-                    yield chunk(ChatDelta(content=item))
+                    for event in deltas(answer.feed(item) if answer is not None else [item]):
+                        yield event
                     continue
-                yield chunk(ChatDelta(), item.finish_reason)
+                if answer is not None:
+                    for event in deltas(answer.finish()):
+                        yield event
+                yield chunk(ChatDelta(), finish_reason(item.finish_reason, answer))
                 if include_usage(req):
                     yield ChatCompletionChunk(id=ident, created=created, model=admitted.model, choices=[],
                                               usage=Usage.of(item), timings=timings(item))
