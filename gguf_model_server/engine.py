@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from gguf_model_server.generation_params import GrammarTrigger, SamplingConfig
 from gguf_model_server.llama_native import (
     Batch,
@@ -31,6 +33,7 @@ from gguf_model_server.llama_native import (
     NativeModel,
     Sampler,
 )
+from gguf_model_server.logprobs import TokenLogprob, token_logprob
 from gguf_model_server.text_output import TextOutput
 from serving_core.compute import ComputeSlots
 from serving_core.errors import BadRequest, ModelFailed, Overloaded, ServerShuttingDown, ServingError
@@ -74,6 +77,7 @@ class GenerationRequest:
     isolated: bool = False
     grammar: str | None = None  # GBNF (root rule "root"); compiled in ``prepare``
     grammar_trigger: GrammarTrigger | None = None  # a lazy grammar's start; None: it holds from the first token
+    logprobs: int | None = None  # report each token's logprob and this many alternatives; None: off
 
 
 @dataclass(frozen=True)
@@ -107,12 +111,14 @@ class Generation:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._queue: asyncio.Queue[str | GenerationStats | BaseException] = asyncio.Queue()
+        self._queue: asyncio.Queue[str | TokenLogprob | GenerationStats | BaseException] = asyncio.Queue()
         self.cancelled = False
         self.stats: GenerationStats | None = None
+        self.logprobs: list[TokenLogprob] = []  # one per token generated so far (when asked for)
+        self._logprobs_taken = 0
 
     # engine thread side
-    def _push(self, item: str | GenerationStats | BaseException) -> None:
+    def _push(self, item: str | TokenLogprob | GenerationStats | BaseException) -> None:
         with contextlib.suppress(RuntimeError):  # a closed event loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
 
@@ -120,7 +126,8 @@ class Generation:
         self.cancelled = True
 
     async def pieces(self) -> AsyncIterator[str]:
-        """Text as it is generated (never a partial character or part of a stop string)."""
+        """Text as it is generated (never a partial character or part of a stop string). The tokens'
+        logprobs, when asked for, arrive before the text they make (``take_logprobs``)."""
         while True:
             item = await self._queue.get()
             if isinstance(item, GenerationStats):
@@ -128,7 +135,16 @@ class Generation:
                 return
             if isinstance(item, BaseException):
                 raise item
+            if isinstance(item, TokenLogprob):
+                self.logprobs.append(item)
+                continue
             yield item
+
+    def take_logprobs(self) -> list[TokenLogprob]:
+        """The logprobs that arrived since the last call (a stream sends them with its next piece)."""
+        new = self.logprobs[self._logprobs_taken:]
+        self._logprobs_taken = len(self.logprobs)
+        return new
 
     async def text(self) -> str:
         """The whole text, after the generation finished."""
@@ -208,6 +224,7 @@ class Engine:
         self._cv = threading.Condition()
         self._stopping = False
         self._banned = banned  # tokens never to sample (computed once, on first use)
+        self._banned_ids: np.ndarray | None = None
         self.request_times = CallTimes()
         self.failure: str | None = None  # set if the loop died: the model then answers 503, not "shutting down"
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
@@ -347,6 +364,15 @@ class Engine:
         else:
             self._fail_all(ServerShuttingDown("the server is shutting down; the generation was stopped"))
 
+    def _token_bytes(self, token: int) -> bytes:
+        # An end-of-generation token among the alternatives is named (<|im_end|>), not shown as "".
+        return self.model.piece(token) or self.model.token_text(token).encode()
+
+    def _banned_array(self) -> np.ndarray:
+        if self._banned_ids is None:
+            self._banned_ids = np.asarray(self._banned(), dtype=np.intp)
+        return self._banned_ids
+
     def _fail_all(self, exc: ServingError) -> None:
         with self._cv:
             self._stopping = True
@@ -462,6 +488,9 @@ class Engine:
             self._finish(slot, job, "stop", now)
             return
         job.sampled.append(token)
+        if job.request.logprobs is not None:
+            job.handle._push(token_logprob(self.ctx.logits(slot.logits_at, self.model.n_vocab), token,
+                                           job.request.logprobs, self._banned_array(), self._token_bytes))
         text = job.output.feed(self.model.piece(token))
         if text:
             job.handle._push(text)

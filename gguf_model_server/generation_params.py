@@ -84,3 +84,4 @@ class GenerationParams:
     chat: bool = False  # a chat: the model's own chat stop strings apply too
     grammar: str | None = None  # GBNF every token must follow (root rule "root")
     grammar_trigger: GrammarTrigger | None = None  # None: the grammar holds from the first token
+    logprobs: int | None = None  # each token's logprob and this many alternatives (0: none); None: off

@@ -37,10 +37,10 @@ def test_top_k_1_samples_the_greedy_text(server) -> None:
 
 
 @pytest.mark.parametrize(("route", "extra", "param"), [
-    ("/v1/completions", {"logprobs": 3}, "logprobs"),
+    ("/v1/completions", {"logit_bias": {"1": 5}}, "logit_bias"),
     ("/v1/completions", {"echo": True}, "echo"),
     ("/v1/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-    ("/v1/chat/completions", {"logprobs": True, "top_logprobs": 2}, "logprobs"),
+    ("/v1/chat/completions", {"functions": [{"name": "f"}]}, "functions"),
 ])
 def test_openai_parameters_that_would_change_the_result_get_400(server, route, extra, param) -> None:
     body = {"model": "tiny-a", "max_tokens": 2, **extra}

@@ -92,7 +92,7 @@ def _prepare(llama: LlamaModel, tokenize: Tokenize, params: GenerationParams, on
         prompt=prompt, max_tokens=params.max_tokens.resolve(len(prompt), llama.n_ctx), sampling=params.sampling,
         stop=params.stop + (llama.chat_stops() if params.chat else ()),
         cache_prompt=cache_prompt, isolated=not cache_prompt, grammar=params.grammar,
-        grammar_trigger=params.grammar_trigger,
+        grammar_trigger=params.grammar_trigger, logprobs=params.logprobs,
     )
     with llama_errors() as errors:
         try:

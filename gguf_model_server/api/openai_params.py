@@ -37,7 +37,7 @@ class StreamOptions(RequestModel):
 # sets one gets 400 "not supported" rather than an answer that silently ignores it. Values that
 # change nothing (false, null, 0, empty, {"type": "text"}, tool_choice "none") are accepted. A family
 # that implements one declares it as a field (chat: tools, tool_choice), so it is never an extra.
-UNSUPPORTED_OPENAI = ("logprobs", "top_logprobs", "echo", "tools", "tool_choice", "functions",
+UNSUPPORTED_OPENAI = ("echo", "tools", "tool_choice", "functions",
                       "function_call", "logit_bias", "suffix", "best_of", "modalities", "audio", "prediction")
 
 
@@ -100,7 +100,7 @@ def _describe_extras(schema: dict[str, Any], cls: Any) -> None:
         f"{(cls.__doc__ or '').strip()}\n\nOther fields are accepted and ignored (logged): at most "
         f"{MAX_EXTRA_FIELDS} of them, names of at most {MAX_EXTRA_NAME_CHARS} characters, each value at most "
         f"{MAX_EXTRA_JSON_CHARS} characters of JSON. OpenAI parameters that would change the result but are not "
-        "implemented (logprobs, logit_bias, ...) are refused with 400.").strip()
+        "implemented (echo, logit_bias, ...) are refused with 400.").strip()
 
 
 class JsonSchemaFormat(BaseModel):
@@ -201,11 +201,17 @@ class OpenAIParams(RequestModel, ExtraSampling):
         """The answer length the client asked for, if any (each family says which fields ask)."""
         raise NotImplementedError
 
+    def requested_logprobs(self) -> int | None:
+        """How many alternatives per token the client asked logprobs for (0: the chosen token's only);
+        None: no logprobs (each family says which fields ask)."""
+        raise NotImplementedError
+
     def generation_params(self) -> GenerationParams:
         return GenerationParams(sampling=self.sampling(), stop=stop_tuple(self.stop), cache_prompt=self.cache_prompt,
                                 max_tokens=MaxTokens(self.requested_max_tokens(), self.DEFAULT_MAX_TOKENS),
                                 chat=self.CHAT,
-                                grammar=self.response_format.grammar() if self.response_format else None)
+                                grammar=self.response_format.grammar() if self.response_format else None,
+                                logprobs=self.requested_logprobs())
 
     def unsupported(self) -> list[str]:
         """The result-changing parameters this request sets that the server does not implement."""

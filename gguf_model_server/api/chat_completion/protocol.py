@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gguf_model_server.api.openai_params import OpenAIParams
 from gguf_model_server.api.protocol import MAX_CHAT_MESSAGES, MAX_TOKENS_LIMIT, RequestModel, Timings, Usage
 from gguf_model_server.generation_params import CHAT_DEFAULT_MAX_TOKENS
+from gguf_model_server.logprobs import MAX_TOP_LOGPROBS, TokenChoice, TokenLogprob
 from serving_core.schema_types import Text
 
 
@@ -133,10 +134,17 @@ class ChatCompletionRequest(OpenAIParams):
         "one; {'type': 'function', 'function': {'name': ...}}: it calls that one; 'none': it answers in text. "
         "The arguments of every call follow the function's parameters schema (enforced by a grammar)")
     parallel_tool_calls: bool = Field(default=True, description="more than one call in one answer")
+    logprobs: bool = Field(default=False, description="each generated token's log-probability: the model's raw "
+                           "distribution, before penalties, temperature and grammar")
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS,
+                                     description="with logprobs: this many most likely alternatives per token")
 
     def requested_max_tokens(self) -> int | None:
         """The limit the client set (``max_completion_tokens`` wins, as in OpenAI's API), if any."""
         return self.max_completion_tokens or self.max_tokens
+
+    def requested_logprobs(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class ResponseToolCall(BaseModel):
@@ -151,10 +159,34 @@ class AssistantMessage(BaseModel):
     tool_calls: list[ResponseToolCall] | None = None
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+    @classmethod
+    def of(cls, choice: TokenChoice) -> TopLogprob:
+        return cls(token=choice.text, logprob=choice.logprob, bytes=list(choice.piece))
+
+
+class ChatTokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    content: list[ChatTokenLogprob] | None
+    refusal: None = None
+
+    @classmethod
+    def of(cls, entries: list[TokenLogprob]) -> ChatLogprobs:
+        return cls(content=[ChatTokenLogprob(**TopLogprob.of(e.chosen).model_dump(),
+                                             top_logprobs=[TopLogprob.of(a) for a in e.top]) for e in entries])
+
+
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
     finish_reason: str | None
 
 
@@ -189,7 +221,7 @@ class ChatDelta(BaseModel):
 class ChatChunkChoice(BaseModel):
     index: int
     delta: ChatDelta
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
     finish_reason: str | None = None
 
 

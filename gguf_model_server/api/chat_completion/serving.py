@@ -16,6 +16,7 @@ from gguf_model_server.api.chat_completion.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
     ChatDelta,
+    ChatLogprobs,
     FunctionCallDelta,
     ResponseToolCall,
     ToolCallDelta,
@@ -36,6 +37,8 @@ class ChatServing(GenerationServing):
 
     async def admit_chat(self, req: ChatCompletionRequest) -> Admitted:
         check_openai_params(req)
+        if req.top_logprobs is not None and not req.logprobs:
+            raise BadRequest("top_logprobs needs logprobs: true", param="top_logprobs")
         for i, message in enumerate(req.messages):
             if message.tool_calls and message.role != "assistant":
                 raise BadRequest(f"messages.{i}: only assistant messages carry tool_calls (this one is "
@@ -85,9 +88,11 @@ class ChatServing(GenerationServing):
             calls = [item for item in items if isinstance(item, ResponseToolCall)]
             content = "".join(item for item in items if isinstance(item, str)).strip()
             message = AssistantMessage(content=content or None, tool_calls=calls or None)
+        logprobs = ChatLogprobs.of(admitted.generation.logprobs) if req.logprobs else None
         return ChatCompletionResponse(
             id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=admitted.model,
-            choices=[ChatChoice(index=0, message=message, finish_reason=finish_reason(stats.finish_reason, answer))],
+            choices=[ChatChoice(index=0, message=message, logprobs=logprobs,
+                                finish_reason=finish_reason(stats.finish_reason, answer))],
             usage=Usage.of(stats), timings=timings(stats),
         )
 
@@ -95,8 +100,11 @@ class ChatServing(GenerationServing):
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
         def chunk(delta: ChatDelta, finish_reason: str | None = None) -> ChatCompletionChunk:
-            return ChatCompletionChunk(id=ident, created=created, model=admitted.model,
-                                       choices=[ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason)])
+            # Each chunk carries the logprobs of the tokens that arrived since the last one (the text
+            # of a token held back, or of a tool call, goes out later: its logprob may come first).
+            logprobs = ChatLogprobs.of(admitted.generation.take_logprobs()) if req.logprobs else None
+            return ChatCompletionChunk(id=ident, created=created, model=admitted.model, choices=[
+                ChatChunkChoice(index=0, delta=delta, logprobs=logprobs, finish_reason=finish_reason)])
 
         answer = self.tool_answer(admitted, req)
         calls = 0

@@ -25,6 +25,6 @@ def completion_router() -> APIRouter:
             stream.headers.update(headers)
             return stream
         response.headers.update(headers)
-        return await serving.completion(admitted, request)
+        return await serving.completion(admitted, req, request)
 
     return router
