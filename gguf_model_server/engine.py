@@ -167,11 +167,29 @@ class PreparedJob:
         self.sampler.close()
 
 
-@dataclass
+@dataclass(eq=False)
+class _Group:
+    """The choices of one request (``n``): the leader evaluates the prompt, and each other choice
+    starts from a copy of its KV (``llama_memory_seq_cp``) instead of evaluating it again."""
+
+    leader: _Job
+    leader_slot: _Slot | None = None  # where the leader runs, once admitted
+
+    def ready_for(self, job: _Job) -> bool:
+        """Whether ``job`` may start: the leader itself, or another choice once the leader's prompt
+        is evaluated (or the leader is gone: then it evaluates the prompt itself)."""
+        if job is self.leader or self.leader.handle.cancelled:  # a leader dropped unstarted leads nobody
+            return True
+        slot = self.leader_slot
+        return slot is not None and (slot.job is not self.leader or slot.state is SlotState.GENERATING)
+
+
+@dataclass(eq=False)
 class _Job:
     prepared: PreparedJob
     handle: Generation
     submitted: float
+    group: _Group | None = None
     admitted: float = 0.0
     first_token: float = 0.0
     output: TextOutput | None = None
@@ -256,13 +274,13 @@ class Engine:
         waves = (len(self._pending) // max(1, len(self._slots))) + 1
         return self.request_times.retry_after(waves)
 
-    def check_admission(self) -> None:
-        """Raise now if a new request could not be taken: shutting down (503) or queue full (429)."""
+    def check_admission(self, jobs: int = 1) -> None:
+        """Raise now if ``jobs`` new jobs could not be taken: shutting down (503) or queue full (429)."""
         if self.failure is not None:
             raise ModelFailed(f"model '{self.name}' is unavailable: {self.failure}")
         if self._stopping:
             raise ServerShuttingDown(f"the server is shutting down; model '{self.name}' takes no new requests")
-        busy = self.active + len(self._pending)
+        busy = self.active + len(self._pending) + jobs - 1
         if busy >= len(self._slots) + self.max_waiting:
             raise Overloaded(f"model '{self.name}' is busy: {len(self._slots)} sequences running and "
                              f"{len(self._pending)} requests waiting; retry in about {self.retry_after():.0f} s",
@@ -281,16 +299,31 @@ class Engine:
     def enqueue(self, prepared: PreparedJob) -> Generation:
         """Queue a prepared job (on the event loop); 429/503 now if it cannot be taken, its sampler
         freed then."""
-        handle = Generation(asyncio.get_running_loop())
+        return self.enqueue_choices([prepared])[0]
+
+    def enqueue_choices(self, prepared: list[PreparedJob]) -> list[Generation]:
+        """Queue the jobs of one request's choices (same prompt) together: the first evaluates the
+        prompt, the others copy its KV. At most one per sequence (``parallel``)."""
+        loop = asyncio.get_running_loop()
+        now = time.perf_counter()
+        jobs = [_Job(prepared=p, handle=Generation(loop), submitted=now) for p in prepared]
+        if len(jobs) > 1:
+            group = _Group(leader=jobs[0])
+            for job in jobs:
+                job.group = group
         with self._cv:
             try:
-                self.check_admission()
+                if len(jobs) > len(self._slots):
+                    raise BadRequest(f"n={len(jobs)} choices, but model '{self.name}' runs at most "
+                                     f"{len(self._slots)} sequences at once (options.parallel); lower n", param="n")
+                self.check_admission(len(jobs))
             except ServingError:
-                prepared.close()
+                for p in prepared:
+                    p.close()
                 raise
-            self._pending.append(_Job(prepared=prepared, handle=handle, submitted=time.perf_counter()))
+            self._pending.extend(jobs)
             self._cv.notify()
-        return handle
+        return [job.handle for job in jobs]
 
     def submit(self, request: GenerationRequest) -> Generation:
         """``prepare`` and ``enqueue`` in one call, on the event loop (tests and tools)."""
@@ -394,7 +427,11 @@ class Engine:
             free = [s for s in self._slots if s.state is SlotState.IDLE]
             if not free:
                 return
-            job = self._pending.popleft()
+            # The first waiting job that may start (a choice waits for its leader's prompt).
+            job = next((j for j in self._pending if j.group is None or j.group.ready_for(j)), None)
+            if job is None:
+                return
+            self._pending.remove(job)
             if job.handle.cancelled:
                 job.prepared.close()
                 continue
@@ -404,11 +441,18 @@ class Engine:
             slot.job = job
             slot.state = SlotState.STARTED
             slot.next_token = -1
+            if job.group is not None and job.group.leader is job:
+                job.group.leader_slot = slot
 
     def _start_prompt(self, slot: _Slot, job: _Job) -> None:
         """First step of a job: reuse the slot's matching KV prefix, set up its text output."""
         prompt = job.request.prompt
         keep = _common_prefix(slot.cache, prompt) if job.request.cache_prompt else 0
+        source = job.group.leader_slot if job.group is not None and job.group.leader is not job else None
+        if source is not None and source is not slot and _common_prefix(source.cache, prompt) > keep:
+            self.ctx.copy_sequence(source.seq, slot.seq)  # the choice starts from the leader's prompt
+            slot.cache = list(source.cache)
+            keep = _common_prefix(slot.cache, prompt)
         keep = min(keep, len(prompt) - 1)  # the last prompt token is evaluated again for its logits
         if not self.ctx.forget(slot.seq, keep):
             keep = 0  # this model's memory cannot be cut part-way: the sequence was dropped whole
@@ -425,9 +469,11 @@ class Engine:
             if slot.job is not None and slot.job.handle.cancelled:
                 self._release(slot)
         slots = [s for s in self._slots if s.job is not None]
-        isolated = next((s for s in slots if s.job and s.job.request.isolated), None)
-        if isolated is not None:
-            slots = [isolated]  # an isolated request's decodes hold only its own tokens
+        isolated = next((s.job for s in slots if s.job and s.job.request.isolated), None)
+        if isolated is not None:  # an isolated request's decodes hold only its own tokens (its choices')
+            group = isolated.group
+            slots = [s for s in slots if s.job is isolated or (group is not None and s.job is not None
+                                                                and s.job.group is group)]
         for slot in slots:
             if slot.generating and batch.free:
                 slot.logits_at = batch.add(slot.next_token, slot.n_past, slot.seq, True)

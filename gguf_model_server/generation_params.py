@@ -85,3 +85,4 @@ class GenerationParams:
     grammar: str | None = None  # GBNF every token must follow (root rule "root")
     grammar_trigger: GrammarTrigger | None = None  # None: the grammar holds from the first token
     logprobs: int | None = None  # each token's logprob and this many alternatives (0: none); None: off
+    n: int = 1  # choices: independent samples of the same prompt (seeds seed, seed + 1, ...)

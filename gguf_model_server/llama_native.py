@@ -175,6 +175,11 @@ class NativeContext:
         self._lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
         return False
 
+    def copy_sequence(self, src: int, dst: int) -> None:
+        """Make sequence ``dst`` hold ``src``'s KV. Whole sequences only: with a stream per sequence
+        llama.cpp copies the buffer (at the next decode) and asserts that no range was given."""
+        self._lib.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
+
     def abort_decodes(self) -> None:
         """Make every decode from now on return "aborted" (shutdown).
 

@@ -72,9 +72,9 @@ def test_sdk_sees_503_for_failed_model(client) -> None:
     assert exc.value.status_code == 503
 
 
-def test_sdk_sees_not_supported_for_n_and_image_parts(client) -> None:
-    with pytest.raises(openai.BadRequestError, match="not supported: n=2"):
-        client.chat.completions.create(model="tiny-a", n=2, max_tokens=2, messages=[{"role": "user", "content": "hi"}])
+def test_sdk_sees_too_many_choices_and_image_parts_refused(client) -> None:
+    with pytest.raises(openai.BadRequestError, match="options.parallel"):
+        client.chat.completions.create(model="tiny-a", n=64, max_tokens=2, messages=[{"role": "user", "content": "hi"}])
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
     with pytest.raises(openai.BadRequestError, match="not supported: image input"):
         client.chat.completions.create(model="tiny-a", max_tokens=2, messages=[

@@ -246,11 +246,11 @@ def test_content_parts_other_than_text_are_400_not_supported(tiny_server) -> Non
     assert r.json()["error"]["param"] == "messages.0.content"
 
 
-def test_n_other_than_1_is_400_not_supported(tiny_server) -> None:
+def test_n_choices_on_both_openai_families(tiny_server) -> None:
     for route, body in (("/v1/completions", {"prompt": "the"}),
                         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})):
-        r = tiny_server.client.post(route, json={"model": "tiny-a", "n": 2, **body})
-        assert "not supported: n=2" in assert_error(r, 400)
+        r = tiny_server.client.post(route, json={"model": "tiny-a", "n": 2, "max_tokens": 3, **body})
+        assert r.status_code == 200 and [c["index"] for c in r.json()["choices"]] == [0, 1]
 
 
 def test_unknown_routes_get_the_error_shape_and_a_pointer_to_the_docs(tiny_server) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -43,23 +44,41 @@ class ClientDisconnected(ServingError):
 
 @dataclass(frozen=True)
 class Admitted:
-    """A generation queued on a model's engine, holding its model's lease until ``close``."""
+    """A request's generations (one per choice, ``n``) queued on a model's engine, holding its model's
+    lease until ``close``."""
 
     model: str
     llama: LlamaModel
-    generation: Generation
+    generations: tuple[Generation, ...]
     prompt_tokens: int
     lease: Lease[LlamaModel]
 
+    @property
+    def generation(self) -> Generation:
+        """The first choice (the only one unless ``n`` > 1)."""
+        return self.generations[0]
+
     def cancel(self) -> None:
-        """Stop generating (the client went away); its sequence is free at the engine's next step."""
-        self.llama.engine.cancel(self.generation)
+        """Stop generating (the client went away); the sequences are free at the engine's next step."""
+        for generation in self.generations:
+            self.llama.engine.cancel(generation)
 
     def close(self) -> None:
         """The response is over: stop generating if it still is, and release the model."""
-        if self.generation.stats is None:
-            self.cancel()
+        for generation in self.generations:
+            if generation.stats is None:
+                self.llama.engine.cancel(generation)
         self.lease.release()
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One choice's whole answer."""
+
+    index: int
+    text: str
+    stats: GenerationStats
+    generation: Generation
 
 
 Tokenize = Callable[[LlamaModel, GenerationParams], list[int]]
@@ -80,7 +99,8 @@ def timings(stats: GenerationStats) -> Timings:
     )
 
 
-def _prepare(llama: LlamaModel, tokenize: Tokenize, params: GenerationParams, on_model: OnModel | None) -> PreparedJob:
+def _prepare(llama: LlamaModel, tokenize: Tokenize, params: GenerationParams,
+             on_model: OnModel | None) -> list[PreparedJob]:
     """The engine job for ``params`` on ``llama`` (a worker thread): every check that can fail, here."""
     if on_model is not None:
         params = on_model(llama, params)
@@ -94,13 +114,23 @@ def _prepare(llama: LlamaModel, tokenize: Tokenize, params: GenerationParams, on
         cache_prompt=cache_prompt, isolated=not cache_prompt, grammar=params.grammar,
         grammar_trigger=params.grammar_trigger, logprobs=params.logprobs,
     )
+    jobs: list[PreparedJob] = []
     with llama_errors() as errors:
         try:
-            return llama.engine.prepare(request)
+            for i in range(params.n):
+                seed = request.sampling.seed
+                # Independent choices: each its own seed (derived from the request's, so reproducible).
+                sampling = replace(request.sampling, seed=None if seed is None else (seed + i) % 2**32)
+                jobs.append(llama.engine.prepare(replace(request, sampling=sampling)))
         except GrammarError:
             reason = "; ".join(errors[-3:]) or "it does not parse"
             raise BadRequest(f"grammar: not valid GBNF (llama.cpp's parser: {reason}); the root rule is 'root'",
                              param="grammar") from None
+        finally:
+            if len(jobs) < params.n:
+                for job in jobs:
+                    job.close()
+    return jobs
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -139,20 +169,27 @@ class GenerationServing:
             # vocabulary. peek() counts the thread as inside the model, so shutdown does not free the
             # model under it.
             prepared = await lease.model.guard.peek(_prepare, llama, tokenize, params, on_model)
-            generation = llama.engine.enqueue(prepared)
+            generations = llama.engine.enqueue_choices(prepared)
         except BaseException:
             lease.release()
             raise
-        return Admitted(model=lease.name, llama=llama, generation=generation,
-                        prompt_tokens=len(prepared.request.prompt), lease=lease)
+        return Admitted(model=lease.name, llama=llama, generations=tuple(generations),
+                        prompt_tokens=len(prepared[0].request.prompt), lease=lease)
 
     async def complete(self, admitted: Admitted, request: Request) -> tuple[str, GenerationStats]:
-        """The whole text and its stats; a client that hangs up meanwhile frees its sequence at once.
-        The model's lease ends here."""
-        answer = asyncio.ensure_future(admitted.generation.text())
-        gone = asyncio.ensure_future(_until_disconnected(request))
+        """The whole text and its stats (one choice)."""
+        first = (await self.complete_choices(admitted, request))[0]
+        return first.text, first.stats
+
+    async def complete_choices(self, admitted: Admitted, request: Request) -> list[Finished]:
+        """Every choice's whole text and stats; a client that hangs up meanwhile frees the sequences at
+        once. The model's lease ends here."""
+        answer: asyncio.Future[list[str]] = asyncio.ensure_future(
+            asyncio.gather(*(g.text() for g in admitted.generations)))
+        gone: asyncio.Future[None] = asyncio.ensure_future(_until_disconnected(request))
+        waited: set[asyncio.Future[Any]] = {answer, gone}
         try:
-            await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
         finally:
             gone.cancel()
             if not answer.done():
@@ -160,14 +197,15 @@ class GenerationServing:
             admitted.close()
         if not answer.done() or answer.cancelled():
             raise ClientDisconnected("the client closed the connection; the generation was stopped")
-        text = answer.result()
-        stats = admitted.generation.stats
-        assert stats is not None
-        self._record(admitted.model, stats)
-        return text, stats
+        finished = []
+        for i, (text, generation) in enumerate(zip(answer.result(), admitted.generations, strict=True)):
+            assert generation.stats is not None
+            self._record(admitted.model, generation.stats)
+            finished.append(Finished(i, text, generation.stats, generation))
+        return finished
 
     async def events(self, admitted: Admitted) -> AsyncIterator[str | GenerationStats]:
-        """Text pieces, then the stats; leaving early (client gone) frees the sequence at once."""
+        """Text pieces, then the stats (one choice); leaving early (client gone) frees the sequence at once."""
         try:
             async for piece in admitted.generation.pieces():
                 yield piece
@@ -176,6 +214,42 @@ class GenerationServing:
             self._record(admitted.model, stats)
             yield stats
         finally:
+            admitted.cancel()
+
+    async def choice_events(self, admitted: Admitted) -> AsyncIterator[tuple[int, str | GenerationStats]]:
+        """Every choice's text pieces, then its stats, each with the choice's index, as they come."""
+        if len(admitted.generations) == 1:  # no merging: one choice's pieces go straight through
+            async for only in self.events(admitted):
+                yield 0, only
+            return
+        merged: asyncio.Queue[tuple[int, str | GenerationStats] | BaseException | None] = asyncio.Queue()
+
+        async def follow(index: int, generation: Generation) -> None:
+            try:
+                async for piece in generation.pieces():
+                    await merged.put((index, piece))
+                assert generation.stats is not None
+                self._record(admitted.model, generation.stats)
+                await merged.put((index, generation.stats))
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader, which raises it
+                await merged.put(exc)
+            finally:
+                await merged.put(None)
+
+        tasks = [asyncio.ensure_future(follow(i, g)) for i, g in enumerate(admitted.generations)]
+        try:
+            running = len(tasks)
+            while running:
+                item = await merged.get()
+                if item is None:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            for task in tasks:
+                task.cancel()
             admitted.cancel()
 
 

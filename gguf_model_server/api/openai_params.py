@@ -147,7 +147,9 @@ class OpenAIParams(RequestModel, ExtraSampling):
     model: ModelName | None = None
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: int = Field(default=1, ge=1, le=128, description="choices per request: only 1 is supported (else 400)")
+    n: int = Field(default=1, ge=1, le=128, description="choices per request, at most the model's parallel sequences "
+                   "(else 400): the prompt is evaluated once and shared; each choice samples with its own seed "
+                   "(seed, seed + 1, ...)")
     stop: Stop = Field(default=None, description=STOP_DESCRIPTION)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     stream: bool = False
@@ -211,7 +213,7 @@ class OpenAIParams(RequestModel, ExtraSampling):
                                 max_tokens=MaxTokens(self.requested_max_tokens(), self.DEFAULT_MAX_TOKENS),
                                 chat=self.CHAT,
                                 grammar=self.response_format.grammar() if self.response_format else None,
-                                logprobs=self.requested_logprobs())
+                                logprobs=self.requested_logprobs(), n=self.n)
 
     def unsupported(self) -> list[str]:
         """The result-changing parameters this request sets that the server does not implement."""
@@ -229,9 +231,6 @@ class OpenAIParams(RequestModel, ExtraSampling):
 def check_openai_params(req: OpenAIParams) -> None:
     """400 for a parameter that would change the result but is not implemented; unknown harmless
     ones (``user``, ``metadata``, …) are only logged (and named in ``X-Ignored-Parameters``)."""
-    if req.n != 1:
-        raise BadRequest(f"not supported: n={req.n} (one choice per request); send n=1, or several requests",
-                         param="n")
     unsupported = req.unsupported()
     if unsupported:
         raise BadRequest(f"not supported: {', '.join(unsupported)}; remove the parameter", param=unsupported[0])

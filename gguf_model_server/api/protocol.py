@@ -104,6 +104,8 @@ class Usage(BaseModel):
     total_tokens: int
 
     @classmethod
-    def of(cls, stats: GenerationStats) -> Usage:
-        return cls(prompt_tokens=stats.prompt_tokens, completion_tokens=stats.completion_tokens,
-                   total_tokens=stats.prompt_tokens + stats.completion_tokens)
+    def of(cls, *choices: GenerationStats) -> Usage:
+        """One request's tokens: its prompt once (``n`` choices share it), every choice's answer."""
+        completion = sum(stats.completion_tokens for stats in choices)
+        return cls(prompt_tokens=choices[0].prompt_tokens, completion_tokens=completion,
+                   total_tokens=choices[0].prompt_tokens + completion)

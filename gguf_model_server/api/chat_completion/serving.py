@@ -80,60 +80,65 @@ class ChatServing(GenerationServing):
             else None
 
     async def chat(self, admitted: Admitted, req: ChatCompletionRequest, request: Request) -> ChatCompletionResponse:
-        answer = self.tool_answer(admitted, req)
-        text, stats = await self.complete(admitted, request)
-        message = AssistantMessage(content=text)
-        if answer is not None:
-            items = answer.feed(text) + answer.finish()
-            calls = [item for item in items if isinstance(item, ResponseToolCall)]
-            content = "".join(item for item in items if isinstance(item, str)).strip()
-            message = AssistantMessage(content=content or None, tool_calls=calls or None)
-        logprobs = ChatLogprobs.of(admitted.generation.logprobs) if req.logprobs else None
-        return ChatCompletionResponse(
-            id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=admitted.model,
-            choices=[ChatChoice(index=0, message=message, logprobs=logprobs,
-                                finish_reason=finish_reason(stats.finish_reason, answer))],
-            usage=Usage.of(stats), timings=timings(stats),
-        )
+        choices = []
+        finished = await self.complete_choices(admitted, request)
+        for done in finished:
+            answer = self.tool_answer(admitted, req)
+            message = AssistantMessage(content=done.text)
+            if answer is not None:
+                items = answer.feed(done.text) + answer.finish()
+                calls = [item for item in items if isinstance(item, ResponseToolCall)]
+                content = "".join(item for item in items if isinstance(item, str)).strip()
+                message = AssistantMessage(content=content or None, tool_calls=calls or None)
+            logprobs = ChatLogprobs.of(done.generation.logprobs) if req.logprobs else None
+            choices.append(ChatChoice(index=done.index, message=message, logprobs=logprobs,
+                                      finish_reason=finish_reason(done.stats.finish_reason, answer)))
+        stats = [done.stats for done in finished]
+        return ChatCompletionResponse(id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()),
+                                      model=admitted.model, choices=choices, usage=Usage.of(*stats),
+                                      timings=timings(stats[0]))
 
     def chat_stream(self, admitted: Admitted, req: ChatCompletionRequest) -> GenerationStream:
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        answers = [self.tool_answer(admitted, req) for _ in admitted.generations]
+        calls = [0 for _ in admitted.generations]
 
-        def chunk(delta: ChatDelta, finish_reason: str | None = None) -> ChatCompletionChunk:
+        def chunk(index: int, delta: ChatDelta, finish_reason: str | None = None) -> ChatCompletionChunk:
             # Each chunk carries the logprobs of the tokens that arrived since the last one (the text
             # of a token held back, or of a tool call, goes out later: its logprob may come first).
-            logprobs = ChatLogprobs.of(admitted.generation.take_logprobs()) if req.logprobs else None
+            generation = admitted.generations[index]
+            logprobs = ChatLogprobs.of(generation.take_logprobs()) if req.logprobs else None
             return ChatCompletionChunk(id=ident, created=created, model=admitted.model, choices=[
-                ChatChunkChoice(index=0, delta=delta, logprobs=logprobs, finish_reason=finish_reason)])
+                ChatChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=finish_reason)])
 
-        answer = self.tool_answer(admitted, req)
-        calls = 0
-
-        def deltas(items: list[str | ResponseToolCall]) -> Iterator[ChatCompletionChunk]:
-            nonlocal calls
+        def deltas(index: int, items: list[str | ResponseToolCall]) -> Iterator[ChatCompletionChunk]:
             for item in items:
                 if isinstance(item, str):
-                    yield chunk(ChatDelta(content=item))
+                    yield chunk(index, ChatDelta(content=item))
                     continue
                 # A call is sent whole, in one delta (name and arguments), once its text is complete.
-                yield chunk(ChatDelta(tool_calls=[ToolCallDelta(
-                    index=calls, id=item.id, type="function",
+                yield chunk(index, ChatDelta(tool_calls=[ToolCallDelta(
+                    index=calls[index], id=item.id, type="function",
                     function=FunctionCallDelta(name=item.function.name, arguments=item.function.arguments))]))
-                calls += 1
+                calls[index] += 1
 
         async def events() -> AsyncIterator[ChatCompletionChunk]:
-            yield chunk(ChatDelta(role="assistant", content=""))
-            async for item in self.events(admitted):
+            for index in range(len(admitted.generations)):
+                yield chunk(index, ChatDelta(role="assistant", content=""))
+            stats: list[GenerationStats] = []
+            async for index, item in self.choice_events(admitted):
+                answer = answers[index]
                 if not isinstance(item, GenerationStats):
-                    for event in deltas(answer.feed(item) if answer is not None else [item]):
+                    for event in deltas(index, answer.feed(item) if answer is not None else [item]):
                         yield event
                     continue
                 if answer is not None:
-                    for event in deltas(answer.finish()):
+                    for event in deltas(index, answer.finish()):
                         yield event
-                yield chunk(ChatDelta(), finish_reason(item.finish_reason, answer))
-                if include_usage(req):
-                    yield ChatCompletionChunk(id=ident, created=created, model=admitted.model, choices=[],
-                                              usage=Usage.of(item), timings=timings(item))
+                yield chunk(index, ChatDelta(), finish_reason(item.finish_reason, answer))
+                stats.append(item)
+            if include_usage(req) and stats:
+                yield ChatCompletionChunk(id=ident, created=created, model=admitted.model, choices=[],
+                                          usage=Usage.of(*stats), timings=timings(stats[0]))
 
         return GenerationStream(admitted, events())

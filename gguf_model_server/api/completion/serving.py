@@ -26,35 +26,37 @@ class CompletionServing(GenerationServing):
         return await self.admit(req.model, lambda llama, _: llama.tokenize_prompt(req.text), req.generation_params())
 
     async def completion(self, admitted: Admitted, req: CompletionRequest, request: Request) -> CompletionResponse:
-        text, stats = await self.complete(admitted, request)
-        logprobs = CompletionLogprobs.of(admitted.generation.logprobs) if req.logprobs is not None else None
-        return CompletionResponse(
-            id=f"cmpl-{uuid.uuid4().hex}", created=int(time.time()), model=admitted.model,
-            choices=[CompletionChoice(text=text, index=0, logprobs=logprobs, finish_reason=stats.finish_reason)],
-            usage=Usage.of(stats), timings=timings(stats),
-        )
+        finished = await self.complete_choices(admitted, request)
+        choices = [CompletionChoice(
+            text=done.text, index=done.index, finish_reason=done.stats.finish_reason,
+            logprobs=CompletionLogprobs.of(done.generation.logprobs) if req.logprobs is not None else None)
+            for done in finished]
+        stats = [done.stats for done in finished]
+        return CompletionResponse(id=f"cmpl-{uuid.uuid4().hex}", created=int(time.time()), model=admitted.model,
+                                  choices=choices, usage=Usage.of(*stats), timings=timings(stats[0]))
 
     def completion_stream(self, admitted: Admitted, req: CompletionRequest) -> GenerationStream:
         ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        offset = 0
+        offsets = [0 for _ in admitted.generations]
 
-        def chunk(text: str, finish_reason: str | None) -> CompletionResponse:
-            nonlocal offset
+        def chunk(index: int, text: str, finish_reason: str | None) -> CompletionResponse:
             logprobs = None
             if req.logprobs is not None:  # the tokens that made this text (the last chunk: any held back)
-                logprobs = CompletionLogprobs.of(admitted.generation.take_logprobs(), offset)
-                offset += sum(len(t) for t in logprobs.tokens)
+                logprobs = CompletionLogprobs.of(admitted.generations[index].take_logprobs(), offsets[index])
+                offsets[index] += sum(len(t) for t in logprobs.tokens)
             return CompletionResponse(id=ident, created=created, model=admitted.model, choices=[
-                CompletionChoice(text=text, index=0, logprobs=logprobs, finish_reason=finish_reason)])
+                CompletionChoice(text=text, index=index, logprobs=logprobs, finish_reason=finish_reason)])
 
         async def events() -> AsyncIterator[CompletionResponse]:
-            async for item in self.events(admitted):
+            stats: list[GenerationStats] = []
+            async for index, item in self.choice_events(admitted):
                 if not isinstance(item, GenerationStats):
-                    yield chunk(item, None)
+                    yield chunk(index, item, None)
                     continue
-                yield chunk("", item.finish_reason)
-                if include_usage(req):
-                    yield CompletionResponse(id=ident, created=created, model=admitted.model, choices=[],
-                                             usage=Usage.of(item), timings=timings(item))
+                yield chunk(index, "", item.finish_reason)
+                stats.append(item)
+            if include_usage(req) and stats:
+                yield CompletionResponse(id=ident, created=created, model=admitted.model, choices=[],
+                                         usage=Usage.of(*stats), timings=timings(stats[0]))
 
         return GenerationStream(admitted, events())
