@@ -73,7 +73,7 @@ def test_sdk_sees_503_for_failed_model(client) -> None:
 
 
 def test_sdk_sees_too_many_choices_and_image_parts_refused(client) -> None:
-    with pytest.raises(openai.BadRequestError, match="options.parallel"):
+    with pytest.raises(openai.BadRequestError, match=r"options\.parallel"):
         client.chat.completions.create(model="tiny-a", n=64, max_tokens=2, messages=[{"role": "user", "content": "hi"}])
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
     with pytest.raises(openai.BadRequestError, match="not supported: image input"):
