@@ -34,6 +34,7 @@ from gguf_model_server.llama_native import (
     Sampler,
 )
 from gguf_model_server.logprobs import TokenLogprob, token_logprob
+from gguf_model_server.prompt_cache import PromptCache, common_prefix
 from gguf_model_server.text_output import TextOutput
 from serving_core.compute import ComputeSlots
 from serving_core.errors import BadRequest, ModelFailed, Overloaded, ServerShuttingDown, ServingError
@@ -93,6 +94,7 @@ class GenerationStats:
     generation_seconds: float  # first token sampled → finished
     tokens: tuple[int, ...] = ()  # the tokens sampled, in order (for tests and diagnostics)
     decode_steps: int = 0  # samples taken, the end-of-generation token included
+    ram_cached_tokens: int = 0  # of cached_prompt_tokens: restored from the RAM prompt cache
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -195,6 +197,7 @@ class _Job:
     output: TextOutput | None = None
     sampled: list[int] = field(default_factory=list)
     cached: int = 0
+    ram_restored: int = 0  # of ``cached``: tokens whose KV came back from the RAM prompt cache
 
     @property
     def request(self) -> GenerationRequest:
@@ -229,7 +232,7 @@ class Engine:
     """Continuous batching over one model (see the module docstring)."""
 
     def __init__(self, name: str, model: NativeModel, shape: ContextShape, compute: ComputeSlots,
-                 max_waiting: int, banned: Callable[[], list[int]]) -> None:
+                 max_waiting: int, banned: Callable[[], list[int]], cache_ram_bytes: int = 0) -> None:
         self.name = name
         self.model = model
         self.shape = shape
@@ -243,6 +246,7 @@ class Engine:
         self._stopping = False
         self._banned = banned  # tokens never to sample (computed once, on first use)
         self._banned_ids: np.ndarray | None = None
+        self.prompt_cache = PromptCache(cache_ram_bytes)
         self.request_times = CallTimes()
         self.failure: str | None = None  # set if the loop died: the model then answers 503, not "shutting down"
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
@@ -436,7 +440,7 @@ class Engine:
                 job.prepared.close()
                 continue
             prompt = job.request.prompt
-            slot = max(free, key=lambda s: (_common_prefix(s.cache, prompt), -s.last_used))
+            slot = max(free, key=lambda s: (common_prefix(s.cache, prompt), -s.last_used))
             job.admitted = time.perf_counter()
             slot.job = job
             slot.state = SlotState.STARTED
@@ -447,12 +451,21 @@ class Engine:
     def _start_prompt(self, slot: _Slot, job: _Job) -> None:
         """First step of a job: reuse the slot's matching KV prefix, set up its text output."""
         prompt = job.request.prompt
-        keep = _common_prefix(slot.cache, prompt) if job.request.cache_prompt else 0
+        keep = common_prefix(slot.cache, prompt) if job.request.cache_prompt else 0
+        if self.prompt_cache.worth_saving(slot.cache, keep):  # the KV to be overwritten: kept in RAM
+            self.prompt_cache.save(slot.cache, self.ctx.save_sequence(slot.seq))
         source = job.group.leader_slot if job.group is not None and job.group.leader is not job else None
-        if source is not None and source is not slot and _common_prefix(source.cache, prompt) > keep:
+        if source is not None and source is not slot and common_prefix(source.cache, prompt) > keep:
             self.ctx.copy_sequence(source.seq, slot.seq)  # the choice starts from the leader's prompt
             slot.cache = list(source.cache)
-            keep = _common_prefix(slot.cache, prompt)
+            keep = common_prefix(slot.cache, prompt)
+        elif job.request.cache_prompt and self.prompt_cache.limit_bytes and keep < len(prompt) - 1:
+            saved = self.prompt_cache.take(prompt, better_than=keep)
+            if saved is not None:
+                restored = self.ctx.restore_sequence(slot.seq, saved.state)
+                slot.cache = list(saved.tokens) if restored else []
+                keep = common_prefix(slot.cache, prompt)
+                job.ram_restored = keep
         keep = min(keep, len(prompt) - 1)  # the last prompt token is evaluated again for its logits
         if not self.ctx.forget(slot.seq, keep):
             keep = 0  # this model's memory cannot be cut part-way: the sequence was dropped whole
@@ -563,6 +576,7 @@ class Engine:
             generation_seconds=now - job.first_token,
             tokens=tuple(job.sampled),
             decode_steps=len(job.sampled) + (reason == "stop" and not job.output.stopped),
+            ram_cached_tokens=min(job.ram_restored, job.cached),
         )
         self.request_times.observe(now - job.admitted)
         self._release(slot)  # free before the answer ends: a client told "done" finds the sequence free
@@ -589,11 +603,3 @@ class Engine:
             if slot.job is not None and slot.fed:
                 slot.job.handle._push(ServingError("generation failed; see the server log"))
                 self._release(slot)
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i

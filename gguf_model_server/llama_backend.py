@@ -61,6 +61,11 @@ class LlamaOptions(BaseModel):
         default="error",
         description="a chat longer than the context: 'error' (400), or 'truncate_middle': keep the system "
                     "message and the latest turns, dropping the oldest others until it fits (with room to answer)")
+    cache_ram_mib: int = Field(
+        default=2048, ge=0, le=1_048_576,
+        description="host memory for the prompt cache (MiB): the KV of a sequence about to be overwritten is kept "
+                    "here and restored when its prompt returns (llama-server's --cache-ram); least recently used "
+                    "out first; 0 = off")
     cache_prompt: bool = Field(default=True,
                                description="reuse a sequence's KV for a shared prompt prefix; false = every "
                                            "request is evaluated alone from scratch (exactly reproducible)")
@@ -413,7 +418,7 @@ def make_loader(model_dir: str | None, compute: ComputeSlots, max_waiting: int) 
                 holder: list[LlamaModel] = []
                 try:
                     engine = Engine(spec.name, native, shape, compute, max_waiting,
-                                    banned=lambda: holder[0].banned_tokens())
+                                    banned=lambda: holder[0].banned_tokens(), cache_ram_bytes=opts.cache_ram_mib << 20)
                 except Exception:
                     native.close()
                     raise

@@ -175,6 +175,25 @@ class NativeContext:
         self._lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
         return False
 
+    def save_sequence(self, seq: int) -> bytes:
+        """Sequence ``seq``'s KV state (llama_state_seq_get_data), to put back with ``restore_sequence``."""
+        lib = self._lib
+        size = int(lib.llama_state_seq_get_size(self.ptr, seq))
+        buf = ctypes.create_string_buffer(size)
+        n = int(lib.llama_state_seq_get_data(self.ptr, ctypes.cast(buf, ctypes.POINTER(ctypes.c_uint8)), size, seq))
+        return buf.raw[:n]
+
+    def restore_sequence(self, seq: int, state: bytes) -> bool:
+        """Replace sequence ``seq``'s KV with a saved state; False if llama.cpp refused it (the
+        sequence is then empty)."""
+        lib = self._lib
+        buf = ctypes.create_string_buffer(state, len(state))
+        n = int(lib.llama_state_seq_set_data(self.ptr, ctypes.cast(buf, ctypes.POINTER(ctypes.c_uint8)), len(state),
+                                             seq))
+        if n == 0:
+            lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
+        return n != 0
+
     def copy_sequence(self, src: int, dst: int) -> None:
         """Make sequence ``dst`` hold ``src``'s KV. Whole sequences only: with a stream per sequence
         llama.cpp copies the buffer (at the next decode) and asserts that no range was given."""

@@ -3,14 +3,18 @@ the lifespan) and kept on ``app.state.servings``; routes reach them through type
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from gguf_model_server.api.chat_completion.serving import ChatServing
 from gguf_model_server.api.completion.serving import CompletionServing
 from gguf_model_server.api.native.serving import NativeServing
+from gguf_model_server.llama_backend import LlamaModel
 from serving_core.metrics import ServerMetrics
 from serving_core.registry import ModelRegistry
 from serving_core.settings import ServerSettings
@@ -23,7 +27,33 @@ class GGUFServings:
     chat: ChatServing
 
 
+class _PromptCacheCollector(Collector):
+    """The models' RAM prompt caches, read when Prometheus scrapes."""
+
+    def __init__(self, registry: ModelRegistry[Any], prefix: str) -> None:
+        self._registry = registry
+        self._prefix = prefix
+
+    def collect(self) -> Iterator[Metric]:
+        p = self._prefix
+        size = GaugeMetricFamily(f"{p}_prompt_cache_ram_bytes", "KV states held by the RAM prompt cache",
+                                 labels=["model"])
+        hits = CounterMetricFamily(f"{p}_prompt_cache_ram_hits", "prompts whose start came back from the RAM "
+                                   "prompt cache", labels=["model"])
+        misses = CounterMetricFamily(f"{p}_prompt_cache_ram_misses", "prompts looked up in the RAM prompt cache "
+                                     "and not found", labels=["model"])
+        for name, model in self._registry.models.items():
+            handle = model.handle
+            if isinstance(handle, LlamaModel):
+                cache = handle.engine.prompt_cache
+                size.add_metric([name], cache.bytes)
+                hits.add_metric([name], cache.hits)
+                misses.add_metric([name], cache.misses)
+        yield from (size, hits, misses)
+
+
 def build_servings(registry: ModelRegistry[Any], metrics: ServerMetrics, settings: ServerSettings) -> GGUFServings:
+    metrics.registry.register(_PromptCacheCollector(registry, metrics.prefix))
     return GGUFServings(native=NativeServing(registry, metrics), completion=CompletionServing(registry, metrics),
                         chat=ChatServing(registry, metrics))
 

@@ -94,6 +94,7 @@ def timings(stats: GenerationStats) -> Timings:
         queue_seconds=round(stats.queued_seconds, 4),
         prompt_seconds=round(stats.prompt_seconds, 4),
         prompt_tokens_cached=stats.cached_prompt_tokens,
+        prompt_tokens_from_ram=stats.ram_cached_tokens,
         generation_seconds=round(stats.generation_seconds, 4),
         tokens_per_second=None if stats.tokens_per_second is None else round(stats.tokens_per_second, 2),
     )

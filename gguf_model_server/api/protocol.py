@@ -92,8 +92,14 @@ class Timings(BaseModel):
     queue_seconds: float = Field(description="waiting for a free sequence on the model")
     prompt_seconds: float = Field(description="evaluating the prompt, until the first token was sampled")
     prompt_tokens_cached: int = Field(description="prompt tokens whose KV was reused, not evaluated again")
+    prompt_tokens_from_ram: int = Field(default=0, description="of those, restored from the RAM prompt cache "
+                                        "(the conversation had lost its sequence to others)")
     generation_seconds: float = Field(description="from the first token sampled to the last")
     tokens_per_second: float | None = Field(description="decode speed after the first token; null under 2 tokens")
+
+
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = Field(description="prompt tokens whose KV was reused (a sequence's or the RAM cache's)")
 
 
 class Usage(BaseModel):
@@ -102,10 +108,12 @@ class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
     @classmethod
     def of(cls, *choices: GenerationStats) -> Usage:
         """One request's tokens: its prompt once (``n`` choices share it), every choice's answer."""
         completion = sum(stats.completion_tokens for stats in choices)
         return cls(prompt_tokens=choices[0].prompt_tokens, completion_tokens=completion,
-                   total_tokens=choices[0].prompt_tokens + completion)
+                   total_tokens=choices[0].prompt_tokens + completion,
+                   prompt_tokens_details=PromptTokensDetails(cached_tokens=choices[0].cached_prompt_tokens))
