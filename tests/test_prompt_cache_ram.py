@@ -6,8 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conftest import start_configured
 from gguf_model_server.prompt_cache import MIN_TOKENS, PromptCache
+
+from conftest import start_configured
 
 CHATS = {name: " ".join(f"{name} {i}" for i in range(8)) for name in ("alpha", "beta")}
 
@@ -16,13 +17,13 @@ def test_the_cache_keeps_the_newest_within_its_budget_and_a_longer_state_superse
     cache = PromptCache(limit_bytes=250)
     a, b = list(range(100, 140)), list(range(200, 240))
     cache.save(a, b"x" * 100)
-    cache.save(a + [1, 2], b"y" * 100)  # the same conversation, further on: the shorter state goes
+    cache.save([*a, 1, 2], b"y" * 100)  # the same conversation, further on: the shorter state goes
     assert len(cache) == 1 and cache.bytes == 100
     cache.save(b, b"z" * 100)
     cache.save(list(range(300, 340)), b"w" * 100)  # over 250 bytes: the least recently used goes
     assert len(cache) == 2 and cache.bytes == 200
-    assert cache.take(a + [1, 2, 3], better_than=0) is None and cache.misses == 1
-    hit = cache.take(b + [7], better_than=0)
+    assert cache.take([*a, 1, 2, 3], better_than=0) is None and cache.misses == 1
+    hit = cache.take([*b, 7], better_than=0)
     assert hit is not None and hit.state == b"z" * 100 and cache.hits == 1
     assert len(cache) == 1  # taken whole: the sequence holds it now
     assert cache.take(list(range(300, 300 + MIN_TOKENS - 2)), better_than=0) is None  # too short to matter
