@@ -185,8 +185,13 @@ class GenerationServing:
     async def complete_choices(self, admitted: Admitted, request: Request) -> list[Finished]:
         """Every choice's whole text and stats; a client that hangs up meanwhile frees the sequences at
         once. The model's lease ends here."""
-        answer: asyncio.Future[list[str]] = asyncio.ensure_future(
-            asyncio.gather(*(g.text() for g in admitted.generations)))
+        async def texts() -> list[str]:
+            # One task, not asyncio.gather: a cancelled gather whose child was cancelled first ends
+            # with an exception nobody retrieves (logged at shutdown). The choices run on the engine
+            # meanwhile either way; their pieces wait in their queues.
+            return [await g.text() for g in admitted.generations]
+
+        answer: asyncio.Future[list[str]] = asyncio.ensure_future(texts())
         gone: asyncio.Future[None] = asyncio.ensure_future(_until_disconnected(request))
         waited: set[asyncio.Future[Any]] = {answer, gone}
         try:
