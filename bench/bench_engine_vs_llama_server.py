@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import tempfile
 import time
@@ -62,15 +63,49 @@ def complete(client: httpx.Client, prompt: str, max_tokens: int) -> dict[str, An
     return {"status": r.status_code, "seconds": seconds, "tokens": tokens}
 
 
-def single_stream(srv: common.Server, requests: int, max_tokens: int) -> dict[str, Any]:
+def engine_seconds(srv: common.Server) -> dict[str, float] | None:
+    """Our engine's step, decode and compute-wait seconds so far (from /metrics); None for the peer."""
+    r = srv.client.get("/metrics")
+    if r.status_code != 200 or "gguf_engine_step_seconds_total" not in r.text:
+        return None
+    out: dict[str, float] = {}
+    for line in r.text.splitlines():
+        for key in ("step", "decode", "compute_wait"):
+            if line.startswith(f"gguf_engine_{key}_seconds_total{{"):
+                out[key] = out.get(key, 0.0) + float(line.split()[-1])
+    return out
+
+
+def with_python_share(srv: common.Server, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``measure()``, plus (ours) the share of its wall time the engine thread spent outside
+    llama_decode and compute waits: the Python around llama.cpp."""
+    before = engine_seconds(srv)
     t0 = time.perf_counter()
-    results = [complete(srv.client, PROMPTS[i % len(PROMPTS)], max_tokens) for i in range(requests)]
+    result = measure()
     wall = time.perf_counter() - t0
-    return {"value": sum(r["tokens"] for r in results) / wall,
-            "errors": sum(r["status"] != 200 for r in results)}
+    after = engine_seconds(srv)
+    if before is not None and after is not None:
+        python = (after["step"] - before["step"]) - sum(after[k] - before[k] for k in ("decode", "compute_wait"))
+        result["python_share"] = python / wall
+    return result
+
+
+def single_stream(srv: common.Server, requests: int, max_tokens: int) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        results = [complete(srv.client, PROMPTS[i % len(PROMPTS)], max_tokens) for i in range(requests)]
+        wall = time.perf_counter() - t0
+        return {"value": sum(r["tokens"] for r in results) / wall,
+                "errors": sum(r["status"] != 200 for r in results)}
+
+    return with_python_share(srv, run)
 
 
 def concurrent(srv: common.Server, clients: int, per_client: int, max_tokens: int) -> dict[str, Any]:
+    return with_python_share(srv, lambda: _concurrent(srv, clients, per_client, max_tokens))
+
+
+def _concurrent(srv: common.Server, clients: int, per_client: int, max_tokens: int) -> dict[str, Any]:
     jobs = [PROMPTS[i % len(PROMPTS)] for i in range(clients * per_client)]
 
     def client_run(k: int) -> list[dict[str, Any]]:
@@ -135,10 +170,13 @@ def main() -> None:
     errors = 0
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
         ours = common.gguf_cmd(our_config(Path(tmp), args.threads, args.parallel, args.n_ctx))
+        python_share: dict[str, float] = {}
         if not args.ready_only:
             res = serving_rounds(args, peer, ours)
             comparisons += serving_comparisons(args, res)
             errors = sum(r["errors"] for rs in res.values() for r in rs)
+            python_share = {name: round(statistics.median(r["python_share"] for r in rs), 4)
+                            for name, rs in res.items() if rs and "python_share" in rs[0]}
         if not args.skip_ready:
             ready = common.interleave(args.runs, args.warmup, {
                 f"{PEER} spawn→ready": common.ready_measure(peer, path="/health", ready=common.status_200),
@@ -147,6 +185,7 @@ def main() -> None:
             comparisons.append(common.compare(ready, f"{PEER} spawn→ready", f"{OURS} spawn→ready", 1.0))
     common.report("bench_engine_vs_llama_server", args, comparisons,
                   extra={"errors (non-200, all rounds)": errors, "llama-server": binary,
+                         "ours: engine time outside llama_decode ÷ wall (median)": python_share,
                          "threads": args.threads, "parallel": args.parallel, "n_ctx_per_sequence": args.n_ctx})
 
 

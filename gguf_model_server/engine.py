@@ -169,6 +169,17 @@ class PreparedJob:
         self.sampler.close()
 
 
+@dataclass
+class StepTiming:
+    """Where the engine thread's steps went, in seconds since start (read by /metrics): the rest of
+    ``step`` beyond ``decode`` and ``compute_wait`` is the Python around llama.cpp (batch building,
+    sampling, stop strings, handing text to the event loop)."""
+
+    step: float = 0.0
+    decode: float = 0.0  # llama_decode
+    compute_wait: float = 0.0  # waiting for a compute slot (another model decoding)
+
+
 @dataclass(eq=False)
 class _Group:
     """The choices of one request (``n``): the leader evaluates the prompt, and each other choice
@@ -247,6 +258,7 @@ class Engine:
         self._banned = banned  # tokens never to sample (computed once, on first use)
         self._banned_ids: np.ndarray | None = None
         self.prompt_cache = PromptCache(cache_ram_bytes)
+        self.timing = StepTiming()
         self.request_times = CallTimes()
         self.failure: str | None = None  # set if the loop died: the model then answers 503, not "shutting down"
         self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
@@ -393,7 +405,9 @@ class Engine:
                     if self._stopping:
                         break
                     self._admit()
+                started = time.perf_counter()
                 self._step()
+                self.timing.step += time.perf_counter() - started
         except BaseException:  # the engine must fail its requests, not hang them
             log.exception("model '%s': engine loop failed", self.name)
             self.failure = "its engine stopped after an internal error (see the server log)"
@@ -507,8 +521,12 @@ class Engine:
             slot.fed = len(chunk)
         if batch.n == 0:
             return
+        waited = time.perf_counter()
         with self._compute.held():
+            started = time.perf_counter()
             rc = self.ctx.decode(batch)
+            self.timing.decode += time.perf_counter() - started
+        self.timing.compute_wait += started - waited
         if rc != 0:
             self._decode_failed(rc, slots)
             return

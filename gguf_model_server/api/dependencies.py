@@ -27,8 +27,9 @@ class GGUFServings:
     chat: ChatServing
 
 
-class _PromptCacheCollector(Collector):
-    """The models' RAM prompt caches, read when Prometheus scrapes."""
+class _EngineCollector(Collector):
+    """The models' engines, read when Prometheus scrapes: their RAM prompt caches and where their
+    steps' time went."""
 
     def __init__(self, registry: ModelRegistry[Any], prefix: str) -> None:
         self._registry = registry
@@ -42,18 +43,26 @@ class _PromptCacheCollector(Collector):
                                    "prompt cache", labels=["model"])
         misses = CounterMetricFamily(f"{p}_prompt_cache_ram_misses", "prompts looked up in the RAM prompt cache "
                                      "and not found", labels=["model"])
+        step = CounterMetricFamily(f"{p}_engine_step_seconds", "the engine thread's steps, all of them",
+                                   labels=["model"])
+        decode = CounterMetricFamily(f"{p}_engine_decode_seconds", "of those, in llama_decode", labels=["model"])
+        wait = CounterMetricFamily(f"{p}_engine_compute_wait_seconds", "of those, waiting for a compute slot",
+                                   labels=["model"])
         for name, model in self._registry.models.items():
             handle = model.handle
             if isinstance(handle, LlamaModel):
-                cache = handle.engine.prompt_cache
+                cache, timing = handle.engine.prompt_cache, handle.engine.timing
                 size.add_metric([name], cache.bytes)
                 hits.add_metric([name], cache.hits)
                 misses.add_metric([name], cache.misses)
-        yield from (size, hits, misses)
+                step.add_metric([name], timing.step)
+                decode.add_metric([name], timing.decode)
+                wait.add_metric([name], timing.compute_wait)
+        yield from (size, hits, misses, step, decode, wait)
 
 
 def build_servings(registry: ModelRegistry[Any], metrics: ServerMetrics, settings: ServerSettings) -> GGUFServings:
-    metrics.registry.register(_PromptCacheCollector(registry, metrics.prefix))
+    metrics.registry.register(_EngineCollector(registry, metrics.prefix))
     return GGUFServings(native=NativeServing(registry, metrics), completion=CompletionServing(registry, metrics),
                         chat=ChatServing(registry, metrics))
 
