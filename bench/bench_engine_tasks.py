@@ -147,6 +147,14 @@ def returning(srv: common.Server, tag: str, chats: int) -> dict[str, Any]:
     return {"value": statistics.median(waits), "mean": statistics.mean(waits)}
 
 
+def fresh_connections(*servers: common.Server) -> None:
+    """A new connection per request: llama-server's HTTP library closes a keep-alive connection after
+    5 requests, and a POST sent on it just then fails ("Server disconnected"). Same for ours: fair."""
+    for srv in servers:
+        srv.client = httpx.Client(base_url=srv.client.base_url, timeout=600.0,
+                                  limits=httpx.Limits(max_keepalive_connections=0))
+
+
 def main() -> None:
     p = common.parser(__doc__)
     p.add_argument("--threads", type=int, default=2)
@@ -166,8 +174,8 @@ def main() -> None:
         with common.running(peer) as peer_srv, common.running(ours) as our_srv:
             peer_srv.wait_ready(path="/health", ready=common.status_200)
             our_srv.wait_ready()
+            fresh_connections(peer_srv, our_srv)
             for srv in (peer_srv, our_srv):
-                srv.client.timeout = 600.0
                 chat(srv.client, person(0), 4, True)  # first decode and first grammar, outside the rounds
             res = common.interleave(args.runs, args.warmup, {
                 f"{PEER} structured": lambda: single(peer_srv, True),
@@ -175,7 +183,7 @@ def main() -> None:
                 f"{OURS} free": lambda: single(our_srv, False),
                 f"{OURS} 4 free": lambda: mixed(our_srv, 0),
                 f"{OURS} 2 free + 2 structured": lambda: mixed(our_srv, 2),
-            })
+            }, pause=1.0)  # a server that just answered may still be busy (llama-server saves idle slots)
         errors += sum(r["errors"] for rs in res.values() for r in rs)
         comparisons += [
             common.compare(res, f"{PEER} structured", f"{OURS} structured", 1.0, "structured decode", "tok/s",
@@ -192,13 +200,12 @@ def main() -> None:
                 peer_srv.wait_ready(path="/health", ready=common.status_200)
                 our_srv.wait_ready()
                 off_srv.wait_ready()
-                for srv in (peer_srv, our_srv, off_srv):
-                    srv.client.timeout = 600.0
+                fresh_connections(peer_srv, our_srv, off_srv)
                 back = common.interleave(args.runs, args.warmup, {
                     "ours, RAM cache off": lambda: returning(off_srv, f"r{next(rounds)}x", args.chats),
                     "ours, RAM cache on": lambda: returning(our_srv, f"r{next(rounds)}x", args.chats),
                     f"{PEER} --cache-ram": lambda: returning(peer_srv, f"r{next(rounds)}x", args.chats),
-                })
+                }, pause=1.0)
             comparisons += [
                 common.compare(back, "ours, RAM cache off", "ours, RAM cache on", 0.5,
                                "returning turn: first token"),

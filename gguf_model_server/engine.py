@@ -32,6 +32,7 @@ from gguf_model_server.llama_native import (
     NativeContext,
     NativeModel,
     Sampler,
+    SequenceState,
 )
 from gguf_model_server.logprobs import TokenLogprob, token_logprob
 from gguf_model_server.prompt_cache import PromptCache, common_prefix
@@ -257,7 +258,7 @@ class Engine:
         self._stopping = False
         self._banned = banned  # tokens never to sample (computed once, on first use)
         self._banned_ids: np.ndarray | None = None
-        self.prompt_cache = PromptCache(cache_ram_bytes)
+        self.prompt_cache: PromptCache[SequenceState] = PromptCache(cache_ram_bytes)
         self.timing = StepTiming()
         self.request_times = CallTimes()
         self.failure: str | None = None  # set if the loop died: the model then answers 503, not "shutting down"

@@ -135,6 +135,20 @@ class ContextShape:
     n_threads: int
 
 
+class SequenceState:
+    """One sequence's KV state as llama.cpp wrote it, in a buffer of its own: kept as it is, never
+    copied (a conversation's state is megabytes; copies cost the engine thread, so every sequence)."""
+
+    __slots__ = ("buffer", "size")
+
+    def __init__(self, buffer: Any, size: int) -> None:
+        self.buffer = buffer
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
 class NativeContext:
     """A llama.cpp context with one KV stream per sequence (``kv_unified`` off), so every sequence
     has its full ``n_ctx_seq`` and sequences never evict each other."""
@@ -175,21 +189,20 @@ class NativeContext:
         self._lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
         return False
 
-    def save_sequence(self, seq: int) -> bytes:
+    def save_sequence(self, seq: int) -> SequenceState:
         """Sequence ``seq``'s KV state (llama_state_seq_get_data), to put back with ``restore_sequence``."""
         lib = self._lib
         size = int(lib.llama_state_seq_get_size(self.ptr, seq))
         buf = ctypes.create_string_buffer(size)
         n = int(lib.llama_state_seq_get_data(self.ptr, ctypes.cast(buf, ctypes.POINTER(ctypes.c_uint8)), size, seq))
-        return buf.raw[:n]
+        return SequenceState(buf, n)
 
-    def restore_sequence(self, seq: int, state: bytes) -> bool:
+    def restore_sequence(self, seq: int, state: SequenceState) -> bool:
         """Replace sequence ``seq``'s KV with a saved state; False if llama.cpp refused it (the
         sequence is then empty)."""
         lib = self._lib
-        buf = ctypes.create_string_buffer(state, len(state))
-        n = int(lib.llama_state_seq_set_data(self.ptr, ctypes.cast(buf, ctypes.POINTER(ctypes.c_uint8)), len(state),
-                                             seq))
+        n = int(lib.llama_state_seq_set_data(self.ptr, ctypes.cast(state.buffer, ctypes.POINTER(ctypes.c_uint8)),
+                                             state.size, seq))
         if n == 0:
             lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
         return n != 0
@@ -348,7 +361,8 @@ class Sampler:
         # Plain greedy (no penalties) is an argmax over the logits; numpy does it in ~0.1 ms, where
         # llama.cpp first builds a candidate array of the whole vocabulary (~1 ms for 262k tokens,
         # ~10 % of a 4-sequence step here). Same choice: the first maximum, banned tokens excluded.
-        self._argmax_only = config.greedy and not config.penalized and grammar is None
+        self._argmax = config.greedy and not config.penalized  # the argmax is the chain's choice
+        self._penalized = config.penalized
         self._banned = np.asarray(banned, dtype=np.intp)
         self._banned_set = frozenset(banned)
         chain_params = lib.llama_sampler_chain_default_params()
@@ -389,15 +403,15 @@ class Sampler:
 
     def sample(self, ctx: NativeContext, index: int) -> int:
         """Draw (and accept) the next token from the logits at batch index ``index``."""
-        if self._argmax_only:
-            return self._best_allowed(ctx, index)
-        if self._waiting is not None:
-            token = self._sample_free(ctx, index)
-            self._maybe_start_grammar(token)
-            return token
-        if self._grammar is not None:
+        if self._grammar is not None and self._waiting is None:
             return self._sample_in_grammar(ctx, index)
-        return self._sample_free(ctx, index)
+        token = self._chains_choice(ctx, index)
+        if self._waiting is not None:
+            self._maybe_start_grammar(token)
+        return token
+
+    def _chains_choice(self, ctx: NativeContext, index: int) -> int:
+        return self._best_allowed(ctx, index) if self._argmax else self._sample_free(ctx, index)
 
     def _sample_free(self, ctx: NativeContext, index: int) -> int:
         token = int(self._lib.llama_sampler_sample(self.ptr, ctx.ptr, index))
@@ -423,14 +437,18 @@ class Sampler:
     def _sample_in_grammar(self, ctx: NativeContext, index: int) -> int:
         lib = self._lib
         logits = ctx.logits(index, self._n_vocab)
-        token = self._apply(logits, self.ptr)
+        # With penalties, whose history must only ever take the token emitted, choose without
+        # accepting; otherwise nothing in the chain keeps history, and its own fast choice (greedy: the
+        # argmax, no candidate array of the whole vocabulary) is checked against the grammar as well.
+        token = self._apply(logits, self.ptr) if self._penalized else self._chains_choice(ctx, index)
         if not self._allows(token):  # the chain's choice breaks the grammar: choose again within it
             token = self._apply(logits, self._grammar, self.ptr)
             if not self._allows(token):
                 # Accepting a token the grammar rejects aborts llama.cpp: never do it.
                 raise GrammarError("no token can continue the grammar here")
         lib.llama_sampler_accept(self._grammar, token)
-        lib.llama_sampler_accept(self.ptr, token)
+        if self._penalized:
+            lib.llama_sampler_accept(self.ptr, token)
         return token
 
     def _apply(self, logits: np.ndarray, *samplers: Any) -> int:

@@ -4,22 +4,27 @@ and put back when a prompt that starts the same way returns — a conversation t
 others does not evaluate its whole history again.
 
 Used by the engine thread only; the counters are read by /metrics from other threads (plain ints).
-No llama.cpp import here: the engine hands in and takes out opaque state bytes.
+No llama.cpp import here: the engine hands in and takes out opaque states (their size counts).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sized
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 # Below this many tokens a state is not worth the copy (and a match this short is not a conversation).
 MIN_TOKENS = 32
 
 
+State = TypeVar("State", bound=Sized)
+
+
 @dataclass(frozen=True)
-class CachedPrompt:
+class CachedPrompt(Generic[State]):
     tokens: tuple[int, ...]  # what the state holds, position by position
-    state: bytes  # llama_state_seq_get_data of one sequence
+    state: State  # llama_state_seq_get_data of one sequence (opaque here: only its size counts)
 
 
 def common_prefix(a: tuple[int, ...] | list[int], b: list[int]) -> int:
@@ -30,12 +35,12 @@ def common_prefix(a: tuple[int, ...] | list[int], b: list[int]) -> int:
     return i
 
 
-class PromptCache:
+class PromptCache(Generic[State]):
     """KV states by the tokens they hold, least recently used first out, at most ``limit_bytes``."""
 
     def __init__(self, limit_bytes: int) -> None:
         self.limit_bytes = limit_bytes
-        self._entries: OrderedDict[tuple[int, ...], CachedPrompt] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, ...], CachedPrompt[State]] = OrderedDict()
         self.bytes = 0
         self.hits = 0
         self.misses = 0
@@ -47,7 +52,7 @@ class PromptCache:
         """Whether a sequence holding ``tokens``, of which only ``kept`` stay, should be saved first."""
         return self.limit_bytes > 0 and len(tokens) >= MIN_TOKENS and len(tokens) - kept >= MIN_TOKENS
 
-    def save(self, tokens: list[int], state: bytes) -> None:
+    def save(self, tokens: list[int], state: State) -> None:
         if len(state) > self.limit_bytes:
             return
         key = tuple(tokens)
@@ -59,12 +64,12 @@ class PromptCache:
         while self.bytes > self.limit_bytes:
             self._drop(next(iter(self._entries)))
 
-    def take(self, prompt: list[int], better_than: int) -> CachedPrompt | None:
+    def take(self, prompt: list[int], better_than: int) -> CachedPrompt[State] | None:
         """The saved state sharing the longest start with ``prompt``, if longer than ``better_than``
         tokens (what the slot already holds) and worth it. Counts a hit or a miss. A state that
         ``prompt`` continues whole leaves the cache (the slot holds it now, and saves it again, longer,
         when it is overwritten); one shared only in part (a common system prompt) stays for others."""
-        best: CachedPrompt | None = None
+        best: CachedPrompt[State] | None = None
         best_len = max(better_than, MIN_TOKENS - 1)
         for entry in self._entries.values():
             n = common_prefix(entry.tokens, prompt)
