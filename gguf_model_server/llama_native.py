@@ -141,7 +141,7 @@ class SequenceState:
 
     __slots__ = ("buffer", "size")
 
-    def __init__(self, buffer: Any, size: int) -> None:
+    def __init__(self, buffer: np.ndarray, size: int) -> None:
         self.buffer = buffer
         self.size = size
 
@@ -193,15 +193,15 @@ class NativeContext:
         """Sequence ``seq``'s KV state (llama_state_seq_get_data), to put back with ``restore_sequence``."""
         lib = self._lib
         size = int(lib.llama_state_seq_get_size(self.ptr, seq))
-        buf = ctypes.create_string_buffer(size)
-        n = int(lib.llama_state_seq_get_data(self.ptr, ctypes.cast(buf, ctypes.POINTER(ctypes.c_uint8)), size, seq))
+        buf = np.empty(size, dtype=np.uint8)  # not zero-filled first, as a ctypes buffer would be
+        n = int(lib.llama_state_seq_get_data(self.ptr, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), size, seq))
         return SequenceState(buf, n)
 
     def restore_sequence(self, seq: int, state: SequenceState) -> bool:
         """Replace sequence ``seq``'s KV with a saved state; False if llama.cpp refused it (the
         sequence is then empty)."""
         lib = self._lib
-        n = int(lib.llama_state_seq_set_data(self.ptr, ctypes.cast(state.buffer, ctypes.POINTER(ctypes.c_uint8)),
+        n = int(lib.llama_state_seq_set_data(self.ptr, state.buffer.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
                                              state.size, seq))
         if n == 0:
             lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
