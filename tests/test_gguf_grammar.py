@@ -4,6 +4,7 @@ the grammar, so a text that does shows the grammar at work."""
 
 from __future__ import annotations
 
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,3 +44,20 @@ def test_a_grammar_that_does_not_parse_is_refused_and_the_server_goes_on(tiny_se
     assert_error(r, 400)  # no root rule
     ok = tiny_server.client.post("/generate", json={"model": "tiny-a", "prompt": "x", "max_tokens": 4})
     assert ok.status_code == 200
+
+
+def test_a_json_schema_on_generate_is_enforced_or_refused_naming_the_keyword(tiny_server) -> None:
+    schema = {"type": "object", "required": ["ok"], "additionalProperties": False,
+              "properties": {"ok": {"type": "boolean"}}}
+    for seed in range(3):
+        r = tiny_server.client.post("/generate", json={"model": "tiny-a", "prompt": "x", "max_tokens": 40,
+                                                       "temperature": 1.0, "seed": seed, "json_schema": schema})
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["finish_reason"] == "stop" and set(json.loads(answer["text"])) == {"ok"}
+    both = tiny_server.client.post("/generate", json={"model": "tiny-a", "prompt": "x", "json_schema": schema,
+                                                      "grammar": YES_NO})
+    assert "not both" in assert_error(both, 400) and both.json()["error"]["param"] == "json_schema"
+    bad = tiny_server.client.post("/generate", json={"model": "tiny-a", "prompt": "x",
+                                                     "json_schema": {"type": "integer", "minimum": 1}})
+    assert "json_schema.minimum" in assert_error(bad, 400) and bad.json()["error"]["param"] == "json_schema"

@@ -4,10 +4,11 @@ keyword that could not be enforced — never accepted and ignored."""
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import openai
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gguf_model_server.structured_output import SchemaNotEnforceable, check_enforceable, json_schema_grammar
 
@@ -73,14 +74,28 @@ def test_json_object_mode_and_refusals_through_the_sdk(tiny_client) -> None:
 
 
 class City(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # additionalProperties: false, as the SDK's strict mode sends
     name: str = Field(max_length=40)
     country: str = Field(max_length=40)
 
 
 class Trip(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     cities: list[City] = Field(max_length=3)
-    transport: str = Field(json_schema_extra={"enum": ["train", "car", "plane"]})
+    transport: Literal["train", "car", "plane"]  # an enum
     nights: int
+    budget: Budget | None = None  # a nested object, optional
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    currency: Literal["EUR", "USD", "JPY"]
+    amount: int
+
+
+Trip.model_rebuild()
+PLACES = ("Italy", "Japan", "Spain", "Peru", "Canada", "Norway", "Kenya", "Chile", "Vietnam", "Morocco",
+          "Iceland", "Greece", "Mexico", "Portugal", "Thailand", "Egypt", "Ireland", "Argentina", "Croatia", "Nepal")
 
 
 @pytest.mark.slow
@@ -88,7 +103,7 @@ def test_the_sdk_parse_helper_gets_valid_instances_from_the_embedded_chat_model(
     srv = module_server()  # no config: the embedded models
     srv.wait_settled(timeout=180)
     client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="unused", max_retries=0, timeout=120)
-    for place in ("Italy", "Japan", "Spain", "Peru", "Canada"):
+    for place in PLACES:  # 20 prompts, 20 instances that validate
         completion = client.chat.completions.parse(
             model="qwen2.5-0.5b-instruct", temperature=0.7, seed=1, max_tokens=300,
             messages=[{"role": "user", "content": f"Plan a short trip through {place}."}], response_format=Trip)

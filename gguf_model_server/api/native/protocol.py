@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -24,6 +24,8 @@ from gguf_model_server.generation_params import (
     MaxTokens,
     SamplingConfig,
 )
+from gguf_model_server.structured_output import SchemaNotEnforceable, json_schema_grammar
+from serving_core.errors import BadRequest
 from serving_core.schema_types import Text
 
 # A grammar is parsed before the request queues, on the request's own worker thread; the bound
@@ -56,10 +58,23 @@ class GenerateRequest(SamplingParams):
         description="a GBNF grammar (llama.cpp's; root rule 'root') every generated token must follow, as "
                     "llama-server's /completion takes; a grammar that does not parse is refused (400)")
 
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description="a JSON schema the text must follow (as llama-server's /completion takes), "
+                                  "enforced by a grammar; a keyword it cannot enforce is refused (400 naming it). "
+                                  "Either this or grammar")
+
     def generation_params(self) -> GenerationParams:
+        grammar = self.grammar
+        if self.json_schema is not None:
+            if grammar is not None:
+                raise BadRequest("send either grammar or json_schema, not both", param="json_schema")
+            try:
+                grammar = json_schema_grammar(self.json_schema)
+            except SchemaNotEnforceable as exc:
+                raise BadRequest(f"json_schema.{exc}", param="json_schema") from None
         return GenerationParams(sampling=self.sampling(), stop=stop_tuple(self.stop), cache_prompt=self.cache_prompt,
                                 max_tokens=MaxTokens(self.sent("max_tokens"), GENERATE_DEFAULT_MAX_TOKENS),
-                                grammar=self.grammar)
+                                grammar=grammar)
 
 
 class GenerateResponse(BaseModel):
