@@ -15,7 +15,8 @@ for name in \
     bench_rss \
     bench_asr_memory \
     bench_omp_wait \
-    bench_engine_vs_llama_server; do
+    bench_engine_vs_llama_server \
+    bench_engine_tasks; do
     echo "### $name $*"
     python "$name.py" "$@"
 done
