@@ -4,6 +4,7 @@ taken by other prompts gets its KV back from host memory instead of evaluating i
 from __future__ import annotations
 
 import httpx
+import openai
 import pytest
 
 from gguf_model_server.prompt_cache import MIN_TOKENS, PromptCache
@@ -75,3 +76,12 @@ def test_without_the_cache_the_prompt_is_evaluated_again(one_slot) -> None:
     assert r["timings"]["prompt_tokens_from_ram"] == 0
     assert r["usage"]["prompt_tokens_details"]["cached_tokens"] <= 1  # the start-of-text token beta shares
     assert metric(one_slot, "prompt_cache_ram_bytes", "uncached") == 0
+
+
+def test_the_sdk_reads_the_cached_tokens_of_a_returning_prompt(one_slot) -> None:
+    client = openai.OpenAI(base_url=f"{one_slot.url}/v1", api_key="unused", max_retries=0, timeout=60)
+    prompts = {name: " ".join(f"{name} {i}" for i in range(8)) for name in ("gamma", "delta")}
+    for name in ("gamma", "delta"):  # delta takes gamma's only sequence: gamma's KV goes to RAM
+        client.completions.create(model="cached", prompt=prompts[name], max_tokens=2, temperature=0)
+    back = client.completions.create(model="cached", prompt=prompts["gamma"], max_tokens=2, temperature=0)
+    assert back.usage.prompt_tokens_details.cached_tokens >= back.usage.prompt_tokens // 2

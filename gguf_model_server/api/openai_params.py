@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from abc import abstractmethod
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -199,14 +200,14 @@ class OpenAIParams(RequestModel, ExtraSampling):
                               presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
                               **self.extra_sampling())
 
+    @abstractmethod
     def requested_max_tokens(self) -> int | None:
         """The answer length the client asked for, if any (each family says which fields ask)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def requested_logprobs(self) -> int | None:
         """How many alternatives per token the client asked logprobs for (0: the chosen token's only);
         None: no logprobs (each family says which fields ask)."""
-        raise NotImplementedError
 
     def generation_params(self) -> GenerationParams:
         return GenerationParams(sampling=self.sampling(), stop=stop_tuple(self.stop), cache_prompt=self.cache_prompt,

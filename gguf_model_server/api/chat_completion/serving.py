@@ -63,10 +63,13 @@ class ChatServing(GenerationServing):
                                 on_model=tool_use.on_model if tool_use is not None else None)
 
     @staticmethod
-    def tool_answer(admitted: Admitted, req: ChatCompletionRequest) -> ToolAnswer | None:
-        """The parser of this chat's answer when it may hold tool calls."""
+    def tool_answers(admitted: Admitted, req: ChatCompletionRequest) -> list[ToolAnswer | None]:
+        """Per choice, the parser of its answer when it may hold tool calls."""
         tool_use = ToolUse.of(req)
-        return None if tool_use is None else ToolAnswer(admitted.llama.tool_format().parser(tool_use.functions))
+        if tool_use is None:
+            return [None for _ in admitted.generations]
+        family = admitted.llama.tool_format()
+        return [ToolAnswer(family.parser(tool_use.functions)) for _ in admitted.generations]
 
     def default_chat_model(self) -> str | None:
         """A chat without ``model`` goes to the first ready model with a chat template of its own (a
@@ -82,8 +85,7 @@ class ChatServing(GenerationServing):
     async def chat(self, admitted: Admitted, req: ChatCompletionRequest, request: Request) -> ChatCompletionResponse:
         choices = []
         finished = await self.complete_choices(admitted, request)
-        for done in finished:
-            answer = self.tool_answer(admitted, req)
+        for done, answer in zip(finished, self.tool_answers(admitted, req), strict=True):
             message = AssistantMessage(content=done.text)
             if answer is not None:
                 items = answer.feed(done.text) + answer.finish()
@@ -100,7 +102,7 @@ class ChatServing(GenerationServing):
 
     def chat_stream(self, admitted: Admitted, req: ChatCompletionRequest) -> GenerationStream:
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        answers = [self.tool_answer(admitted, req) for _ in admitted.generations]
+        answers = self.tool_answers(admitted, req)
         calls = [0 for _ in admitted.generations]
 
         def chunk(index: int, delta: ChatDelta, finish_reason: str | None = None) -> ChatCompletionChunk:
