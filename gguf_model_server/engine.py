@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gguf_model_server.embedding_jobs import Embeddings, EmbeddingStats, EmbedJob, normalized
 from gguf_model_server.generation_params import GrammarTrigger, SamplingConfig
 from gguf_model_server.llama_native import (
     Batch,
@@ -47,9 +48,10 @@ FinishReason = Literal["stop", "length"]
 
 
 class JobKind(enum.Enum):
-    """What a job asks of the model (llama-server's task type). The embedding task comes here next."""
+    """What a job asks of the model (llama-server's task type)."""
 
     GENERATE = "generate"  # evaluate the prompt, then sample tokens one by one
+    EMBED = "embed"  # evaluate each input, read its pooled vector (an embedding model's context)
 
 
 class SlotState(enum.Enum):
@@ -96,6 +98,7 @@ class GenerationStats:
     tokens: tuple[int, ...] = ()  # the tokens sampled, in order (for tests and diagnostics)
     decode_steps: int = 0  # samples taken, the end-of-generation token included
     ram_cached_tokens: int = 0  # of cached_prompt_tokens: restored from the RAM prompt cache
+    stop_string: str | None = None  # the stop string that ended the text (finish_reason "stop"), if one did
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -254,6 +257,8 @@ class Engine:
         self._batch = Batch(self.ctx.n_batch)
         self._slots = [_Slot(seq=i) for i in range(shape.n_seq)]
         self._pending: deque[_Job] = deque()
+        self._embed_pending: deque[EmbedJob] = deque()
+        self.kind = JobKind.EMBED if shape.embeddings else JobKind.GENERATE  # what this context computes
         self._cv = threading.Condition()
         self._stopping = False
         self._banned = banned  # tokens never to sample (computed once, on first use)
@@ -288,7 +293,7 @@ class Engine:
                              param="max_tokens")
 
     def retry_after(self) -> float:
-        waves = (len(self._pending) // max(1, len(self._slots))) + 1
+        waves = (self.waiting // max(1, len(self._slots))) + 1
         return self.request_times.retry_after(waves)
 
     def check_admission(self, jobs: int = 1) -> None:
@@ -297,7 +302,7 @@ class Engine:
             raise ModelFailed(f"model '{self.name}' is unavailable: {self.failure}")
         if self._stopping:
             raise ServerShuttingDown(f"the server is shutting down; model '{self.name}' takes no new requests")
-        busy = self.active + len(self._pending) + jobs - 1
+        busy = self.active + self.waiting + jobs - 1
         if busy >= len(self._slots) + self.max_waiting:
             raise Overloaded(f"model '{self.name}' is busy: {len(self._slots)} sequences running and "
                              f"{len(self._pending)} requests waiting; retry in about {self.retry_after():.0f} s",
@@ -306,6 +311,9 @@ class Engine:
     def prepare(self, request: GenerationRequest) -> PreparedJob:
         """Check the request against the model and build its sampler (in a worker thread: the first
         call may scan the vocabulary). Raises the 400s; nothing is queued yet."""
+        if self.kind is JobKind.EMBED:
+            raise BadRequest(f"model '{self.name}' serves embeddings (options.embeddings: true), not generation; "
+                             "use /v1/embeddings, or another model", param="model")
         self.check_fits(len(request.prompt), request.max_tokens)
         sampling = request.sampling
         sampler = Sampler(self.model, sampling, self._banned(), request.grammar, trigger=request.grammar_trigger)
@@ -342,18 +350,43 @@ class Engine:
             self._cv.notify()
         return [job.handle for job in jobs]
 
+    def check_embeddable(self, inputs: list[list[int]]) -> None:
+        """400 unless this is an embedding model and every input fits one sequence and one decode."""
+        if self.kind is not JobKind.EMBED:
+            raise BadRequest(f"model '{self.name}' is not served for embeddings (its context computes logits); "
+                             "use an embedding model, or set options.embeddings: true on this one", param="model")
+        limit = min(self.n_ctx, self._batch.capacity)
+        for i, tokens in enumerate(inputs):
+            if not tokens:
+                raise BadRequest(f"input {i} is empty after tokenizing; send some text", param="input")
+            if len(tokens) > limit:
+                raise BadRequest(f"input {i} is {len(tokens)} tokens; model '{self.name}' embeds at most {limit} "
+                                 "(options.n_ctx and n_batch); shorten it or split it", param="input")
+
+    def enqueue_embedding(self, inputs: list[list[int]]) -> Embeddings:
+        """Queue one request's inputs (checked by ``check_embeddable``); 429/503 now if it cannot be taken."""
+        handle = Embeddings(asyncio.get_running_loop())
+        with self._cv:
+            self.check_admission()
+            self._embed_pending.append(EmbedJob(inputs=inputs, handle=handle, submitted=time.perf_counter()))
+            self._cv.notify()
+        return handle
+
     def submit(self, request: GenerationRequest) -> Generation:
         """``prepare`` and ``enqueue`` in one call, on the event loop (tests and tools)."""
         return self.enqueue(self.prepare(request))
 
-    def cancel(self, handle: Generation) -> None:
-        """Stop a generation whose client went away; its slot is free at the next step."""
+    def cancel(self, handle: Generation | Embeddings) -> None:
+        """Stop a job whose client went away; its slot is free at the next step."""
         handle.cancel()
         with self._cv:
             for job in list(self._pending):
                 if job.handle is handle:
                     self._pending.remove(job)
                     job.prepared.close()
+            for embed in list(self._embed_pending):
+                if embed.handle is handle and embed.next_input == 0:
+                    self._embed_pending.remove(embed)
 
     @property
     def active(self) -> int:
@@ -365,15 +398,15 @@ class Engine:
 
     @property
     def waiting(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._embed_pending)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def interrupt(self) -> None:
         """Shutdown: stop the loop, fail every running and waiting request with 503."""
-        if self.active or self._pending:
+        if self.active or self.waiting:
             log.info("model '%s': interrupting its running calls for shutdown (%d running, %d waiting)", self.name,
-                     self.active, len(self._pending))
+                     self.active, self.waiting)
         with self._cv:
             self._stopping = True
             self._cv.notify_all()
@@ -401,13 +434,16 @@ class Engine:
         try:
             while True:
                 with self._cv:
-                    while not self._stopping and not self._pending and not self.active:
+                    while not self._stopping and not self._pending and not self._embed_pending and not self.active:
                         self._cv.wait()
                     if self._stopping:
                         break
                     self._admit()
                 started = time.perf_counter()
-                self._step()
+                if self.kind is JobKind.EMBED:
+                    self._embed_step()
+                else:
+                    self._step()
                 self.timing.step += time.perf_counter() - started
         except BaseException:  # the engine must fail its requests, not hang them
             log.exception("model '%s': engine loop failed", self.name)
@@ -430,6 +466,10 @@ class Engine:
             self._stopping = True
             jobs = list(self._pending)
             self._pending.clear()
+            embeds = list(self._embed_pending)
+            self._embed_pending.clear()
+        for embed in embeds:
+            embed.handle._resolve(exc)
         for job in jobs:
             job.prepared.close()
         for slot in self._slots:
@@ -596,6 +636,7 @@ class Engine:
             tokens=tuple(job.sampled),
             decode_steps=len(job.sampled) + (reason == "stop" and not job.output.stopped),
             ram_cached_tokens=min(job.ram_restored, job.cached),
+            stop_string=job.output.stop_string,
         )
         self.request_times.observe(now - job.admitted)
         self._release(slot)  # free before the answer ends: a client told "done" finds the sequence free
@@ -609,6 +650,64 @@ class Engine:
         slot.state = SlotState.IDLE
         slot.next_token = -1
         slot.last_used = time.perf_counter()
+
+    def _embed_step(self) -> None:
+        """One decode of as many waiting inputs as fit (in order: each its own sequence, whole), then
+        each one's pooled vector; a request is answered once all its inputs are."""
+        batch = self._batch
+        batch.clear()
+        with self._cv:
+            jobs = list(self._embed_pending)
+        taken: list[tuple[EmbedJob, int, int]] = []  # (job, input, sequence)
+        now = time.perf_counter()
+        for job in jobs:
+            if job.handle.cancelled:
+                job.next_input = len(job.inputs)
+                job.vectors = [np.zeros(0, np.float32)] * len(job.inputs)  # done: dropped below
+                continue
+            while job.next_input < len(job.inputs) and len(taken) < len(self._slots):
+                tokens = job.inputs[job.next_input]
+                if len(tokens) > batch.free:
+                    break
+                seq = len(taken)
+                for pos, token in enumerate(tokens):
+                    batch.add(token, pos, seq, True)
+                taken.append((job, job.next_input, seq))
+                job.next_input += 1
+                job.started = job.started or now
+            if job.next_input < len(job.inputs):
+                break  # inputs go in order: the next one waits for the next decode
+        if batch.n:
+            waited = time.perf_counter()
+            with self._compute.held():
+                started = time.perf_counter()
+                rc = self.ctx.decode(batch)
+                took = time.perf_counter() - started
+            self.timing.decode += took
+            self.timing.compute_wait += started - waited
+            for job in {job for job, _, _ in taken}:
+                job.compute += took
+            for job, index, seq in taken:
+                vector = self.ctx.sequence_embedding(seq) if rc == 0 else None
+                if vector is None:
+                    job.handle._resolve(ServingError(f"model '{self.name}': the embedding decode failed (code {rc})"))
+                    job.handle.cancel()
+                    vector = np.zeros(0, np.float32)
+                job.vectors[index] = normalized(vector)
+                self.ctx.forget(seq)
+        done = [job for job in jobs if job.done]
+        with self._cv:
+            for job in done:
+                self._embed_pending.remove(job)
+        end = time.perf_counter()
+        for job in done:
+            if job.handle.cancelled:
+                continue
+            vectors = [v for v in job.vectors if v is not None]
+            stats = EmbeddingStats(prompt_tokens=sum(map(len, job.inputs)), queued_seconds=job.started - job.submitted,
+                                   compute_seconds=job.compute)
+            self.request_times.observe(end - job.started)
+            job.handle._resolve(vectors, stats)
 
     def _decode_failed(self, rc: int, slots: list[_Slot]) -> None:
         # On abort or error, part of the batch may be in the KV: the slots' caches are unknown now.

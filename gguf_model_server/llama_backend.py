@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gguf_model_server.chat_template import CHATML, ChatPart, ChatTemplate, Tools
-from gguf_model_server.engine import Engine, GenerationRequest
+from gguf_model_server.embedding_jobs import POOLING_NAMES, POOLING_TYPES
+from gguf_model_server.engine import Engine, GenerationRequest, JobKind
 from gguf_model_server.llama_native import (
     ContextShape,
     NativeModel,
@@ -69,6 +70,14 @@ class LlamaOptions(BaseModel):
     cache_prompt: bool = Field(default=True,
                                description="reuse a sequence's KV for a shared prompt prefix; false = every "
                                            "request is evaluated alone from scratch (exactly reproducible)")
+    embeddings: bool = Field(
+        default=False,
+        description="serve this model for embeddings (/v1/embeddings, /api/embed) and nothing else: its context "
+                    "computes pooled vectors, not logits. For a chat model too, list it a second time under "
+                    "another name with this on")
+    pooling: Literal["model", "mean", "cls", "last"] = Field(
+        default="model", description="with embeddings: how a sequence's token vectors become one; 'model': the "
+                                     "GGUF's own (a model that names none must be given one)")
 
 
 class LlamaModel:
@@ -144,6 +153,26 @@ class LlamaModel:
     def tokenize_prompt(self, text: str) -> list[int]:
         """A raw prompt's tokens. Text like ``<bos>`` stays text: a user cannot inject control tokens."""
         return self._tokenize(text, add_special=True, parse_special=False, what="prompt")
+
+    def tokenize_inputs(self, inputs: Sequence[str | list[int]]) -> list[list[int]]:
+        """Embedding inputs as token arrays (text tokenized as a prompt; token ids checked against the
+        vocabulary); 400 naming the input that cannot be embedded."""
+        out: list[list[int]] = []
+        for i, item in enumerate(inputs):
+            if isinstance(item, str):
+                try:
+                    out.append(self.tokenize_prompt(item))
+                except BadRequest:
+                    raise BadRequest(f"input {i} is longer than model '{self.name}' embeds at once ({self.n_ctx} "
+                                     "tokens, options.n_ctx); shorten it or split it", param="input") from None
+            else:
+                bad = next((t for t in item if not 0 <= t < self.native.n_vocab), None)
+                if bad is not None:
+                    raise BadRequest(f"input {i}: token id {bad} is outside the model's vocabulary "
+                                     f"(0-{self.native.n_vocab - 1})", param="input")
+                out.append(list(item))
+        self.engine.check_embeddable(out)
+        return out
 
     def chat_stops(self) -> tuple[str, ...]:
         """Stop strings every chat on this model gets: the fallback template's turn markers (a
@@ -337,6 +366,9 @@ class LlamaModel:
         import asyncio
 
         async def one() -> None:
+            if self.engine.kind is JobKind.EMBED:
+                await self.engine.enqueue_embedding([self.tokenize_prompt("Hello")]).result()
+                return
             await self.engine.submit(GenerationRequest(prompt=self.tokenize_prompt("Hello"), max_tokens=1)).text()
 
         try:
@@ -414,7 +446,8 @@ def make_loader(model_dir: str | None, compute: ComputeSlots, max_waiting: int) 
             try:
                 native = NativeModel(path, use_mmap=opts.use_mmap, use_mlock=opts.use_mlock, repack=opts.repack)
                 shape = ContextShape(n_ctx_seq=opts.n_ctx, n_seq=opts.parallel, n_batch=opts.n_batch,
-                                     n_threads=opts.n_threads or os.cpu_count() or 1)
+                                     n_threads=opts.n_threads or os.cpu_count() or 1, embeddings=opts.embeddings,
+                                     pooling=POOLING_TYPES.get(opts.pooling, -1))
                 holder: list[LlamaModel] = []
                 try:
                     engine = Engine(spec.name, native, shape, compute, max_waiting,
@@ -424,6 +457,14 @@ def make_loader(model_dir: str | None, compute: ComputeSlots, max_waiting: int) 
                     raise
                 model = LlamaModel(spec.name, path, native, engine, opts)
                 holder.append(model)
+                if opts.embeddings:
+                    pooling = POOLING_NAMES.get(engine.ctx.pooling)
+                    if pooling is None:
+                        engine.close()
+                        raise PermanentLoadError(f"model '{spec.name}': options.embeddings is on, but its GGUF names "
+                                                 "no pooling (mean, cls or last); set options.pooling")
+                    log.info("model '%s': embeddings on (%s pooling, %d dimensions): served on /v1/embeddings and "
+                             "/api/embed only, not for generation", spec.name, pooling, engine.ctx.n_embd)
                 engine.start()
             except RuntimeError as exc:
                 detail = "; ".join(errors)

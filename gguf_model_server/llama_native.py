@@ -133,6 +133,8 @@ class ContextShape:
     n_seq: int
     n_batch: int
     n_threads: int
+    embeddings: bool = False  # compute pooled embeddings (not logits): an embedding model's context
+    pooling: int = -1  # llama_pooling_type with embeddings; -1: the GGUF's own
 
 
 class SequenceState:
@@ -163,6 +165,11 @@ class NativeContext:
         self.n_batch = max(shape.n_batch, shape.n_seq)
         params.n_batch = self.n_batch
         params.n_ubatch = min(self.n_batch, 512)
+        if shape.embeddings:
+            # Pooling reads a whole input in one micro-batch (a non-causal encoder attends across it).
+            params.embeddings = True
+            params.pooling_type = shape.pooling
+            params.n_ubatch = self.n_batch
         params.n_threads = shape.n_threads
         params.n_threads_batch = shape.n_threads
         params.no_perf = True
@@ -170,8 +177,17 @@ class NativeContext:
         self.ptr = lib.llama_init_from_model(model.ptr, params)
         if not self.ptr:
             raise RuntimeError("llama.cpp could not create a context (out of memory for the KV cache?)")
-        self.memory = lib.llama_get_memory(self.ptr)
+        self.memory = lib.llama_get_memory(self.ptr)  # None for an encoder: it keeps no KV between decodes
         self._abort_callback: Any = None  # must stay referenced while llama.cpp may call it
+        self.pooling = int(lib.llama_pooling_type(self.ptr)) if shape.embeddings else 0
+        self.n_embd = int(lib.llama_model_n_embd(model.ptr))
+
+    def sequence_embedding(self, seq: int) -> np.ndarray | None:
+        """Sequence ``seq``'s pooled embedding from the last decode (a copy); None without pooling."""
+        ptr = self._lib.llama_get_embeddings_seq(self.ptr, seq)
+        if not ptr:
+            return None
+        return np.ctypeslib.as_array(ptr, shape=(self.n_embd,)).astype(np.float32)
 
     def decode(self, batch: Batch) -> int:
         return int(self._lib.llama_decode(self.ptr, batch.raw))
@@ -184,6 +200,8 @@ class NativeContext:
     def forget(self, seq: int, from_pos: int = 0) -> bool:
         """Drop sequence ``seq``'s KV from position ``from_pos`` on. False when the memory cannot cut
         a sequence part-way (recurrent and hybrid models): then the whole sequence is dropped."""
+        if not self.memory:
+            return from_pos == 0
         if self._lib.llama_memory_seq_rm(self.memory, seq, from_pos, -1):
             return True
         self._lib.llama_memory_seq_rm(self.memory, seq, -1, -1)

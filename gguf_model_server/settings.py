@@ -16,6 +16,10 @@ from model_store.embedded import EMBEDDED_MODELS
 from serving_core.settings import ConfigError, ServerSettings
 from serving_core.specs import ModelSpec
 
+# An embedding model's defaults: a request's inputs (up to this many) are decoded together, each
+# within its 512 tokens of training; n_batch bounds the tokens of one decode (and its attention).
+EMBEDDING_MODEL_OPTIONS = {"embeddings": True, "n_ctx": 512, "parallel": 32, "n_batch": 512}
+
 
 class GGUFServerSettings(ServerSettings):
     model_config = SettingsConfigDict(
@@ -36,8 +40,11 @@ class GGUFServerSettings(ServerSettings):
     )
 
     def default_models(self) -> list[ModelSpec]:
-        """Every embedded model, the default (Gemma) first: it serves requests that name no model."""
-        return [ModelSpec(name=name, backend="llama_cpp") for name in EMBEDDED_MODELS]
+        """Every embedded model, the default (Gemma) first: it serves requests that name no model. The
+        embedding model gets an embedding context: its training length, many short inputs per decode."""
+        return [ModelSpec(name=name, backend="llama_cpp",
+                          options=EMBEDDING_MODEL_OPTIONS if model.use == "embedding" else {})
+                for name, model in EMBEDDED_MODELS.items()]
 
     @classmethod
     def add_cli_arguments(cls, parser: argparse.ArgumentParser) -> None:

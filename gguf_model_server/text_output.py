@@ -42,6 +42,7 @@ class TextOutput:
         self.text = ""  # everything decoded so far
         self._sent = 0  # characters of ``text`` already returned
         self.stopped = False
+        self.stop_string: str | None = None  # the stop string that ended the text, once one has
 
     def feed(self, data: bytes) -> str:
         """Add a token's bytes; return the newly sendable text ('' while holding back)."""
@@ -78,7 +79,8 @@ class TextOutput:
                     k += 1
                 if k == len(stop):
                     begin = start + i + 1 - k
-                    hit = begin if hit < 0 else min(hit, begin)
+                    if hit < 0 or begin < hit:
+                        hit, self.stop_string = begin, stop
                     break  # this stop string's first occurrence; later ones start later
             self._matched[j] = k
         return hit

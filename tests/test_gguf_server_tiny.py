@@ -254,9 +254,9 @@ def test_n_choices_on_both_openai_families(tiny_server) -> None:
 
 
 def test_unknown_routes_get_the_error_shape_and_a_pointer_to_the_docs(tiny_server) -> None:
-    r = tiny_server.client.post("/v1/responses", json={})
+    r = tiny_server.client.post("/v1/assistants", json={})
     message = assert_error(r, 404)
-    assert "POST /v1/responses" in message and "/docs" in message
+    assert "POST /v1/assistants" in message and "/docs" in message
     assert "/docs" in assert_error(tiny_server.client.delete("/generate"), 405)
 
 

@@ -18,7 +18,8 @@ def test_no_config_serves_the_embedded_models_gemma_first() -> None:
     s = GGUFServerSettings.load()
     assert s.port == 8001
     assert [(m.name, m.backend, m.path) for m in s.models] == [
-        ("gemma-3-270m", "llama_cpp", None), ("qwen2.5-0.5b-instruct", "llama_cpp", None)]
+        ("gemma-3-270m", "llama_cpp", None), ("qwen2.5-0.5b-instruct", "llama_cpp", None),
+        ("all-minilm-l6-v2", "llama_cpp", None)]
     assert s.loader_workers is None and s.share_identical_models and s.early_start
 
 

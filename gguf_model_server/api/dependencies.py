@@ -11,9 +11,12 @@ from fastapi import Depends, Request
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gguf_model_server.api.anthropic_messages.serving import MessagesServing
 from gguf_model_server.api.chat_completion.serving import ChatServing
 from gguf_model_server.api.completion.serving import CompletionServing
+from gguf_model_server.api.embeddings.serving import EmbeddingServing
 from gguf_model_server.api.native.serving import NativeServing
+from gguf_model_server.api.responses.serving import ResponsesServing
 from gguf_model_server.llama_backend import LlamaModel
 from serving_core.metrics import ServerMetrics
 from serving_core.registry import ModelRegistry
@@ -25,6 +28,9 @@ class GGUFServings:
     native: NativeServing
     completion: CompletionServing
     chat: ChatServing
+    messages: MessagesServing
+    responses: ResponsesServing
+    embeddings: EmbeddingServing
 
 
 class _EngineCollector(Collector):
@@ -63,8 +69,10 @@ class _EngineCollector(Collector):
 
 def build_servings(registry: ModelRegistry[Any], metrics: ServerMetrics, settings: ServerSettings) -> GGUFServings:
     metrics.registry.register(_EngineCollector(registry, metrics.prefix))
+    chat = ChatServing(registry, metrics)
     return GGUFServings(native=NativeServing(registry, metrics), completion=CompletionServing(registry, metrics),
-                        chat=ChatServing(registry, metrics))
+                        chat=chat, messages=MessagesServing(chat), responses=ResponsesServing(chat),
+                        embeddings=EmbeddingServing(registry, metrics))
 
 
 def _servings(request: Request) -> GGUFServings:
@@ -87,3 +95,24 @@ def get_chat_serving(request: Request) -> ChatServing:
 NativeServingDep = Annotated[NativeServing, Depends(get_native_serving)]
 CompletionServingDep = Annotated[CompletionServing, Depends(get_completion_serving)]
 ChatServingDep = Annotated[ChatServing, Depends(get_chat_serving)]
+
+
+def get_messages_serving(request: Request) -> MessagesServing:
+    return _servings(request).messages
+
+
+MessagesServingDep = Annotated[MessagesServing, Depends(get_messages_serving)]
+
+
+def get_responses_serving(request: Request) -> ResponsesServing:
+    return _servings(request).responses
+
+
+ResponsesServingDep = Annotated[ResponsesServing, Depends(get_responses_serving)]
+
+
+def get_embedding_serving(request: Request) -> EmbeddingServing:
+    return _servings(request).embeddings
+
+
+EmbeddingServingDep = Annotated[EmbeddingServing, Depends(get_embedding_serving)]

@@ -22,7 +22,7 @@ from gguf_model_server.generation_params import GenerationParams
 from gguf_model_server.llama_backend import LlamaModel, llama_errors
 from gguf_model_server.llama_native import GrammarError
 from serving_core.drain import Drain
-from serving_core.errors import BadRequest, ServingError, error_body, error_responses
+from serving_core.errors import BadRequest, ServerShuttingDown, ServingError, error_body, error_responses
 from serving_core.leases import Lease
 from serving_core.metrics import ServerMetrics
 from serving_core.registry import ModelRegistry
@@ -259,22 +259,39 @@ class GenerationServing:
             admitted.cancel()
 
 
-class GenerationStream(StreamingResponse):
-    """The server-sent events of one generation. However the response ends, the generation is
-    closed (cancelled if still running, its model's lease released) — also when Starlette cancels
-    the body before it ever ran (the client left while the request was being admitted), where the
-    body generator's own ``finally`` never runs. When the server's drain runs out of grace, the
-    stream ends with an error event and ``[DONE]``."""
+@dataclass(frozen=True)
+class StreamFraming:
+    """How an API family writes its stream: each event's bytes, an error after the 200 as an event
+    of its own shape, and what ends the stream (OpenAI's ``[DONE]``; nothing for others)."""
 
-    def __init__(self, admitted: Admitted, events: AsyncIterator[object]) -> None:
-        super().__init__(_not_started(), media_type="text/event-stream", headers=SSE_HEADERS)
+    media_type: str
+    frame: Callable[[object], str]
+    error: Callable[[ServingError], object]
+    end: str | None = None
+
+
+OPENAI_SSE = StreamFraming(media_type="text/event-stream", frame=sse_event,
+                           error=lambda exc: error_body(exc.code, exc.type, exc.message), end=sse_event("[DONE]"))
+
+
+class GenerationStream(StreamingResponse):
+    """The streamed events of one generation (OpenAI's server-sent events unless ``framing`` says
+    otherwise). However the response ends, the generation is closed (cancelled if still running,
+    its model's lease released) — also when Starlette cancels the body before it ever ran (the
+    client left while the request was being admitted), where the body generator's own ``finally``
+    never runs. When the server's drain runs out of grace, the stream ends with an error event."""
+
+    def __init__(self, admitted: Admitted, events: AsyncIterator[object], framing: StreamFraming = OPENAI_SSE) -> None:
+        headers = SSE_HEADERS if framing.media_type == "text/event-stream" else {"Cache-Control": "no-cache"}
+        super().__init__(_not_started(), media_type=framing.media_type, headers=headers)
         self._admitted = admitted
         self._events = events
+        self._framing = framing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         drain: Drain | None = getattr(getattr(scope.get("app"), "state", None), "drain", None)
         stop = drain.stream_stop() if drain is not None else None
-        self.body_iterator = sse(self._events, self._admitted.model, stop=stop)
+        self.body_iterator = framed(self._events, self._admitted.model, self._framing, stop=stop)
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -288,13 +305,14 @@ async def _not_started() -> AsyncIterator[str]:  # a placeholder: the iterator n
     yield ""
 
 
-_SHUTTING_DOWN = error_body("shutting_down", "service_unavailable",
-                            "the server is shutting down; the generation was stopped (retry elsewhere)")
+_SHUTTING_DOWN = ServerShuttingDown("the server is shutting down; the generation was stopped (retry elsewhere)")
+_FAILED = ServingError("generation failed; see the server log")
 
 
-async def sse(events: AsyncIterator[object], model: str, stop: asyncio.Event | None = None) -> AsyncIterator[str]:
-    """Server-sent events of already-rendered event objects; an error after the 200 becomes an
-    error event, and so does ``stop`` being set; always ends with ``[DONE]``."""
+async def framed(events: AsyncIterator[object], model: str, framing: StreamFraming,
+                 stop: asyncio.Event | None = None) -> AsyncIterator[str]:
+    """``events`` written with ``framing``; an error after the 200 becomes an error event, and so does
+    ``stop`` being set; always ends with ``framing.end``."""
     iterator = aiter(events)
     stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
     try:
@@ -304,19 +322,20 @@ async def sse(events: AsyncIterator[object], model: str, stop: asyncio.Event | N
                 await asyncio.wait({upcoming, stopped}, return_when=asyncio.FIRST_COMPLETED)
                 if not upcoming.done():
                     upcoming.cancel()
-                    yield sse_event(_SHUTTING_DOWN)
+                    yield framing.frame(framing.error(_SHUTTING_DOWN))
                     break
             try:
                 event = await upcoming
             except StopAsyncIteration:
                 break
-            yield sse_event(event)
+            yield framing.frame(event)
     except ServingError as exc:
-        yield sse_event(error_body(exc.code, exc.type, exc.message))
+        yield framing.frame(framing.error(exc))
     except Exception:
         log.exception("generation failed mid-stream on model '%s'", model)
-        yield sse_event(error_body("internal_error", "server_error", "generation failed; see the server log"))
+        yield framing.frame(framing.error(_FAILED))
     finally:
         if stopped is not None:
             stopped.cancel()
-    yield sse_event("[DONE]")
+    if framing.end is not None:
+        yield framing.end
