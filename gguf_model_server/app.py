@@ -13,6 +13,8 @@ from gguf_model_server.api.completion.router import completion_router
 from gguf_model_server.api.dependencies import build_servings
 from gguf_model_server.api.embeddings.router import embeddings_router
 from gguf_model_server.api.native.router import native_router
+from gguf_model_server.api.ollama.router import ollama_router
+from gguf_model_server.api.ollama.serving import ollama_error
 from gguf_model_server.api.responses.router import responses_router
 from gguf_model_server.loading import build_registry
 from gguf_model_server.settings import GGUFServerSettings
@@ -28,6 +30,7 @@ def create_app(settings: ServerSettings | None = None, registry: ModelRegistry[A
     settings = settings or GGUFServerSettings.load()
     return create_model_app(settings, registry or build_registry(settings), title="GGUF model server",
                             routers=[native_router(), completion_router(), chat_completion_router(),
-                                     responses_router(), embeddings_router(), anthropic_messages_router()],
+                                     responses_router(), embeddings_router(), anthropic_messages_router(),
+                                     ollama_router()],
                             servings=build_servings, metrics_prefix="gguf", timeline=timeline,
-                            error_dialects=[("/v1/messages", anthropic_error)])
+                            error_dialects=[("/v1/messages", anthropic_error), ("/api", ollama_error)])

@@ -115,6 +115,22 @@ class NativeModel:
     def eos(self) -> int:
         return int(self._lib.llama_vocab_eos(self.vocab))
 
+    def metadata(self, key: str) -> str | None:
+        """A GGUF metadata value as text (``general.architecture``, …); None when the file has none."""
+        buf = ctypes.create_string_buffer(256)
+        n = self._lib.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace") if n >= 0 else None
+
+    def description(self) -> str:
+        """llama.cpp's one-line description: architecture, size and type ("qwen2 1B Q4_K - Medium")."""
+        buf = ctypes.create_string_buffer(256)
+        self._lib.llama_model_desc(self.ptr, buf, len(buf))
+        return buf.value.decode("utf-8", "replace")
+
+    @property
+    def n_params(self) -> int:
+        return int(self._lib.llama_model_n_params(self.ptr))
+
     def chat_template(self) -> str | None:
         raw = self._lib.llama_model_chat_template(self.ptr, None)
         return raw.decode("utf-8") if raw else None

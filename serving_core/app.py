@@ -102,11 +102,12 @@ def create_model_app(
 
 
 async def _unload_idle_models(registry: ModelRegistry[Any], every: float) -> None:
-    """Apply ``keep_alive``: unload models idle for longer (never one a request holds)."""
-    if all(m.spec.keep_alive < 0 for m in registry.models.values()):
-        return
+    """Apply ``keep_alive`` (the spec's, or the one a request set): unload models idle for longer (never
+    one a request holds)."""
     while True:
         await asyncio.sleep(every)
+        if all(m.keep_alive < 0 for m in registry.models.values()):
+            continue
         try:
             await asyncio.to_thread(registry.unload_idle)
         except Exception:

@@ -80,5 +80,5 @@ class LeaseBook:
         """The ready, unheld models whose ``keep_alive`` has passed since their last use."""
         now = time.monotonic() if now is None else now
         return [m.name for m in owners
-                if m.spec.keep_alive >= 0 and m.state is ModelState.READY and m.refs == 0
-                and now - m.last_used >= m.spec.keep_alive]
+                if m.keep_alive >= 0 and m.state is ModelState.READY and m.refs == 0
+                and now - m.last_used >= m.keep_alive]

@@ -79,6 +79,12 @@ class ManagedModel(Generic[H]):
     refs: int = 0  # requests holding the model (it is never unloaded while one does)
     last_used: float = field(default_factory=time.monotonic)
     on_demand: bool = False  # this load was started by a request or an admin call: requests wait for it
+    keep_alive_override: float | None = None  # set by a request (Ollama's keep_alive): replaces the spec's
+
+    @property
+    def keep_alive(self) -> float:
+        """Seconds it stays loaded without requests (-1: forever): a request's override, else the spec's."""
+        return self.spec.keep_alive if self.keep_alive_override is None else self.keep_alive_override
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:

@@ -210,7 +210,7 @@ class ModelRegistry(Generic[H]):
         """Unload every ready model with a ``keep_alive`` that has had no request for that long."""
         unloaded = [name for name in self.leases.idle(self.primaries()) if self.unload(name)]
         for name in unloaded:
-            log.info("Model '%s' was idle for %g s (keep_alive): unloaded", name, self.models[name].spec.keep_alive)
+            log.info("Model '%s' was idle for %g s (keep_alive): unloaded", name, self.models[name].keep_alive)
         return unloaded
 
     # -- lookup ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from gguf_model_server.api.chat_completion.serving import ChatServing
 from gguf_model_server.api.completion.serving import CompletionServing
 from gguf_model_server.api.embeddings.serving import EmbeddingServing
 from gguf_model_server.api.native.serving import NativeServing
+from gguf_model_server.api.ollama.serving import OllamaServing
 from gguf_model_server.api.responses.serving import ResponsesServing
 from gguf_model_server.llama_backend import LlamaModel
 from serving_core.metrics import ServerMetrics
@@ -31,6 +32,7 @@ class GGUFServings:
     messages: MessagesServing
     responses: ResponsesServing
     embeddings: EmbeddingServing
+    ollama: OllamaServing
 
 
 class _EngineCollector(Collector):
@@ -70,9 +72,10 @@ class _EngineCollector(Collector):
 def build_servings(registry: ModelRegistry[Any], metrics: ServerMetrics, settings: ServerSettings) -> GGUFServings:
     metrics.registry.register(_EngineCollector(registry, metrics.prefix))
     chat = ChatServing(registry, metrics)
-    return GGUFServings(native=NativeServing(registry, metrics), completion=CompletionServing(registry, metrics),
-                        chat=chat, messages=MessagesServing(chat), responses=ResponsesServing(chat),
-                        embeddings=EmbeddingServing(registry, metrics))
+    completion, embeddings = CompletionServing(registry, metrics), EmbeddingServing(registry, metrics)
+    return GGUFServings(native=NativeServing(registry, metrics), completion=completion, chat=chat,
+                        messages=MessagesServing(chat), responses=ResponsesServing(chat), embeddings=embeddings,
+                        ollama=OllamaServing(registry, chat, completion, embeddings))
 
 
 def _servings(request: Request) -> GGUFServings:
@@ -116,3 +119,10 @@ def get_embedding_serving(request: Request) -> EmbeddingServing:
 
 
 EmbeddingServingDep = Annotated[EmbeddingServing, Depends(get_embedding_serving)]
+
+
+def get_ollama_serving(request: Request) -> OllamaServing:
+    return _servings(request).ollama
+
+
+OllamaServingDep = Annotated[OllamaServing, Depends(get_ollama_serving)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Generic, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gguf_model_server.api.chat_completion.protocol import ChatCompletionRequest
 from gguf_model_server.api.chat_completion.serving import ChatServing
@@ -15,13 +15,20 @@ from gguf_model_server.api.generation import Admitted
 from serving_core.errors import BadRequest, echo
 
 Req = TypeVar("Req")
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def chat_request(data: dict[str, Any], fields: dict[str, str] | None = None) -> ChatCompletionRequest:
     """``data`` (a chat completion request's fields) validated as one; a 400 naming the problem,
     in the client's own field names where ``fields`` maps them (chat field → client field)."""
+    return translated(ChatCompletionRequest, data, fields)
+
+
+def translated(cls: type[Model], data: dict[str, Any], fields: dict[str, str] | None = None) -> Model:
+    """``data`` validated as a ``cls`` request; a 400 naming the problem, in the client's own field
+    names where ``fields`` maps them (our field → the client's)."""
     try:
-        return ChatCompletionRequest.model_validate(data)
+        return cls.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = [str(p) for p in first.get("loc", ())]
