@@ -21,7 +21,7 @@ KEEP_ALIVE_DESCRIPTION = ("how long the model stays loaded after this request: s
                           "keep_alive")
 
 
-class Options(BaseModel):
+class OllamaOptions(BaseModel):
     """Ollama's ``options``: the sampling ones are applied; load-time ones (``num_ctx``, ``num_gpu``,
     ``num_thread``, …) are set per model in the server's config, and are ignored here (logged)."""
 
@@ -39,41 +39,41 @@ class Options(BaseModel):
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
 
 
-class FunctionCallOut(BaseModel):
+class OllamaFunctionCallOut(BaseModel):
     name: FunctionName
     arguments: dict[str, Any]
 
 
-class ToolCallOut(BaseModel):
-    function: FunctionCallOut
+class OllamaToolCallOut(BaseModel):
+    function: OllamaFunctionCallOut
 
 
-class ChatMessage(BaseModel):
+class OllamaChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # thinking: not used by these models
     role: Literal["system", "user", "assistant", "tool"]
     content: Text = ""
     images: Annotated[list[str], Field(max_length=16)] | None = Field(default=None, description="refused (400): "
                                                                       "the models here read text only")
-    tool_calls: Annotated[list[ToolCallOut], Field(max_length=128)] | None = None
+    tool_calls: Annotated[list[OllamaToolCallOut], Field(max_length=128)] | None = None
     tool_name: FunctionName | None = Field(default=None, description="a tool message: the tool that answered")
 
 
-class GenerationFields(BaseModel):
+class OllamaGenerationFields(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # think, logprobs …: see the README
     model: ModelRef
     format: Literal["", "json"] | dict[str, Any] | None = Field(
         default=None, description="'json': a JSON object; a JSON schema: a document it accepts (enforced)")
-    options: Options | None = None
+    options: OllamaOptions | None = None
     stream: bool = Field(default=True, description="NDJSON, one object per piece (Ollama's default)")
     keep_alive: KeepAlive = Field(default=None, description=KEEP_ALIVE_DESCRIPTION)
 
 
-class ChatRequest(GenerationFields):
-    messages: list[ChatMessage] = Field(default_factory=list, max_length=MAX_CHAT_MESSAGES)
+class OllamaChatRequest(OllamaGenerationFields):
+    messages: list[OllamaChatMessage] = Field(default_factory=list, max_length=MAX_CHAT_MESSAGES)
     tools: Annotated[list[ToolDefinition], Field(max_length=MAX_TOOLS)] | None = None
 
 
-class GenerateRequest(GenerationFields):
+class OllamaGenerateRequest(OllamaGenerationFields):
     prompt: Text = Field(default="", description="empty: only load the model (or, with keep_alive 0, unload it)")
     system: Text | None = None
     raw: bool = Field(default=False, description="the prompt as it is, no chat template")
@@ -83,18 +83,18 @@ class GenerateRequest(GenerationFields):
                                       "conversation to /api/chat")
 
 
-class EmbedRequest(BaseModel):
+class OllamaEmbedRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     model: ModelRef
     input: Text | Annotated[list[Text], Field(min_length=1, max_length=MAX_INPUTS)]
     truncate: bool = Field(default=True, description="accepted; an input longer than the model's context is "
                            "refused (400) rather than cut")
     dimensions: int | None = Field(default=None, ge=1)
-    options: Options | None = None
+    options: OllamaOptions | None = None
     keep_alive: KeepAlive = Field(default=None, description=KEEP_ALIVE_DESCRIPTION)
 
 
-class EmbeddingsRequest(BaseModel):
+class OllamaEmbeddingsRequest(BaseModel):
     """The older ``/api/embeddings``: one prompt, one vector."""
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
@@ -103,13 +103,13 @@ class EmbeddingsRequest(BaseModel):
     keep_alive: KeepAlive = Field(default=None, description=KEEP_ALIVE_DESCRIPTION)
 
 
-class ShowRequest(BaseModel):
+class OllamaShowRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: ModelRef | None = None
     name: ModelRef | None = Field(default=None, description="older clients' spelling of model")
 
 
-class ModelDetails(BaseModel):
+class OllamaModelDetails(BaseModel):
     parent_model: str = ""
     format: str = "gguf"
     family: str = ""
@@ -118,44 +118,44 @@ class ModelDetails(BaseModel):
     quantization_level: str = ""
 
 
-class ListedModel(BaseModel):
+class OllamaListedModel(BaseModel):
     name: str
     model: str
     modified_at: str
     size: int
     digest: str
-    details: ModelDetails
+    details: OllamaModelDetails
 
 
-class TagsResponse(BaseModel):
-    models: list[ListedModel]
+class OllamaTagsResponse(BaseModel):
+    models: list[OllamaListedModel]
 
 
-class RunningModel(ListedModel):
+class OllamaRunningModel(OllamaListedModel):
     expires_at: str
     size_vram: int = 0
     context_length: int | None = None
 
 
-class PsResponse(BaseModel):
-    models: list[RunningModel]
+class OllamaPsResponse(BaseModel):
+    models: list[OllamaRunningModel]
 
 
-class ShowResponse(BaseModel):
+class OllamaShowResponse(BaseModel):
     modelfile: str
     parameters: str
     template: str
-    details: ModelDetails
+    details: OllamaModelDetails
     model_info: dict[str, Any]
     capabilities: list[str]
     modified_at: str
 
 
-class VersionResponse(BaseModel):
+class OllamaVersionResponse(BaseModel):
     version: str
 
 
-class Durations(BaseModel):
+class OllamaDurations(BaseModel):
     """Ollama's accounting, in nanoseconds."""
 
     total_duration: int
@@ -166,35 +166,35 @@ class Durations(BaseModel):
     eval_duration: int
 
 
-class AssistantMessage(BaseModel):
+class OllamaAssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
-    tool_calls: list[ToolCallOut] | None = None
+    tool_calls: list[OllamaToolCallOut] | None = None
 
 
-class ChatChunk(BaseModel):
+class OllamaChatChunk(BaseModel):
     model: str
     created_at: str
-    message: AssistantMessage
+    message: OllamaAssistantMessage
     done: Literal[False] = False
 
 
-class ChatResponse(Durations):
+class OllamaChatResponse(OllamaDurations):
     model: str
     created_at: str
-    message: AssistantMessage
+    message: OllamaAssistantMessage
     done: Literal[True] = True
     done_reason: str
 
 
-class GenerateChunk(BaseModel):
+class OllamaGenerateChunk(BaseModel):
     model: str
     created_at: str
     response: str
     done: Literal[False] = False
 
 
-class GenerateResponse(BaseModel):
+class OllamaGenerateResponse(BaseModel):
     model: str
     created_at: str
     response: str
@@ -208,7 +208,7 @@ class GenerateResponse(BaseModel):
     eval_duration: int | None = None
 
 
-class EmbedResponse(BaseModel):
+class OllamaEmbedResponse(BaseModel):
     model: str
     embeddings: list[list[float]]
     total_duration: int
@@ -216,5 +216,5 @@ class EmbedResponse(BaseModel):
     prompt_eval_count: int
 
 
-class EmbeddingsResponse(BaseModel):
+class OllamaEmbeddingsResponse(BaseModel):
     embedding: list[float]

@@ -10,19 +10,19 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from gguf_model_server.api.dependencies import OllamaServingDep
 from gguf_model_server.api.generation import GENERATION_ERRORS
 from gguf_model_server.api.ollama.protocol import (
-    ChatRequest,
-    ChatResponse,
-    EmbeddingsRequest,
-    EmbeddingsResponse,
-    EmbedRequest,
-    EmbedResponse,
-    GenerateRequest,
-    GenerateResponse,
-    PsResponse,
-    ShowRequest,
-    ShowResponse,
-    TagsResponse,
-    VersionResponse,
+    OllamaChatRequest,
+    OllamaChatResponse,
+    OllamaEmbeddingsRequest,
+    OllamaEmbeddingsResponse,
+    OllamaEmbedRequest,
+    OllamaEmbedResponse,
+    OllamaGenerateRequest,
+    OllamaGenerateResponse,
+    OllamaPsResponse,
+    OllamaShowRequest,
+    OllamaShowResponse,
+    OllamaTagsResponse,
+    OllamaVersionResponse,
 )
 from gguf_model_server.api.ollama.serving import OLLAMA_API_VERSION
 from serving_core.errors import BadRequest
@@ -34,40 +34,41 @@ _MANAGEMENT = [("POST", "/pull"), ("POST", "/push"), ("POST", "/create"), ("POST
 def ollama_router() -> APIRouter:
     router = APIRouter(prefix="/api", tags=["ollama"])
 
-    @router.get("/version", response_model=VersionResponse)
-    async def version() -> VersionResponse:
+    @router.get("/version", response_model=OllamaVersionResponse)
+    async def version() -> OllamaVersionResponse:
         """The Ollama API version these routes follow."""
-        return VersionResponse(version=OLLAMA_API_VERSION)
+        return OllamaVersionResponse(version=OLLAMA_API_VERSION)
 
-    @router.get("/tags", response_model=TagsResponse)
-    async def tags(serving: OllamaServingDep) -> TagsResponse:
+    @router.get("/tags", response_model=OllamaTagsResponse)
+    async def tags(serving: OllamaServingDep) -> OllamaTagsResponse:
         """The configured models (``ollama.list()``)."""
         return serving.tags()
 
-    @router.get("/ps", response_model=PsResponse)
-    async def ps(serving: OllamaServingDep) -> PsResponse:
+    @router.get("/ps", response_model=OllamaPsResponse)
+    async def ps(serving: OllamaServingDep) -> OllamaPsResponse:
         """The loaded models, each with when its ``keep_alive`` runs out (``ollama.ps()``)."""
         return serving.ps()
 
-    @router.post("/show", response_model=ShowResponse, responses=GENERATION_ERRORS)
-    async def show(req: ShowRequest, serving: OllamaServingDep) -> ShowResponse:
+    @router.post("/show", response_model=OllamaShowResponse, responses=GENERATION_ERRORS)
+    async def show(req: OllamaShowRequest, serving: OllamaServingDep) -> OllamaShowResponse:
         """A model's details, template and capabilities (``ollama.show()``)."""
         name = req.model or req.name
         if name is None:
             raise BadRequest("model: name the model to show", param="model")
         return serving.show(name)
 
-    @router.post("/chat", response_model=ChatResponse, responses=GENERATION_ERRORS)
-    async def chat(req: ChatRequest, request: Request, serving: OllamaServingDep) -> ChatResponse | StreamingResponse:
+    @router.post("/chat", response_model=OllamaChatResponse, responses=GENERATION_ERRORS)
+    async def chat(req: OllamaChatRequest, request: Request,
+                   serving: OllamaServingDep) -> OllamaChatResponse | StreamingResponse:
         """A chat turn (``ollama.chat()``): NDJSON pieces unless ``stream: false``."""
         chat_req, admitted = await serving.admit_chat(req)
         if req.stream:
             return serving.chat_stream(chat_req, admitted)
         return await serving.chat_answer(chat_req, admitted, request)
 
-    @router.post("/generate", response_model=GenerateResponse, responses=GENERATION_ERRORS)
-    async def generate(req: GenerateRequest, request: Request,
-                       serving: OllamaServingDep) -> GenerateResponse | StreamingResponse:
+    @router.post("/generate", response_model=OllamaGenerateResponse, responses=GENERATION_ERRORS)
+    async def generate(req: OllamaGenerateRequest, request: Request,
+                       serving: OllamaServingDep) -> OllamaGenerateResponse | StreamingResponse:
         """A completion of ``prompt`` (``ollama.generate()``), through the model's chat template unless
         ``raw`` or the model has none; an empty prompt loads the model (``keep_alive`` 0: unloads it)."""
         if not req.prompt:
@@ -77,13 +78,13 @@ def ollama_router() -> APIRouter:
             return serving.generate_stream(chat_req, admitted)
         return await serving.generate_answer(chat_req, admitted, request)
 
-    @router.post("/embed", response_model=EmbedResponse, responses=GENERATION_ERRORS)
-    async def embed(req: EmbedRequest, serving: OllamaServingDep) -> EmbedResponse:
+    @router.post("/embed", response_model=OllamaEmbedResponse, responses=GENERATION_ERRORS)
+    async def embed(req: OllamaEmbedRequest, serving: OllamaServingDep) -> OllamaEmbedResponse:
         """Unit-length embeddings of each input (``ollama.embed()``), from an embedding model."""
         return await serving.embed(req)
 
-    @router.post("/embeddings", response_model=EmbeddingsResponse, responses=GENERATION_ERRORS)
-    async def embeddings(req: EmbeddingsRequest, serving: OllamaServingDep) -> EmbeddingsResponse:
+    @router.post("/embeddings", response_model=OllamaEmbeddingsResponse, responses=GENERATION_ERRORS)
+    async def embeddings(req: OllamaEmbeddingsRequest, serving: OllamaServingDep) -> OllamaEmbeddingsResponse:
         """The older single-prompt form of ``/api/embed``."""
         return await serving.embeddings_legacy(req)
 

@@ -23,28 +23,28 @@ from gguf_model_server.api.completion.serving import CompletionServing
 from gguf_model_server.api.embeddings.serving import EmbeddingResult, EmbeddingServing
 from gguf_model_server.api.generation import Admitted, GenerationStream, StreamFraming
 from gguf_model_server.api.ollama.protocol import (
-    AssistantMessage,
-    ChatChunk,
-    ChatRequest,
-    ChatResponse,
-    Durations,
-    EmbeddingsRequest,
-    EmbeddingsResponse,
-    EmbedRequest,
-    EmbedResponse,
-    FunctionCallOut,
-    GenerateChunk,
-    GenerateRequest,
-    GenerateResponse,
-    GenerationFields,
     KeepAlive,
-    ListedModel,
-    ModelDetails,
-    PsResponse,
-    RunningModel,
-    ShowResponse,
-    TagsResponse,
-    ToolCallOut,
+    OllamaAssistantMessage,
+    OllamaChatChunk,
+    OllamaChatRequest,
+    OllamaChatResponse,
+    OllamaDurations,
+    OllamaEmbeddingsRequest,
+    OllamaEmbeddingsResponse,
+    OllamaEmbedRequest,
+    OllamaEmbedResponse,
+    OllamaFunctionCallOut,
+    OllamaGenerateChunk,
+    OllamaGenerateRequest,
+    OllamaGenerateResponse,
+    OllamaGenerationFields,
+    OllamaListedModel,
+    OllamaModelDetails,
+    OllamaPsResponse,
+    OllamaRunningModel,
+    OllamaShowResponse,
+    OllamaTagsResponse,
+    OllamaToolCallOut,
 )
 from gguf_model_server.api.translation import chat_request, translated
 from gguf_model_server.engine import GenerationStats, JobKind
@@ -107,27 +107,27 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
-def _durations(stats: GenerationStats, load_seconds: float) -> Durations:
+def _durations(stats: GenerationStats, load_seconds: float) -> OllamaDurations:
     total = load_seconds + stats.queued_seconds + stats.prompt_seconds + stats.generation_seconds
-    return Durations(total_duration=_ns(total), load_duration=_ns(load_seconds), prompt_eval_count=stats.prompt_tokens,
-                     prompt_eval_duration=_ns(stats.prompt_seconds), eval_count=stats.completion_tokens,
-                     eval_duration=_ns(stats.generation_seconds))
+    return OllamaDurations(total_duration=_ns(total), load_duration=_ns(load_seconds),
+                           prompt_eval_count=stats.prompt_tokens, prompt_eval_duration=_ns(stats.prompt_seconds),
+                           eval_count=stats.completion_tokens, eval_duration=_ns(stats.generation_seconds))
 
 
 def _done_reason(finish_reason: str) -> str:
     return "length" if finish_reason == "length" else "stop"
 
 
-def _tool_call(call: ResponseToolCall) -> ToolCallOut:
+def _tool_call(call: ResponseToolCall) -> OllamaToolCallOut:
     try:
         arguments = json.loads(call.function.arguments)
     except ValueError:
         arguments = {}
-    return ToolCallOut(function=FunctionCallOut(name=call.function.name,
+    return OllamaToolCallOut(function=OllamaFunctionCallOut(name=call.function.name,
                                                 arguments=arguments if isinstance(arguments, dict) else {}))
 
 
-def _sampling(req: GenerationFields) -> dict[str, Any]:
+def _sampling(req: OllamaGenerationFields) -> dict[str, Any]:
     """The request's ``options`` and ``format`` as chat/completion request fields."""
     fields: dict[str, Any] = {"model": req.model}
     options = req.options
@@ -169,7 +169,7 @@ class OllamaServing:
 
     # -- chat ----------------------------------------------------------------------------------
 
-    def to_chat(self, req: ChatRequest) -> ChatCompletionRequest:
+    def to_chat(self, req: OllamaChatRequest) -> ChatCompletionRequest:
         messages: list[dict[str, Any]] = []
         for i, m in enumerate(req.messages):
             if m.images:
@@ -188,7 +188,7 @@ class OllamaServing:
             data["tools"] = [t.model_dump(exclude_none=True) for t in req.tools]
         return chat_request(data, _FIELDS)
 
-    async def admit_chat(self, req: ChatRequest) -> tuple[ChatCompletionRequest, Admitted]:
+    async def admit_chat(self, req: OllamaChatRequest) -> tuple[ChatCompletionRequest, Admitted]:
         if not req.messages:
             raise BadRequest("messages: send at least one message (an empty chat only loads a model in Ollama; "
                              "use /api/generate with an empty prompt for that)", param="messages")
@@ -197,48 +197,50 @@ class OllamaServing:
         self.keep_alive(admitted.model, req.keep_alive)
         return chat, admitted
 
-    async def chat_answer(self, chat: ChatCompletionRequest, admitted: Admitted, request: Request) -> ChatResponse:
+    async def chat_answer(self, chat: ChatCompletionRequest, admitted: Admitted,
+                          request: Request) -> OllamaChatResponse:
         answer = (await self.chat.answers(admitted, chat, request))[0]
         calls = [_tool_call(c) for c in answer.tool_calls] or None
-        return ChatResponse(model=admitted.model, created_at=_now(),
-                            message=AssistantMessage(content=answer.content or "", tool_calls=calls),
+        return OllamaChatResponse(model=admitted.model, created_at=_now(),
+                            message=OllamaAssistantMessage(content=answer.content or "", tool_calls=calls),
                             done_reason=_done_reason(answer.finish_reason),
                             **_durations(answer.stats, admitted.lease.load_wait_seconds).model_dump())
 
     def chat_stream(self, chat: ChatCompletionRequest, admitted: Admitted) -> GenerationStream:
-        async def events() -> AsyncIterator[ChatChunk | ChatResponse]:
+        async def events() -> AsyncIterator[OllamaChatChunk | OllamaChatResponse]:
             async for event in self.chat.answer_events(admitted, chat):
                 if isinstance(event, TextDelta):
                     if event.text:
-                        yield ChatChunk(model=admitted.model, created_at=_now(),
-                                        message=AssistantMessage(content=event.text))
+                        yield OllamaChatChunk(model=admitted.model, created_at=_now(),
+                                        message=OllamaAssistantMessage(content=event.text))
                 elif isinstance(event, ToolCallDone):
-                    yield ChatChunk(model=admitted.model, created_at=_now(), message=AssistantMessage(
+                    yield OllamaChatChunk(model=admitted.model, created_at=_now(), message=OllamaAssistantMessage(
                         content="", tool_calls=[_tool_call(event.call)]))
                 else:
-                    yield ChatResponse(model=admitted.model, created_at=_now(), message=AssistantMessage(content=""),
-                                       done_reason=_done_reason(event.finish_reason),
-                                       **_durations(event.stats, admitted.lease.load_wait_seconds).model_dump())
+                    yield OllamaChatResponse(model=admitted.model, created_at=_now(),
+                                             message=OllamaAssistantMessage(content=""),
+                                             done_reason=_done_reason(event.finish_reason),
+                                             **_durations(event.stats, admitted.lease.load_wait_seconds).model_dump())
 
         return GenerationStream(admitted, events(), OLLAMA_NDJSON)
 
     # -- generate ------------------------------------------------------------------------------
 
-    async def load_or_unload(self, req: GenerateRequest) -> GenerateResponse:
+    async def load_or_unload(self, req: OllamaGenerateRequest) -> OllamaGenerateResponse:
         """An empty prompt: load the model (Ollama's preload), or with ``keep_alive`` 0 unload it."""
         seconds = keep_alive_seconds(req.keep_alive)
         name = self.registry.lookup(req.model).name
         if seconds == 0:
             self.registry.unload(self.registry.primary(self.registry.lookup(name)).name)
-            return GenerateResponse(model=name, created_at=_now(), response="", done_reason="unload")
+            return OllamaGenerateResponse(model=name, created_at=_now(), response="", done_reason="unload")
         started = time.monotonic()
         async with self.registry.using(name):
             pass
         self.keep_alive(name, req.keep_alive)
-        return GenerateResponse(model=name, created_at=_now(), response="", done_reason="load",
+        return OllamaGenerateResponse(model=name, created_at=_now(), response="", done_reason="load",
                                 load_duration=_ns(time.monotonic() - started))
 
-    def _raw(self, req: GenerateRequest) -> bool:
+    def _raw(self, req: OllamaGenerateRequest) -> bool:
         """Whether the prompt goes to the model as it is: asked for, or the model has no chat template
         of its own (a base model, as Ollama's template for it would be the bare prompt)."""
         if req.raw:
@@ -247,7 +249,7 @@ class OllamaServing:
         handle = model.handle if model.state is ModelState.READY else None
         return handle is not None and handle.chat_fallback
 
-    async def admit_generate(self, req: GenerateRequest) -> tuple[ChatCompletionRequest | None, Admitted]:
+    async def admit_generate(self, req: OllamaGenerateRequest) -> tuple[ChatCompletionRequest | None, Admitted]:
         """The request admitted as a completion (raw) or as a one-turn chat; the chat request, if a chat."""
         for name in ("suffix", "images", "context"):
             if getattr(req, name):
@@ -266,7 +268,7 @@ class OllamaServing:
         return chat, admitted
 
     async def generate_answer(self, chat: ChatCompletionRequest | None, admitted: Admitted,
-                              request: Request) -> GenerateResponse:
+                              request: Request) -> OllamaGenerateResponse:
         if chat is not None:
             answer = (await self.chat.answers(admitted, chat, request))[0]
             text, stats, reason = answer.content or "", answer.stats, answer.finish_reason
@@ -274,20 +276,20 @@ class OllamaServing:
             text, stats = await self.completion.complete(admitted, request)
             reason = stats.finish_reason
         durations = _durations(stats, admitted.lease.load_wait_seconds)
-        return GenerateResponse(model=admitted.model, created_at=_now(), response=text,
+        return OllamaGenerateResponse(model=admitted.model, created_at=_now(), response=text,
                                 done_reason=_done_reason(reason), **durations.model_dump())
 
     def generate_stream(self, chat: ChatCompletionRequest | None, admitted: Admitted) -> GenerationStream:
-        def end(stats: GenerationStats, reason: str) -> GenerateResponse:
-            return GenerateResponse(model=admitted.model, created_at=_now(), response="",
+        def end(stats: GenerationStats, reason: str) -> OllamaGenerateResponse:
+            return OllamaGenerateResponse(model=admitted.model, created_at=_now(), response="",
                                     done_reason=_done_reason(reason),
                                     **_durations(stats, admitted.lease.load_wait_seconds).model_dump())
 
-        async def events() -> AsyncIterator[GenerateChunk | GenerateResponse]:
+        async def events() -> AsyncIterator[OllamaGenerateChunk | OllamaGenerateResponse]:
             if chat is not None:
                 async for event in self.chat.answer_events(admitted, chat):
                     if isinstance(event, TextDelta) and event.text:
-                        yield GenerateChunk(model=admitted.model, created_at=_now(), response=event.text)
+                        yield OllamaGenerateChunk(model=admitted.model, created_at=_now(), response=event.text)
                     elif isinstance(event, ChoiceEnd):
                         yield end(event.stats, event.finish_reason)
                 return
@@ -295,7 +297,7 @@ class OllamaServing:
                 if isinstance(item, GenerationStats):
                     yield end(item, item.finish_reason)
                 elif item:
-                    yield GenerateChunk(model=admitted.model, created_at=_now(), response=item)
+                    yield OllamaGenerateChunk(model=admitted.model, created_at=_now(), response=item)
 
         return GenerationStream(admitted, events(), OLLAMA_NDJSON)
 
@@ -308,21 +310,21 @@ class OllamaServing:
         self.keep_alive(result.model, keep_alive)
         return result
 
-    async def embed(self, req: EmbedRequest) -> EmbedResponse:
+    async def embed(self, req: OllamaEmbedRequest) -> OllamaEmbedResponse:
         inputs = [req.input] if isinstance(req.input, str) else list(req.input)
         result = await self._embed(req.model, inputs, req.dimensions, req.keep_alive)
         stats = result.stats
-        return EmbedResponse(model=result.model, embeddings=[v.tolist() for v in result.vectors],
+        return OllamaEmbedResponse(model=result.model, embeddings=[v.tolist() for v in result.vectors],
                              total_duration=_ns(result.load_seconds + stats.queued_seconds + stats.compute_seconds),
                              load_duration=_ns(result.load_seconds), prompt_eval_count=stats.prompt_tokens)
 
-    async def embeddings_legacy(self, req: EmbeddingsRequest) -> EmbeddingsResponse:
+    async def embeddings_legacy(self, req: OllamaEmbeddingsRequest) -> OllamaEmbeddingsResponse:
         result = await self._embed(req.model, [req.prompt], None, req.keep_alive)
-        return EmbeddingsResponse(embedding=result.vectors[0].tolist())
+        return OllamaEmbeddingsResponse(embedding=result.vectors[0].tolist())
 
     # -- models --------------------------------------------------------------------------------
 
-    def _listed(self, model: ManagedModel[LlamaModel]) -> ListedModel:
+    def _listed(self, model: ManagedModel[LlamaModel]) -> OllamaListedModel:
         owner = self.registry.primary(model)
         handle = owner.handle if owner.state is ModelState.READY else None
         path = handle.path if handle is not None else None
@@ -330,23 +332,23 @@ class OllamaServing:
         if path is not None:
             stat = path.stat()
             size, modified = stat.st_size, stat.st_mtime
-        details = ModelDetails()
+        details = OllamaModelDetails()
         if handle is not None:
             arch = handle.native.metadata("general.architecture") or ""
             words = handle.native.description().split(" ", 2)  # "qwen2 1B Q4_K - Medium": the type is last
             n = handle.native.n_params
-            details = ModelDetails(family=arch, families=[arch] if arch else None,
+            details = OllamaModelDetails(family=arch, families=[arch] if arch else None,
                                    parameter_size=f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M",
                                    quantization_level=words[2] if len(words) > 2 else "")
         # An identity of the file (path, size, time), not its sha256: hashing GBs per listing would cost seconds.
         digest = hashlib.sha256(f"{path}:{size}:{modified}".encode()).hexdigest()
-        return ListedModel(name=model.name, model=model.name, modified_at=_iso(modified), size=size, digest=digest,
-                           details=details)
+        return OllamaListedModel(name=model.name, model=model.name, modified_at=_iso(modified), size=size,
+                                 digest=digest, details=details)
 
-    def tags(self) -> TagsResponse:
-        return TagsResponse(models=[self._listed(m) for m in self.registry.models.values()])
+    def tags(self) -> OllamaTagsResponse:
+        return OllamaTagsResponse(models=[self._listed(m) for m in self.registry.models.values()])
 
-    def ps(self) -> PsResponse:
+    def ps(self) -> OllamaPsResponse:
         running = []
         now_wall, now = time.time(), time.monotonic()
         for model in self.registry.models.values():
@@ -356,11 +358,11 @@ class OllamaServing:
             keep = owner.keep_alive
             idle_from = now if owner.refs else owner.last_used
             expires = FOREVER if keep < 0 else _iso(now_wall + (idle_from - now) + keep)
-            running.append(RunningModel(**self._listed(model).model_dump(), expires_at=expires,
+            running.append(OllamaRunningModel(**self._listed(model).model_dump(), expires_at=expires,
                                         context_length=owner.handle.n_ctx))
-        return PsResponse(models=running)
+        return OllamaPsResponse(models=running)
 
-    def show(self, name: str) -> ShowResponse:
+    def show(self, name: str) -> OllamaShowResponse:
         model = self.registry.lookup(name)
         listed = self._listed(model)
         owner = self.registry.primary(model)
@@ -380,7 +382,7 @@ class OllamaServing:
             info = {"general.architecture": arch, "general.parameter_count": handle.native.n_params,
                     f"{arch}.context_length": handle.n_ctx}
         parameters = "\n".join(f"{k} {v}" for k, v in model.spec.options.items())
-        return ShowResponse(modelfile=f"# served by the GGUF model server: model '{model.name}' "
+        return OllamaShowResponse(modelfile=f"# served by the GGUF model server: model '{model.name}' "
                                       f"(backend {model.spec.backend})\n",
                             parameters=parameters, template=template, details=listed.details, model_info=info,
                             capabilities=capabilities, modified_at=listed.modified_at)
