@@ -183,9 +183,17 @@ class NativeContext:
         params.n_ubatch = min(self.n_batch, 512)
         if shape.embeddings:
             # Pooling reads a whole input in one micro-batch (a non-causal encoder attends across it).
+            # A multiple of the sequences: else llama.cpp (this pin) aborts the process while reserving
+            # the mean-pooled graph of a causal model (GGML_ASSERT ggml_can_mul_mat; measured: 64 tokens
+            # with 3, 5, 7 or 12 sequences abort, 60 or 96 with 3, 6 or 12 do not).
+            self.n_batch = -(-self.n_batch // shape.n_seq) * shape.n_seq
+            params.n_batch = params.n_ubatch = self.n_batch
             params.embeddings = True
             params.pooling_type = shape.pooling
-            params.n_ubatch = self.n_batch
+            # Nothing is kept between decodes (each input is forgotten once read), so the KV holds one
+            # decode's tokens, shared by its sequences.
+            params.n_ctx = self.n_batch
+            params.kv_unified = True
         params.n_threads = shape.n_threads
         params.n_threads_batch = shape.n_threads
         params.no_perf = True

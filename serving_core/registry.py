@@ -223,6 +223,15 @@ class ModelRegistry(Generic[H]):
         chosen = ready or (accepted[0] if accepted else None)
         return chosen.name if chosen else None
 
+    def default_ready(self, accept: Callable[[H], bool]) -> str | None:
+        """The first ready model whose loaded handle ``accept`` takes; None when none does (a request
+        without a name then gets the usual default, whose state says why it cannot serve)."""
+        for model in self.models.values():
+            handle = self.primary(model).handle
+            if model.state is ModelState.READY and handle is not None and accept(handle):
+                return model.name
+        return None
+
     def lookup(self, name: str | None) -> ManagedModel[H]:
         """The model called ``name`` (default: see ``default_for``) whatever its state; 404 if unknown."""
         key = self.default_for() if name is None else name

@@ -86,6 +86,14 @@ def start_configured(module_server, model_files, tmp_path_factory, models: list[
 
 
 @pytest.fixture(scope="module")
+def embedded_server(module_server):
+    """A module-scoped GGUF server on the embedded models (no config), every model settled."""
+    srv = module_server()
+    srv.health = srv.wait_settled(timeout=180)
+    return srv
+
+
+@pytest.fixture(scope="module")
 def tiny_server(module_server, model_files, tmp_path_factory):
     return start_configured(module_server, model_files, tmp_path_factory, [
         {"name": "tiny-a", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": TINY_OPTS},

@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gguf_model_server.api.protocol import Timings
-from gguf_model_server.engine import Generation, GenerationRequest, GenerationStats, PreparedJob
+from gguf_model_server.engine import Generation, GenerationRequest, GenerationStats, JobKind, PreparedJob
 from gguf_model_server.generation_params import GenerationParams
 from gguf_model_server.llama_backend import LlamaModel, llama_errors
 from gguf_model_server.llama_native import GrammarError
@@ -162,7 +162,9 @@ class GenerationServing:
                     on_model: OnModel | None = None) -> Admitted:
         """Find the model, tokenize, prepare the engine job and queue it; raises the typed 4xx/5xx
         errors before any response."""
-        lease = await self.registry.acquire(model)  # released by Admitted.close, or below on a refusal
+        # Without a name: the first model that generates (an embedding model first in the config does not).
+        default = self.registry.default_ready(lambda llama: llama.engine.kind is JobKind.GENERATE)
+        lease = await self.registry.acquire(model or default)  # released by Admitted.close, or below on a refusal
         try:
             llama = lease.handle
             llama.engine.check_admission()  # cheap, and refuses before the (bounded) tokenizing work

@@ -92,8 +92,8 @@ def _chat_messages(req: CountTokensRequest) -> list[dict[str, Any]]:
                 out.append({"role": "tool", "tool_call_id": block.tool_use_id,
                             "content": f"Error: {result}" if block.is_error else result})
             elif block.type in ("tool_use", "tool_result"):
-                raise BadRequest(f"{where}: a {block.type} block belongs in an "
-                                 f"{'assistant' if block.type == 'tool_use' else 'user'} message", param=where)
+                raise BadRequest(f"{where}: a {block.type} block belongs in "
+                                 f"{'an assistant' if block.type == 'tool_use' else 'a user'} message", param=where)
             else:
                 raise _unsupported(block, where)
         if text or calls or not out or out[-1]["role"] != "tool":

@@ -27,11 +27,10 @@ from gguf_model_server.api.chat_completion.tool_use import ToolAnswer, ToolUse, 
 from gguf_model_server.api.generation import Admitted, GenerationServing, GenerationStream, timings
 from gguf_model_server.api.openai_params import check_openai_params, include_usage
 from gguf_model_server.api.protocol import Usage
-from gguf_model_server.engine import GenerationStats
+from gguf_model_server.engine import GenerationStats, JobKind
 from gguf_model_server.generation_params import GenerationParams
 from gguf_model_server.llama_backend import LlamaModel
 from serving_core.errors import BadRequest, echo
-from serving_core.registry import ManagedModel, ModelState
 
 
 class ChatServing(GenerationServing):
@@ -90,14 +89,9 @@ class ChatServing(GenerationServing):
 
     def default_chat_model(self) -> str | None:
         """A chat without ``model`` goes to the first ready model with a chat template of its own (a
-        base model answers chat poorly, through a fallback template); None: the usual default."""
-
-        def has_template(m: ManagedModel[LlamaModel]) -> bool:
-            handle = self.registry.primary(m).handle
-            return m.state is ModelState.READY and handle is not None and not handle.chat_fallback
-
-        return self.registry.default_for(has_template) if any(map(has_template, self.registry.models.values())) \
-            else None
+        base model answers chat poorly, through a fallback template), else the first that generates."""
+        return self.registry.default_ready(
+            lambda llama: not llama.chat_fallback and llama.engine.kind is JobKind.GENERATE)
 
     async def answers(self, admitted: Admitted, req: ChatCompletionRequest, request: Request) -> list[ChatAnswer]:
         """Every choice's whole answer, its text parsed into content and tool calls."""

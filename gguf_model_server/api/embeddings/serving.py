@@ -16,7 +16,7 @@ from gguf_model_server.engine import JobKind
 from gguf_model_server.llama_backend import LlamaModel
 from serving_core.errors import BadRequest
 from serving_core.metrics import ServerMetrics
-from serving_core.registry import ManagedModel, ModelRegistry, ModelState
+from serving_core.registry import ModelRegistry
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,7 @@ class EmbeddingServing:
 
     def default_model(self) -> str | None:
         """A request without ``model`` goes to the first ready embedding model (None: the usual default)."""
-
-        def embeds(m: ManagedModel[LlamaModel]) -> bool:
-            handle = self.registry.primary(m).handle
-            return m.state is ModelState.READY and handle is not None and handle.engine.kind is JobKind.EMBED
-
-        return self.registry.default_for(embeds) if any(map(embeds, self.registry.models.values())) else None
+        return self.registry.default_ready(lambda llama: llama.engine.kind is JobKind.EMBED)
 
     async def embed(self, model: str | None, inputs: Sequence[str | list[int]],
                     dimensions: int | None = None) -> EmbeddingResult:
