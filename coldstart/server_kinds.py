@@ -153,6 +153,8 @@ def _gguf_first_probes(models: Models) -> list[Probe]:
 
 
 def _gguf_model_probe(name: str, model: Mapping[str, Any]) -> ModelRoute | None:
+    if model.get("task") == "embedding":  # /health says so: it serves /v1/embeddings, not /generate
+        return "/v1/embeddings", {"json": {"model": name, "input": "Hello"}}
     return "/generate", {"json": {"model": name, "prompt": "Hello", "max_tokens": 1, "temperature": 0}}
 
 

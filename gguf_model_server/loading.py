@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gguf_model_server.engine import JobKind
 from gguf_model_server.llama_backend import LlamaModel, make_loader
 from gguf_model_server.model_files import model_file
 from serving_core.managed_model import ModelHooks
@@ -21,5 +22,7 @@ def build_registry(settings: ServerSettings) -> ModelRegistry[LlamaModel]:
         share_key=lambda spec: spec.load_key(model_file(spec, settings.model_dir)),
         # Only a mapped model's memory is the file's page cache (use_mmap: false copies it).
         weights=lambda model: [model.path] if model.options.use_mmap else [],
+        # Clients (and the cold-start tool's first request) learn which routes a model serves.
+        describe=lambda model: {"task": "embedding" if model.engine.kind is JobKind.EMBED else "generation"},
     )
     return registry_from_settings(settings, hooks, compute)

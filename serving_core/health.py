@@ -20,6 +20,8 @@ class ModelHealth(BaseModel):
     error: str | None
     since: float
     shares_with: str | None = None
+    task: str | None = Field(default=None, description="what a loaded model serves, where its server says: "
+                             "'generation' or 'embedding' (the GGUF server)")
     weights_resident: float | None = Field(
         default=None, description="share (0-1) of a ready model's memory-mapped weight files in the page cache; "
         "pages outside it are read from disk by the request that first touches them")

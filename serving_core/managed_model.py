@@ -46,6 +46,8 @@ class ModelHooks(Generic[H]):
     share_key: Callable[[ModelSpec], str] = ModelSpec.load_key
     # The files a handle maps from disk (for the page-cache residency on /health); none: not reported.
     weights: Callable[[H], Sequence[Path]] | None = None
+    # What a loaded handle serves, for /health and /models (e.g. {"task": "embedding"}); none: nothing.
+    describe: Callable[[H], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

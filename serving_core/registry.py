@@ -265,7 +265,8 @@ class ModelRegistry(Generic[H]):
         model = self.models[name]
         owner = self.primary(model)
         handle = owner.handle if owner.state is ModelState.READY else None
-        return {**model.snapshot(self.show_paths), "weights_resident": self.residency.of(handle)}
+        described = self.hooks.describe(handle) if handle is not None and self.hooks.describe is not None else {}
+        return {**model.snapshot(self.show_paths), "weights_resident": self.residency.of(handle), **described}
 
     # -- shutdown ----------------------------------------------------------------------------
 

@@ -75,3 +75,14 @@ def test_seconds_stated_beside_a_setting_are_its_default(doc: str) -> None:
     for name, seconds in re.findall(r"`(\w+_seconds)`[,:]?\s*\(?(?:default\s*)?(\d+(?:\.\d+)?) s\b", _read(doc)):
         if name in GGUFServerSettings.model_fields:
             assert float(seconds) == GGUFServerSettings.model_fields[name].default, f"{doc}: {name} {seconds} s"
+
+
+def test_the_readme_names_every_route_of_the_gguf_server() -> None:
+    from gguf_model_server.app import create_app
+    from gguf_model_server.settings import GGUFServerSettings
+
+    text = _read("README.md")
+    paths = create_app(GGUFServerSettings.load(None)).openapi()["paths"]  # what clients see
+    routes = [f"{method.upper()} {path}" for path, methods in paths.items() for method in methods]
+    assert len(routes) > 20 and "POST /v1/responses" in routes and "POST /api/chat" in routes
+    assert [r for r in routes if r not in text] == []

@@ -114,6 +114,11 @@ def test_what_cannot_be_embedded_gets_a_clear_4xx(embed_server, body, status, te
     assert text in assert_error(embed_server.client.post("/v1/embeddings", json=body), status)
 
 
+def test_health_says_what_each_model_serves(embed_server) -> None:
+    models = embed_server.client.get("/health").json()["models"]
+    assert (models["tiny-embed"]["task"], models["tiny-chat"]["task"]) == ("embedding", "generation")
+
+
 def test_without_a_model_the_first_embedding_model_answers(embed_server) -> None:
     r = embed_server.client.post("/v1/embeddings", json={"input": "the cat"})
     assert r.status_code == 200 and r.json()["model"] == "tiny-embed", r.text

@@ -59,6 +59,8 @@ def test_the_probes_of_each_kind() -> None:
     assert [(label, route) for label, route, _ in gguf.first_probes(models)] == [("generate", "/generate")]
     route, kwargs = gguf.model_probe("a", models["a"]) or ("", {})
     assert route == "/generate" and kwargs["json"]["model"] == "a" and kwargs["json"]["max_tokens"] == 1
+    route, kwargs = gguf.model_probe("e", {"state": "ready", "task": "embedding"}) or ("", {})
+    assert route == "/v1/embeddings" and kwargs["json"]["model"] == "e"  # /health says what each model serves
 
     models = {"w": {"backend": "faster_whisper"}, "o": {"backend": "rapidocr"}, "x": {"backend": "unknown"}}
     assert [(label, route) for label, route, _ in asr_ocr.first_probes(models)] == [("asr", "/asr"), ("ocr", "/ocr")]

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import Request
 
@@ -48,6 +48,7 @@ from gguf_model_server.api.ollama.protocol import (
 )
 from gguf_model_server.api.translation import chat_request, translated
 from gguf_model_server.engine import GenerationStats, JobKind
+from gguf_model_server.generation_params import CHAT_DEFAULT_MAX_TOKENS
 from gguf_model_server.llama_backend import LlamaModel
 from serving_core.errors import BadRequest, echo
 from serving_core.registry import ManagedModel, ModelRegistry, ModelState
@@ -143,6 +144,13 @@ def _sampling(req: OllamaGenerationFields) -> dict[str, Any]:
     elif isinstance(req.format, dict):
         fields["response_format"] = {"type": "json_schema", "json_schema": {"name": "format", "schema": req.format}}
     return fields
+
+
+class _OllamaCompletion(CompletionRequest):
+    """A raw ``/api/generate``: Ollama's ``num_predict`` left out means "until done", so the default
+    is chat's (cut to what fits), not OpenAI completions' 16."""
+
+    DEFAULT_MAX_TOKENS: ClassVar[int] = CHAT_DEFAULT_MAX_TOKENS
 
 
 _FIELDS = {"max_tokens": "options.num_predict", "response_format": "format", "stop": "options.stop",
@@ -257,7 +265,7 @@ class OllamaServing:
                                  "deprecated context are not served); remove it", param=name)
         chat: ChatCompletionRequest | None = None
         if self._raw(req):
-            completion = translated(CompletionRequest, {**_sampling(req), "prompt": req.prompt}, _FIELDS)
+            completion = translated(_OllamaCompletion, {**_sampling(req), "prompt": req.prompt}, _FIELDS)
             admitted = await self.completion.admit_completion(completion)
         else:
             turns = ([{"role": "system", "content": req.system}] if req.system else []) + [
