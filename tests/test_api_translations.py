@@ -37,6 +37,7 @@ def test_responses_items_become_one_chat_calls_grouped_results_as_tool_messages(
     ({"previous_response_id": "resp_1"}, "stateless"),
     ({"conversation": "conv_1"}, "conversation"),
     ({"background": True}, "background"),
+    ({"top_logprobs": 3}, "not supported: top_logprobs on /v1/responses"),
     ({"tools": [{"type": "file_search"}]}, "hosted tool 'file_search'"),
     ({"input": [{"type": "function_call", "name": "f"}]}, "needs 'call_id'"),
     ({"input": [{"content": "x"}]}, "needs a 'type'"),

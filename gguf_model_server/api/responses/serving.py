@@ -35,10 +35,11 @@ from serving_core.streaming import sse_typed_event
 
 log = logging.getLogger("gguf_model_server.api.responses")
 
-# Set to anything but these values, each would change the result and needs what a stateless server
-# lacks (stored responses, conversations, background jobs, stored prompts): 400, never ignored.
+# Set to anything but these values, each would change the result: 400, never ignored. The first
+# need what a stateless server lacks (stored responses, conversations, background jobs, stored prompts).
 _NEEDS_STATE = {"previous_response_id": (None,), "conversation": (None,), "background": (None, False),
-                "prompt": (None,), "max_tool_calls": (None,), "top_logprobs": (None, 0)}
+                "prompt": (None,)}
+_NOT_SERVED = {"max_tool_calls": (None,), "top_logprobs": (None, 0)}
 
 
 def _text(content: str | list[InputContent] | None, where: str) -> str:
@@ -92,13 +93,21 @@ def _chat_messages(req: ResponsesRequest) -> list[dict[str, Any]]:
 
 def to_chat(req: ResponsesRequest) -> ChatCompletionRequest:
     extra = req.model_extra or {}
+
+    def sent(name: str, neutral: tuple[object, ...]) -> bool:
+        value = getattr(req, name) if name in type(req).model_fields else extra.get(name)
+        return value not in neutral
+
     for name, neutral in _NEEDS_STATE.items():
-        value = getattr(req, name, None) if name in type(req).model_fields else extra.get(name)
-        if value not in neutral:
+        if sent(name, neutral):
             raise BadRequest(f"not supported: {name} (this server is stateless: responses are not stored, and "
                              "hosted prompts, conversations and background jobs do not exist here); send the whole "
                              "conversation as input", param=name)
-    ignored = sorted(k for k in extra if k not in _NEEDS_STATE) + (["reasoning"] if req.reasoning else [])
+    for name, neutral in _NOT_SERVED.items():
+        if sent(name, neutral):
+            raise BadRequest(f"not supported: {name} on /v1/responses; remove it", param=name)
+    ignored = sorted(k for k in extra if k not in _NEEDS_STATE and k not in _NOT_SERVED)
+    ignored += ["reasoning"] if req.reasoning else []
     if ignored:
         log.info("responses: ignoring parameters that change nothing here: %s", ", ".join(echo(k) for k in ignored))
     data: dict[str, Any] = {"model": req.model, "messages": _chat_messages(req), "temperature": req.temperature,
