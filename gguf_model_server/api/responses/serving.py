@@ -37,8 +37,8 @@ log = logging.getLogger("gguf_model_server.api.responses")
 
 # Set to anything but these values, each would change the result: 400, never ignored. The first
 # need what a stateless server lacks (stored responses, conversations, background jobs, stored prompts).
-_NEEDS_STATE: dict[str, tuple[object, ...]] = {"previous_response_id": (None,), "conversation": (None,), "background": (None, False),
-                "prompt": (None,)}
+_NEEDS_STATE: dict[str, tuple[object, ...]] = {"previous_response_id": (None,), "conversation": (None,),
+                                               "background": (None, False), "prompt": (None,)}
 _NOT_SERVED: dict[str, tuple[object, ...]] = {"max_tool_calls": (None,), "top_logprobs": (None, 0)}
 
 
