@@ -16,7 +16,8 @@ for name in \
     bench_asr_memory \
     bench_omp_wait \
     bench_engine_vs_llama_server \
-    bench_engine_tasks; do
+    bench_engine_tasks \
+    bench_api_families; do
     echo "### $name $*"
     python "$name.py" "$@"
 done
