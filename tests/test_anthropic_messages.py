@@ -10,6 +10,8 @@ import json
 import anthropic
 import pytest
 
+from conftest import start_configured
+
 pytestmark = pytest.mark.slow
 QWEN = "qwen2.5-0.5b-instruct"
 GREEDY = {"extra_body": {"temperature": 0}}
@@ -116,3 +118,16 @@ def test_max_tokens_is_required_as_in_anthropics_api(embedded_server) -> None:
     r = embedded_server.client.post("/v1/messages", json={"model": QWEN, "messages": HELLO})
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
     assert "max_tokens" in r.json()["error"]["message"]
+
+
+def test_the_sdks_x_api_key_header_is_the_servers_key(module_server, model_files, tmp_path_factory) -> None:
+    srv = start_configured(module_server, model_files, tmp_path_factory, [
+        {"name": "tiny-a", "backend": "llama_cpp", "path": "tiny-a.gguf", "options": {"n_ctx": 256, "n_threads": 1}},
+    ], api_key="s3cret")
+    request = {"model": "tiny-a", "max_tokens": 2, "messages": HELLO}
+    good = anthropic.Anthropic(base_url=srv.url, api_key="s3cret", max_retries=0, timeout=60)
+    assert good.messages.create(**request).usage.output_tokens >= 1
+    assert good.messages.count_tokens(model="tiny-a", messages=HELLO).input_tokens > 3
+    bad = anthropic.Anthropic(base_url=srv.url, api_key="wrong", max_retries=0, timeout=60)
+    with pytest.raises(anthropic.AuthenticationError):
+        bad.messages.create(**request)
