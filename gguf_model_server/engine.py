@@ -652,8 +652,8 @@ class Engine:
         slot.last_used = time.perf_counter()
 
     def _embed_step(self) -> None:
-        """One decode of as many waiting inputs as fit (in order: each its own sequence, whole), then
-        each one's pooled vector; a request is answered once all its inputs are."""
+        """One decode of as many waiting inputs as fit (each its own sequence, whole), then each one's
+        pooled vector; a request is answered once all its inputs are."""
         batch = self._batch
         batch.clear()
         with self._cv:
@@ -664,19 +664,24 @@ class Engine:
             if job.handle.cancelled:
                 job.next_input = len(job.inputs)
                 job.vectors = [np.zeros(0, np.float32)] * len(job.inputs)  # done: dropped below
-                continue
-            while job.next_input < len(job.inputs) and len(taken) < len(self._slots):
+        # Round robin over the waiting requests, oldest first, each one's inputs in order: a request of
+        # one sentence is not kept waiting behind one of two thousand.
+        added = True
+        while added and len(taken) < len(self._slots):
+            added = False
+            for job in jobs:
+                if job.next_input >= len(job.inputs) or len(taken) >= len(self._slots):
+                    continue
                 tokens = job.inputs[job.next_input]
                 if len(tokens) > batch.free:
-                    break
+                    continue  # next decode: the oldest request picks first then
                 seq = len(taken)
                 for pos, token in enumerate(tokens):
                     batch.add(token, pos, seq, True)
                 taken.append((job, job.next_input, seq))
                 job.next_input += 1
                 job.started = job.started or now
-            if job.next_input < len(job.inputs):
-                break  # inputs go in order: the next one waits for the next decode
+                added = True
         if batch.n:
             waited = time.perf_counter()
             with self._compute.held():

@@ -60,6 +60,22 @@ def test_requests_queued_together_each_get_their_own_answers(tiny_embedder) -> N
     np.testing.assert_allclose(first[1], second[0], atol=1e-4)
 
 
+def test_a_small_request_is_not_kept_behind_a_large_one(tiny_embedder) -> None:
+    async def run() -> tuple[bool, int]:
+        engine = tiny_embedder.engine
+        large = engine.enqueue_embedding(tiny_embedder.tokenize_inputs([f"sentence {i}" for i in range(60)]))
+        small = engine.enqueue_embedding(tiny_embedder.tokenize_inputs(["one sentence"]))
+        vectors, _ = await small.result()
+        large_done = large._future.done()
+        await large.result()
+        return large_done, len(vectors)
+
+    large_done, n = asyncio.run(run())
+    # Round robin: the small request's input goes into the first decodes, not after the 20 the large
+    # one needs (3 sequences per decode).
+    assert n == 1 and not large_done
+
+
 def test_an_embedding_model_refuses_generation_and_too_long_inputs(tiny_embedder) -> None:
     from gguf_model_server.engine import GenerationRequest
 

@@ -239,7 +239,9 @@ class OllamaServing:
         seconds = keep_alive_seconds(req.keep_alive)
         name = self.registry.lookup(req.model).name
         if seconds == 0:
-            self.registry.unload(self.registry.primary(self.registry.lookup(name)).name)
+            owner = self.registry.primary(self.registry.lookup(name))
+            if not self.registry.unload(owner.name):
+                owner.keep_alive_override = 0.0  # held by a running request: unloaded as soon as it is free
             return OllamaGenerateResponse(model=name, created_at=_now(), response="", done_reason="unload")
         started = time.monotonic()
         async with self.registry.using(name):
