@@ -13,7 +13,8 @@ from fastapi import APIRouter, FastAPI, Response
 
 from serving_core.admin import admin_router
 from serving_core.drain import Drain, DrainGate
-from serving_core.error_handlers import ErrorDialect, install_error_handlers
+from serving_core.error_handlers import install_error_handlers
+from serving_core.errors import ErrorDialect
 from serving_core.health import health_router
 from serving_core.limits import BodySizeLimit
 from serving_core.metrics import RequestMetrics, ServerMetrics

@@ -106,7 +106,7 @@ class DrainGate:
             else:
                 await send_json(send, 503, error_body("shutting_down", "server_error",
                                                       "the server is shutting down; retry on another instance"),
-                                retry_after=5)
+                                retry_after=5, scope=scope)
             return
         self.drain._enter()
         try:

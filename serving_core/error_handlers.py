@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,23 +13,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving_core.errors import ServingError, did_you_mean, echo, error_body, scrub_reprs
+from serving_core.errors import ServingError, did_you_mean, echo, error_body, in_dialect, scrub_reprs
 
 log = logging.getLogger("serving_core.errors")
-
-ErrorDialect = Callable[[int, dict[str, Any]], tuple[int, dict[str, Any]]]
-"""An API family's own error shape: (status, the one-shape body) → (status, its body). Routes under a
-dialect's path prefix answer in it (Anthropic's ``{"type": "error", ...}``, Ollama's ``{"error": "..."}``)."""
 
 
 def error_response(request: Request, status: int, body: dict[str, Any],
                    headers: Mapping[str, str] | None = None) -> JSONResponse:
     """``body`` (the one shape) as the response, in the error dialect of the request's path, if any."""
-    path = request.url.path
-    for prefix, dialect in getattr(request.app.state, "error_dialects", ()):
-        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
-            status, body = dialect(status, body)
-            break
+    status, body = in_dialect(request.scope, status, body)
     return JSONResponse(body, status_code=status, headers=headers)
 
 # FastAPI's answer when reading the body raised something other than a JSON syntax error.

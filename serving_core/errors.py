@@ -6,6 +6,7 @@ Kept free of web-framework imports so that model loading can start before FastAP
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -170,11 +171,31 @@ def error_body(code: str, type_: str, message: str, **extra: Any) -> dict[str, A
     return {"error": {"code": code, "type": type_, "message": message, "param": extra.pop("param", None), **extra}}
 
 
-def json_messages(status: int, payload: dict[str, Any],
-                  headers: tuple[tuple[bytes, bytes], ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+ErrorDialect = Callable[[int, dict[str, Any]], tuple[int, dict[str, Any]]]
+"""An API family's own error shape: (status, the one-shape body) → (status, its body). Routes under a
+dialect's path prefix answer in it (Anthropic's ``{"type": "error", ...}``, Ollama's ``{"error": "..."}``);
+an app lists them on ``app.state.error_dialects`` as (prefix, dialect) pairs."""
+
+
+def in_dialect(scope: Mapping[str, Any] | None, status: int, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """``payload`` (the one shape) in the error dialect of the request's path, if its app has one."""
+    if scope is None:
+        return status, payload
+    path = str(scope.get("path", ""))
+    for prefix, dialect in getattr(getattr(scope.get("app"), "state", None), "error_dialects", ()):
+        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+            return dialect(status, payload)  # type: ignore[no-any-return]
+    return status, payload
+
+
+def json_messages(status: int, payload: dict[str, Any], headers: tuple[tuple[bytes, bytes], ...] = (),
+                  scope: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The two ASGI messages (start, body) of a JSON response, for middleware that answers by itself
-    (auth, drain, body limit, CORS, hosts) before any route runs."""
+    (auth, drain, body limit, CORS, hosts) before any route runs; in the error dialect of ``scope``'s
+    path, when given."""
     import json
+
+    status, payload = in_dialect(scope, status, payload)
 
     data = json.dumps(payload).encode()
     start = {"type": "http.response.start", "status": status,
@@ -188,11 +209,12 @@ def error_type(status: int) -> str:
     return "invalid_request_error" if status < 500 else "service_unavailable"
 
 
-async def send_json(send: Any, status: int, payload: dict[str, Any], retry_after: int | None = None) -> None:
+async def send_json(send: Any, status: int, payload: dict[str, Any], retry_after: int | None = None,
+                    scope: Mapping[str, Any] | None = None) -> None:
     """Answer with ``payload`` and close the connection (with ``Retry-After`` when given), for code that
     answers by itself instead of a route (drain, the connection limit, the health listener)."""
     headers: tuple[tuple[bytes, bytes], ...] = ((b"connection", b"close"),)
     if retry_after is not None:
         headers += ((b"retry-after", str(retry_after).encode()),)
-    for message in json_messages(status, payload, headers):
+    for message in json_messages(status, payload, headers, scope):
         await send(message)

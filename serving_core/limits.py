@@ -60,7 +60,7 @@ class BodySizeLimit:
         start, body = json_messages(413, error_body(
             "payload_too_large", "invalid_request_error",
             f"request body is larger than the limit of {self.max_bytes} bytes ({mb:g} MiB)",
-        ), ((b"connection", b"close"),))
+        ), ((b"connection", b"close"),), scope)
         await send(start)
         expects_continue = any(n == b"expect" and v.lower() == b"100-continue" for n, v in scope.get("headers", []))
         if not body_done and not expects_continue:

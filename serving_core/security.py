@@ -50,7 +50,7 @@ class ApiKeyAuth:
         message = ("missing API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`" if key is None
                    else "incorrect API key")
         for reply in json_messages(401, error_body("invalid_api_key", "invalid_request_error", message),
-                                   ((b"www-authenticate", b"Bearer"),)):
+                                   ((b"www-authenticate", b"Bearer"),), scope):
             await send(reply)
 
 

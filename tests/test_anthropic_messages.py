@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import anthropic
+import ollama
 import pytest
 
 from conftest import start_configured
@@ -129,5 +130,13 @@ def test_the_sdks_x_api_key_header_is_the_servers_key(module_server, model_files
     assert good.messages.create(**request).usage.output_tokens >= 1
     assert good.messages.count_tokens(model="tiny-a", messages=HELLO).input_tokens > 3
     bad = anthropic.Anthropic(base_url=srv.url, api_key="wrong", max_retries=0, timeout=60)
-    with pytest.raises(anthropic.AuthenticationError):
+    with pytest.raises(anthropic.AuthenticationError) as info:
         bad.messages.create(**request)
+    # Refused before any route ran, and still in Anthropic's shape (the error dialect of the path).
+    assert info.value.body == {"type": "error", "error": {"type": "authentication_error",
+                                                          "message": "incorrect API key"}}
+    # Ollama's routes: its shape too, which its client reads as a plain message.
+    with pytest.raises(ollama.ResponseError) as refused:
+        ollama.Client(host=srv.url, headers={"Authorization": "Bearer wrong"}).chat(model="tiny-a", messages=HELLO)
+    assert refused.value.status_code == 401 and refused.value.error == "incorrect API key"
+    assert srv.client.post("/v1/chat/completions", json={}).json()["error"]["code"] == "invalid_api_key"
