@@ -81,7 +81,7 @@ def _decoding(kind: str) -> Iterator[None]:
         raise UnprocessableInput(f"could not decode the {kind} image: {exc}") from None
 
 
-def _open_checked(file: BinaryIO, limits: ImageLimits, filename: str | None) -> tuple[Image.Image, str]:
+def open_checked(file: BinaryIO, limits: ImageLimits, filename: str | None) -> tuple[Image.Image, str]:
     """The image with only its header read, after the format, size and shape checks."""
     kind = identify(file, sniff_image, "image", ACCEPTED, filename)
     with _decoding(kind):
@@ -94,14 +94,14 @@ def check_image(file: BinaryIO, limits: ImageLimits, filename: str | None = None
     """The cheap checks (what the bytes are, size and shape from the header), for a refusal before
     the request queues for its model."""
     try:
-        _open_checked(file, limits, filename)  # not close()d: that would close the upload's file too
+        open_checked(file, limits, filename)  # not close()d: that would close the upload's file too
     finally:
         file.seek(0)
 
 
 def decode_image(file: BinaryIO, limits: ImageLimits, filename: str | None = None) -> Image.Image:
     """An RGB image; palette, greyscale and transparent images are converted (transparency onto white)."""
-    img, kind = _open_checked(file, limits, filename)
+    img, kind = open_checked(file, limits, filename)
     with _decoding(kind):
         img.load()
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):

@@ -34,6 +34,8 @@ class AsrOcrServerSettings(ServerSettings):
     max_image_aspect_ratio: float = Field(
         default=50.0, ge=1.0, description="images longer than this many times their width (or the reverse) get 422"
     )
+    max_document_pages: int = Field(
+        default=100, ge=1, description="most pages of a PDF or TIFF read per request; more selected gets 413")
     max_audio_seconds: float = Field(
         default=1800.0, gt=0, description="longer audio gets 413, found before it is resampled (audio bombs)"
     )

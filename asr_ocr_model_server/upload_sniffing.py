@@ -28,7 +28,7 @@ def identify(file: BinaryIO, sniff: Callable[[bytes], str | None], what: str, ac
 
 
 # Formats people send by mistake, named in the refusal (a bare "no known format" leaves them guessing).
-_ELSEWHERE = ((b"%PDF", "a PDF document (render its pages to images first: PDF input is not supported yet)"),
+_ELSEWHERE = ((b"%PDF", "a PDF document (send it to /ocr to read its pages)"),
               (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
               (b"\x7fELF", "a program (ELF)"),
               (b"{", "JSON text"))

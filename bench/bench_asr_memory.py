@@ -124,6 +124,7 @@ def transcribe_time(args: Any) -> common.Comparison:
     from faster_whisper.feature_extractor import FeatureExtractor
 
     from asr_ocr_model_server.asr.faster_whisper_backend import load
+    from asr_ocr_model_server.asr.transcript import TranscriptionRequest
     from serving_core.specs import ModelSpec
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +136,7 @@ def transcribe_time(args: Any) -> common.Comparison:
     def run(extractor: Any) -> float:
         model.model.feature_extractor = extractor
         t0 = time.perf_counter()
-        model.transcribe(audio.copy(), language=None, prompt=None, temperature=0.0)
+        model.transcribe(audio.copy(), TranscriptionRequest(temperature=0.0))
         return time.perf_counter() - t0
 
     label = f"transcription ({len(audio) / 16_000:.0f} s of speech)"

@@ -77,6 +77,7 @@ def llama_worker(path: str, out: Any) -> None:
 
 
 def asr_ocr_worker(out: Any) -> None:
+    from asr_ocr_model_server.asr.transcript import TranscriptionRequest
     from asr_ocr_model_server.audio_input import decode_audio
     from asr_ocr_model_server.backends import task_of
     from asr_ocr_model_server.image_input import decode_image, limits_from
@@ -90,8 +91,7 @@ def asr_ocr_worker(out: Any) -> None:
         t0 = time.perf_counter()
         with open(req["path"], "rb") as fh:
             if req["task"] == "asr":
-                text = handles["asr"].transcribe(decode_audio(fh), language=None, prompt=None,
-                                                 temperature=None).text
+                text = handles["asr"].transcribe(decode_audio(fh), TranscriptionRequest()).text
             else:
                 text = " ".join(tl.text for tl in handles["ocr"].read(decode_image(fh, limits)))
         seconds = time.perf_counter() - t0

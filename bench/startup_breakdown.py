@@ -55,7 +55,8 @@ asr = load(s.models[0]); mark("load whisper-tiny.en")
 ocr = load(s.models[1]); mark("load rapidocr")
 import numpy as np
 from PIL import Image
-asr.transcribe(np.zeros(16000, np.float32), language=None, prompt=None, temperature=None); mark("first /asr call (1 s)")
+from asr_ocr_model_server.asr.transcript import TranscriptionRequest
+asr.transcribe(np.zeros(16000, np.float32), TranscriptionRequest()); mark("first /asr call (1 s)")
 ocr.read(Image.new("RGB", (64, 32), "white")); mark("first /ocr call")
 print(json.dumps([(n, b - a) for (_, a), (n, b) in zip(t, t[1:])]))
 """

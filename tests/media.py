@@ -57,6 +57,19 @@ def varied_sentences(n: int) -> str:
     return " ".join(f"On day {i + 1}, the {colors[i % 4]} {animals[i % 5]} walked to the market." for i in range(n))
 
 
+def story(n: int) -> str:
+    """``n`` varied everyday sentences (~2.5 s of speech each; no two alike), for long held-out-style
+    audio: who did what to what, where, in changing combinations."""
+    names = ["Anna", "Brian", "Clara", "David", "Emma", "Frank", "Grace", "Henry", "Irene"]
+    verbs = ["bought", "painted", "found", "lost", "repaired", "carried", "borrowed", "cleaned"]
+    things = ["an old bicycle", "a wooden chair", "the red umbrella", "a small lamp", "two heavy boxes",
+              "the kitchen table", "a blue jacket", "a broken clock", "some fresh bread", "the garden gate", "a letter"]
+    places = ["near the station", "in the garden", "after lunch", "on Monday morning", "before the storm",
+              "at the market", "behind the library", "during the holidays", "with her brother", "last week"]
+    return " ".join(f"{names[i % 9]} {verbs[(i * 3) % 8]} {things[(i * 5) % 11]} {places[(i * 7) % 10]}."
+                     for i in range(n))
+
+
 def read_wav_float32(path: Path) -> np.ndarray:
     """Read a mono WAV as float32 in [-1, 1] (what whisper / faster-whisper accept as an array)."""
     import soundfile as sf

@@ -182,8 +182,8 @@ def test_a_speech_transcript_is_unchanged(tmp_path) -> None:
 
     from asr_ocr_model_server.asr.faster_whisper_backend import load
     from asr_ocr_model_server.asr.faster_whisper_features import WindowedFeatureExtractor
+    from asr_ocr_model_server.asr.transcript import TranscriptionRequest
     from serving_core.specs import ModelSpec
-
     audio = read_wav_float32(speak_wav(varied_sentences(7), tmp_path / "speech.wav"))
     assert len(audio) > 16_000 * 20
     model = load(ModelSpec(name="w", backend="faster_whisper"), None)
@@ -194,9 +194,9 @@ def test_a_speech_transcript_is_unchanged(tmp_path) -> None:
     own_features = FeatureExtractor(**model.model.feat_kwargs)
     np.testing.assert_allclose(windowed_features(audio), own_features(audio), rtol=0, atol=1e-6)
 
-    windowed = model.transcribe(audio, language=None, prompt=None, temperature=0.0)
+    windowed = model.transcribe(audio, TranscriptionRequest(temperature=0.0))
     model.model.feature_extractor = own_features
-    original = model.transcribe(audio, language=None, prompt=None, temperature=0.0)
+    original = model.transcribe(audio, TranscriptionRequest(temperature=0.0))
 
     def segments(t: object) -> list[tuple[float, float, str, list[int]]]:
         return [(s.start, s.end, s.text, s.tokens) for s in t.segments]  # type: ignore[attr-defined]

@@ -6,19 +6,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asr_ocr_model_server.asr.transcript import Transcript
+from asr_ocr_model_server.asr.transcript import SegmentStream, Transcript, TranscriptionRequest, collect
 from asr_ocr_model_server.backends import as_asr, as_ocr
 from asr_ocr_model_server.ocr.lines import TextLine
 
 
 class Speech:
-    def transcribe(self, audio: np.ndarray, *, language: str | None, prompt: str | None,
-                   temperature: float | None) -> Transcript:
-        return Transcript(text="hi", language="en", duration=len(audio) / 16_000, segments=[])
+    def stream(self, audio: np.ndarray, request: TranscriptionRequest) -> SegmentStream:
+        return SegmentStream(language="en", duration=len(audio) / 16_000, segments=iter([]))
+
+    def transcribe(self, audio: np.ndarray, request: TranscriptionRequest) -> Transcript:
+        return collect(self.stream(audio, request))
 
     @property
     def multilingual(self) -> bool:
         return False
+
+    @property
+    def languages(self) -> frozenset[str]:
+        return frozenset({"en"})
 
     def warmup(self) -> None:
         pass

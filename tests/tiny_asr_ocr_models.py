@@ -42,8 +42,10 @@ TINY_WHISPER_TEXT = " Hello from the tiny whisper model."
 
 
 def write_tiny_openai_whisper(path: Path, seed: int = 0, text: str = TINY_WHISPER_TEXT, n_state: int = 32,
-                              end_time: float = 1.0, half: bool = True) -> Path:
-    """Write a tiny English-only openai-whisper checkpoint (~3.5 MB) loadable by ``whisper.load_model``.
+                              end_time: float = 1.0, half: bool = True, multilingual_task: str | None = None) -> Path:
+    """Write a tiny English-only openai-whisper checkpoint (~3.5 MB) loadable by ``whisper.load_model``;
+    with ``multilingual_task`` ("transcribe" or "translate") a multilingual one (n_vocab 51865) that
+    detects English and decodes ``text`` for that task only.
 
     Weights are random except for a hand-set decoder that ignores the audio and deterministically decodes
     ``<|0.00|> text <|end_time|> <|endoftext|>`` with near-certain confidence, for every 30 s window. That
@@ -62,7 +64,9 @@ def write_tiny_openai_whisper(path: Path, seed: int = 0, text: str = TINY_WHISPE
     import whisper.model
     from whisper.tokenizer import get_tokenizer
 
-    tok = get_tokenizer(multilingual=False)
+    multilingual = multilingual_task is not None
+    tok = (get_tokenizer(multilingual=True, language="en", task=multilingual_task) if multilingual
+           else get_tokenizer(multilingual=False))
     text_ids = tok.encode(text)
     end_index = round(end_time / 0.02)
     if not 0 < end_index <= 1500:
@@ -78,7 +82,7 @@ def write_tiny_openai_whisper(path: Path, seed: int = 0, text: str = TINY_WHISPE
         n_audio_state=n_state,
         n_audio_head=2,
         n_audio_layer=1,
-        n_vocab=51864,
+        n_vocab=51865 if multilingual else 51864,
         n_text_ctx=448,
         n_text_state=n_state,  # cross-attention needs n_text_state == n_audio_state
         n_text_head=2,

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from asr_ocr_model_server.asr.transcript import Segment, Transcript, silence
+from asr_ocr_model_server.asr.decoding import new_token_bound, temperatures, use_vad
+from asr_ocr_model_server.asr.transcript import (
+    SAMPLE_RATE,
+    Segment,
+    SegmentStream,
+    Transcript,
+    TranscriptionRequest,
+    Word,
+    collect,
+    silence,
+)
+from asr_ocr_model_server.asr.vad import speech_clips
 from asr_ocr_model_server.audio_input import release_samples
 from asr_ocr_model_server.backend_options import FasterWhisperOptions
 from serving_core.errors import PermanentLoadError, ServerShuttingDown
@@ -55,39 +67,82 @@ class FasterWhisperModel:
         model.model = _StoppableWhisper(model.model, self._interrupted)
         self.model = model
         self.opts = opts
+        self._batched: Any = None  # faster-whisper's BatchedInferencePipeline, made on first long file
 
     def interrupt(self) -> None:
         """Stop running transcriptions at their next CTranslate2 call (shutdown)."""
         self._interrupted.set()
 
-    def transcribe(self, audio: np.ndarray, *, language: str | None, prompt: str | None,
-                   temperature: float | None) -> Transcript:
-        kwargs: dict[str, Any] = {}
-        if temperature is not None:
-            kwargs["temperature"] = temperature
-        segments, info = self.model.transcribe(
-            audio, language=language or self.opts.language, initial_prompt=prompt, beam_size=self.opts.beam_size,
-            vad_filter=self.opts.vad_filter, task=self.opts.task, **kwargs,
-        )
+    def _batched_pipeline(self) -> Any:
+        if self._batched is None:
+            from faster_whisper import BatchedInferencePipeline
+
+            self._batched = BatchedInferencePipeline(model=self.model)
+        return self._batched
+
+    def _batches(self, duration: float) -> bool:
+        return self.opts.batch_min_seconds is not None and duration >= self.opts.batch_min_seconds
+
+    def stream(self, audio: np.ndarray, request: TranscriptionRequest) -> SegmentStream:
+        duration = len(audio) / SAMPLE_RATE
+        opts = self.opts
+        kwargs: dict[str, Any] = {
+            "language": request.language or opts.language, "task": request.task or opts.task,
+            "initial_prompt": request.prompt, "beam_size": opts.beam_size,
+            "word_timestamps": request.word_timestamps,
+            "temperature": list(temperatures(request.temperature, opts)),
+        }
+        batched = self._batches(duration)
+        clips = None
+        if batched:
+            clips = speech_clips(audio, max_clip_seconds=opts.batch_clip_seconds)
+        elif use_vad(duration, opts):
+            clips = speech_clips(audio)
+        if clips == []:  # nothing but silence and noise: nothing to decode
+            release_samples(audio)
+            return SegmentStream(language=kwargs["language"] or ("en" if not self.multilingual else None),
+                                 duration=duration, segments=iter(()))
+        if batched and clips is not None:
+            # Speech clips of up to one window, decoded batch_size at a time (one temperature: the
+            # batched pipeline has no fallback, so nothing to bound there).
+            segments, info = self._batched_pipeline().transcribe(
+                audio, batch_size=opts.batch_size, clip_timestamps=[{"start": s, "end": e} for s, e in clips],
+                **kwargs)
+        else:
+            if clips is not None:
+                kwargs["clip_timestamps"] = [t for clip in clips for t in clip]
+            segments, info = self.model.transcribe(audio, vad_filter=False,
+                                                   max_new_tokens=new_token_bound(duration, opts), **kwargs)
         # The features are computed (before the first segment) and faster-whisper never reads the
         # samples again: their memory is not held through the decoding.
         release_samples(audio)
-        segs = []
-        for s in segments:  # a lazy generator: each step decodes one 30 s window
+        return SegmentStream(language=info.language, duration=float(info.duration),
+                             segments=self._segments(segments))
+
+    def _segments(self, segments: Iterator[Any]) -> Iterator[Segment]:
+        for s in segments:  # a lazy generator: each step decodes one 30 s window (or one batch)
             if self._interrupted.is_set():
                 raise ServerShuttingDown("the server is shutting down; the transcription was stopped")
-            segs.append(Segment(start=s.start, end=s.end, text=s.text.strip(), avg_logprob=s.avg_logprob,
-                                no_speech_prob=s.no_speech_prob, compression_ratio=s.compression_ratio,
-                                temperature=s.temperature or 0.0, tokens=list(s.tokens)))
-        return Transcript(text=" ".join(s.text for s in segs).strip(), language=info.language,
-                          duration=float(info.duration), segments=segs)
+            words = None if s.words is None else [
+                Word(start=round(float(w.start), 3), end=round(float(w.end), 3), word=w.word,
+                     probability=round(float(w.probability), 4)) for w in s.words]
+            yield Segment(start=s.start, end=s.end, text=s.text.strip(), avg_logprob=s.avg_logprob,
+                          no_speech_prob=s.no_speech_prob, compression_ratio=s.compression_ratio,
+                          temperature=s.temperature or 0.0, tokens=list(s.tokens), words=words)
+
+    def transcribe(self, audio: np.ndarray, request: TranscriptionRequest) -> Transcript:
+        return collect(self.stream(audio, request))
 
     @property
     def multilingual(self) -> bool:
         return bool(self.model.model.is_multilingual)
 
+    @property
+    def languages(self) -> frozenset[str]:
+        return frozenset(self.model.supported_languages)
+
     def warmup(self) -> None:
-        self.transcribe(silence(), language=None, prompt=None, temperature=None)
+        self.transcribe(silence(), TranscriptionRequest())
 
 
 def weights(spec: ModelSpec, model_dir: str | None) -> Path:

@@ -9,7 +9,18 @@ from typing import Any
 
 import numpy as np
 
-from asr_ocr_model_server.asr.transcript import Segment, Transcript, silence
+from asr_ocr_model_server.asr.decoding import new_token_bound, temperatures, use_vad
+from asr_ocr_model_server.asr.transcript import (
+    SAMPLE_RATE,
+    Segment,
+    SegmentStream,
+    Transcript,
+    TranscriptionRequest,
+    Word,
+    join_text,
+    silence,
+)
+from asr_ocr_model_server.asr.vad import speech_clips
 from asr_ocr_model_server.asr.windowed_mel import WHOLE_SIGNAL_FRAMES, frame_count, windowed_log_mel
 from asr_ocr_model_server.backend_options import OpenAIWhisperOptions
 from serving_core.errors import PermanentLoadError
@@ -43,35 +54,57 @@ class OpenAIWhisperModel:
         self.model = model
         self.opts = opts
 
-    def transcribe(self, audio: np.ndarray, *, language: str | None, prompt: str | None,
-                   temperature: float | None) -> Transcript:
+    def stream(self, audio: np.ndarray, request: TranscriptionRequest) -> SegmentStream:
+        """openai-whisper decodes the whole file in one call: the segments come when it is done."""
+        transcript = self.transcribe(audio, request)
+        return SegmentStream(language=transcript.language, duration=transcript.duration,
+                             segments=iter(transcript.segments))
+
+    def transcribe(self, audio: np.ndarray, request: TranscriptionRequest) -> Transcript:
         import whisper
 
-        kwargs: dict[str, Any] = {"fp16": False, "verbose": None,
-                                  "condition_on_previous_text": self.opts.condition_on_previous_text}
-        if temperature is not None:
-            kwargs["temperature"] = temperature
-        if self.opts.beam_size:
-            kwargs["beam_size"] = self.opts.beam_size
-        lang = language or self.opts.language
+        opts = self.opts
+        duration = len(audio) / SAMPLE_RATE
+        kwargs: dict[str, Any] = {
+            "fp16": False, "verbose": None, "condition_on_previous_text": opts.condition_on_previous_text,
+            "temperature": temperatures(request.temperature, opts), "sample_len": new_token_bound(duration, opts),
+            "word_timestamps": request.word_timestamps, "task": request.task or "transcribe",
+        }
+        if opts.beam_size:
+            kwargs["beam_size"] = opts.beam_size
+        lang = request.language or opts.language
         if not self.model.is_multilingual:
             lang = lang or "en"
-        result = whisper.transcribe(self.model, audio, language=lang, initial_prompt=prompt, **kwargs)
+        if use_vad(duration, opts):
+            clips = speech_clips(audio)
+            if clips == []:  # nothing but silence and noise: nothing to decode
+                return Transcript(text="", language=lang, duration=duration, segments=[])
+            if clips is not None:
+                kwargs["clip_timestamps"] = [t for clip in clips for t in clip]
+        result = whisper.transcribe(self.model, audio, language=lang, initial_prompt=request.prompt, **kwargs)
         segs = [Segment(start=float(s["start"]), end=float(s["end"]), text=str(s["text"]).strip(),
                         avg_logprob=float(s.get("avg_logprob", 0.0)),
                         no_speech_prob=float(s.get("no_speech_prob", 0.0)),
                         compression_ratio=float(s.get("compression_ratio", 0.0)),
-                        temperature=float(s.get("temperature", 0.0)), tokens=list(s.get("tokens", [])))
+                        temperature=float(s.get("temperature", 0.0)), tokens=list(s.get("tokens", [])),
+                        words=None if "words" not in s else [
+                            Word(start=round(float(w["start"]), 3), end=round(float(w["end"]), 3), word=str(w["word"]),
+                                 probability=round(float(w.get("probability", 0.0)), 4)) for w in s["words"]])
                 for s in result["segments"]]
-        return Transcript(text=str(result["text"]).strip(), language=result.get("language"),
-                          duration=len(audio) / 16_000, segments=segs)
+        return Transcript(text=join_text(segs), language=result.get("language"), duration=duration, segments=segs)
 
     @property
     def multilingual(self) -> bool:
         return bool(self.model.is_multilingual)
 
+    @property
+    def languages(self) -> frozenset[str]:
+        from whisper.tokenizer import LANGUAGES
+
+        return frozenset(list(LANGUAGES)[:self.model.num_languages])
+
     def warmup(self) -> None:
-        self.transcribe(silence(), language=None, prompt=None, temperature=0.0)
+        self.transcribe(silence(), TranscriptionRequest(temperature=0.0))
 
 
 def windowed_log_mel_spectrogram(audio: Any, n_mels: int = 80, padding: int = 0, device: Any = None) -> Any:

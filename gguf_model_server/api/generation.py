@@ -13,20 +13,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from gguf_model_server.api.protocol import Timings
 from gguf_model_server.engine import Generation, GenerationRequest, GenerationStats, JobKind, PreparedJob
 from gguf_model_server.generation_params import GenerationParams
 from gguf_model_server.llama_backend import LlamaModel, llama_errors
 from gguf_model_server.llama_native import GrammarError
-from serving_core.drain import Drain
-from serving_core.errors import BadRequest, ServerShuttingDown, ServingError, error_body, error_responses
+from serving_core.errors import BadRequest, ServingError, error_responses
 from serving_core.leases import Lease
 from serving_core.metrics import ServerMetrics
 from serving_core.registry import ModelRegistry
-from serving_core.streaming import SSE_HEADERS, sse_event
+from serving_core.streaming import OPENAI_SSE, EventStream, StreamFraming
 
 log = logging.getLogger("gguf_model_server.api.generation")
 
@@ -261,83 +258,10 @@ class GenerationServing:
             admitted.cancel()
 
 
-@dataclass(frozen=True)
-class StreamFraming:
-    """How an API family writes its stream: each event's bytes, an error after the 200 as an event
-    of its own shape, and what ends the stream (OpenAI's ``[DONE]``; nothing for others)."""
-
-    media_type: str
-    frame: Callable[[object], str]
-    error: Callable[[ServingError], object]
-    end: str | None = None
-
-
-OPENAI_SSE = StreamFraming(media_type="text/event-stream", frame=sse_event,
-                           error=lambda exc: error_body(exc.code, exc.type, exc.message), end=sse_event("[DONE]"))
-
-
-class GenerationStream(StreamingResponse):
+class GenerationStream(EventStream):
     """The streamed events of one generation (OpenAI's server-sent events unless ``framing`` says
     otherwise). However the response ends, the generation is closed (cancelled if still running,
-    its model's lease released) — also when Starlette cancels the body before it ever ran (the
-    client left while the request was being admitted), where the body generator's own ``finally``
-    never runs. When the server's drain runs out of grace, the stream ends with an error event."""
+    its model's lease released)."""
 
     def __init__(self, admitted: Admitted, events: AsyncIterator[object], framing: StreamFraming = OPENAI_SSE) -> None:
-        headers = SSE_HEADERS if framing.media_type == "text/event-stream" else {"Cache-Control": "no-cache"}
-        super().__init__(_not_started(), media_type=framing.media_type, headers=headers)
-        self._admitted = admitted
-        self._events = events
-        self._framing = framing
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        drain: Drain | None = getattr(getattr(scope.get("app"), "state", None), "drain", None)
-        stop = drain.stream_stop() if drain is not None else None
-        self.body_iterator = framed(self._events, self._admitted.model, self._framing, stop=stop)
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._admitted.close()
-            if drain is not None and stop is not None:
-                drain.forget_stream(stop)
-
-
-async def _not_started() -> AsyncIterator[str]:  # a placeholder: the iterator needs the app (__call__)
-    return
-    yield ""
-
-
-_SHUTTING_DOWN = ServerShuttingDown("the server is shutting down; the generation was stopped (retry elsewhere)")
-_FAILED = ServingError("generation failed; see the server log")
-
-
-async def framed(events: AsyncIterator[object], model: str, framing: StreamFraming,
-                 stop: asyncio.Event | None = None) -> AsyncIterator[str]:
-    """``events`` written with ``framing``; an error after the 200 becomes an error event, and so does
-    ``stop`` being set; always ends with ``framing.end``."""
-    iterator = aiter(events)
-    stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
-    try:
-        while True:
-            upcoming = asyncio.ensure_future(anext(iterator))
-            if stopped is not None:
-                await asyncio.wait({upcoming, stopped}, return_when=asyncio.FIRST_COMPLETED)
-                if not upcoming.done():
-                    upcoming.cancel()
-                    yield framing.frame(framing.error(_SHUTTING_DOWN))
-                    break
-            try:
-                event = await upcoming
-            except StopAsyncIteration:
-                break
-            yield framing.frame(event)
-    except ServingError as exc:
-        yield framing.frame(framing.error(exc))
-    except Exception:
-        log.exception("generation failed mid-stream on model '%s'", model)
-        yield framing.frame(framing.error(_FAILED))
-    finally:
-        if stopped is not None:
-            stopped.cancel()
-    if framing.end is not None:
-        yield framing.end
+        super().__init__(events, admitted.close, admitted.model, framing, what="generation")

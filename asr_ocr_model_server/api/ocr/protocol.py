@@ -11,8 +11,15 @@ class LineOut(BaseModel):
     box: list[list[float]] | None = Field(description="four [x, y] corners; null when the backend gives none")
 
 
+class PageOut(BaseModel):
+    page: int = Field(description="page number, counted from 1")
+    extracted_text: str
+    lines: list[LineOut] = Field(description="boxes in the page's pixels at the requested dpi")
+
+
 class OcrResponse(BaseModel):
     success: bool = True
     model: str
-    extracted_text: str
-    lines: list[LineOut]
+    extracted_text: str = Field(description="the text of every page read, pages separated by a blank line")
+    lines: list[LineOut] = Field(description="every line, page after page")
+    pages: list[PageOut] | None = Field(default=None, description="per page, for PDFs and multi-page TIFFs")

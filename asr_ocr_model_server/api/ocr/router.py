@@ -18,11 +18,14 @@ def ocr_router() -> APIRouter:
     @router.post("/ocr", response_model=OcrResponse, responses=UPLOAD_ERRORS)
     async def ocr(
         serving: UploadServingDep,
-        image: Annotated[UploadFile, File(description="PNG, JPEG, WebP, TIFF, BMP or GIF",
+        image: Annotated[UploadFile, File(description="PNG, JPEG, WebP, TIFF, BMP or GIF; or a PDF",
                                           json_schema_extra=NON_EMPTY_FILE)],
         model: Annotated[str | None, Form(description="default (or empty): the first OCR model"), OptionalText] = None,
+        pages: Annotated[str | None, Form(description="pages of a PDF or TIFF to read, e.g. '1-3,7'; default all"),
+                         OptionalText] = None,
+        dpi: Annotated[int, Form(ge=50, le=600, description="resolution PDF pages are rendered at")] = 200,
     ) -> OcrResponse:
-        """Read the text in an uploaded image."""
-        return await read_upload(serving, image, model)
+        """Read the text in an uploaded image, or in the pages of a PDF or multi-page TIFF (``pages``)."""
+        return await read_upload(serving, image, model, pages, dpi)
 
     return router

@@ -24,11 +24,11 @@ from gguf_model_server.api.anthropic_messages.protocol import (
 )
 from gguf_model_server.api.chat_completion.answer import ChoiceEnd, TextDelta
 from gguf_model_server.api.chat_completion.protocol import ChatCompletionRequest, ResponseToolCall
-from gguf_model_server.api.generation import Admitted, GenerationStream, StreamFraming
+from gguf_model_server.api.generation import Admitted, GenerationStream
 from gguf_model_server.api.translation import ChatTranslation, chat_request
 from gguf_model_server.engine import GenerationStats
 from serving_core.errors import BadRequest, echo
-from serving_core.streaming import sse_typed_event
+from serving_core.streaming import StreamFraming, sse_typed_event
 
 log = logging.getLogger("gguf_model_server.api.anthropic_messages")
 

@@ -21,7 +21,7 @@ from gguf_model_server.api.chat_completion.serving import ChatServing
 from gguf_model_server.api.completion.protocol import CompletionRequest
 from gguf_model_server.api.completion.serving import CompletionServing
 from gguf_model_server.api.embeddings.serving import EmbeddingResult, EmbeddingServing
-from gguf_model_server.api.generation import Admitted, GenerationStream, StreamFraming
+from gguf_model_server.api.generation import Admitted, GenerationStream
 from gguf_model_server.api.ollama.protocol import (
     KeepAlive,
     OllamaAssistantMessage,
@@ -52,6 +52,7 @@ from gguf_model_server.generation_params import CHAT_DEFAULT_MAX_TOKENS
 from gguf_model_server.llama_backend import LlamaModel
 from serving_core.errors import BadRequest, echo
 from serving_core.registry import ManagedModel, ModelRegistry, ModelState
+from serving_core.streaming import StreamFraming
 
 log = logging.getLogger("gguf_model_server.api.ollama")
 

@@ -14,7 +14,7 @@ from fastapi import Request
 
 from gguf_model_server.api.chat_completion.answer import ChatAnswer, ChoiceEnd, TextDelta
 from gguf_model_server.api.chat_completion.protocol import ChatCompletionRequest, ResponseToolCall
-from gguf_model_server.api.generation import Admitted, GenerationStream, StreamFraming
+from gguf_model_server.api.generation import Admitted, GenerationStream
 from gguf_model_server.api.responses.protocol import (
     FunctionCallItem,
     IncompleteDetails,
@@ -31,7 +31,7 @@ from gguf_model_server.api.responses.protocol import (
 from gguf_model_server.api.translation import ChatTranslation, chat_request
 from gguf_model_server.engine import GenerationStats
 from serving_core.errors import BadRequest, echo
-from serving_core.streaming import sse_typed_event
+from serving_core.streaming import StreamFraming, sse_typed_event
 
 log = logging.getLogger("gguf_model_server.api.responses")
 
