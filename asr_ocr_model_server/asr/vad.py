@@ -17,9 +17,11 @@ STRETCH_SECONDS = 60.0
 
 
 def speech_clips(audio: np.ndarray, max_clip_seconds: float = WINDOW_SECONDS,
-                 stretch_seconds: float = STRETCH_SECONDS) -> list[tuple[float, float]] | None:
+                 stretch_seconds: float = STRETCH_SECONDS,
+                 first_clip_seconds: float | None = None) -> list[tuple[float, float]] | None:
     """(start, end) seconds of the stretches of ``audio`` (16 kHz float32) to decode: its speech,
-    neighbouring spans grouped into clips of at most ``max_clip_seconds``. Empty for silence and
+    neighbouring spans grouped into clips of at most ``max_clip_seconds`` (the first one of at most
+    ``first_clip_seconds``, when given: a stream's first words come sooner). Empty for silence and
     noise; None when faster-whisper (and so the VAD) is not installed."""
     try:
         from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -31,15 +33,17 @@ def speech_clips(audio: np.ndarray, max_clip_seconds: float = WINDOW_SECONDS,
     for first in range(0, len(audio), stretch):
         for span in get_speech_timestamps(audio[first:first + stretch], options):
             spans.append(((first + span["start"]) / SAMPLE_RATE, (first + span["end"]) / SAMPLE_RATE))
-    return group(spans, max_clip_seconds)
+    return group(spans, max_clip_seconds, first_clip_seconds)
 
 
-def group(spans: list[tuple[float, float]], max_clip_seconds: float) -> list[tuple[float, float]]:
+def group(spans: list[tuple[float, float]], max_clip_seconds: float,
+          first_clip_seconds: float | None = None) -> list[tuple[float, float]]:
     """Consecutive spans joined while the clip they make stays within ``max_clip_seconds`` (Whisper
     pads every window to 30 s: one clip of several short spans costs one window, not several)."""
     clips: list[tuple[float, float]] = []
     for start, end in spans:
-        if clips and end - clips[-1][0] <= max_clip_seconds:
+        limit = first_clip_seconds if first_clip_seconds is not None and len(clips) == 1 else max_clip_seconds
+        if clips and end - clips[-1][0] <= limit:
             clips[-1] = (clips[-1][0], end)
         else:
             clips.append((start, end))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
@@ -86,7 +87,7 @@ def asr_router() -> APIRouter:
             if response_format not in ("json", "text"):
                 raise BadRequest(f"stream sends text events: use response_format 'json' or 'text', not "
                                  f"'{response_format}' (or leave stream out)", param="stream")
-            return await stream_upload(serving, file, model, request)
+            return await stream_upload(serving, file, model, replace(request, streamed=True))
         _, t = await transcribe_upload(serving, file, model, request)
         return transcription_response(t, response_format, wanted)
 

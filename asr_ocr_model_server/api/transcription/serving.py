@@ -95,7 +95,16 @@ async def stream_upload(serving: UploadServing, upload: UploadFile, model: str |
 
     work = asyncio.ensure_future(_run(serving, upload, model, request, decode))
     work.add_done_callback(lambda _: queue.put_nowait(_END))
-    started = await queue.get()
+
+    def close() -> None:
+        stop.set()
+        work.cancel()  # the guard waits for the worker thread, which stops at its next segment
+
+    try:
+        started = await queue.get()
+    except asyncio.CancelledError:  # the client left before decoding started
+        close()
+        raise
     if not isinstance(started, SegmentStream):
         name, _ = work.result()  # raises what stopped it before it started (an HTTP error)
         raise RuntimeError(f"model '{name}' returned no transcription")
@@ -116,10 +125,6 @@ async def stream_upload(serving: UploadServing, upload: UploadFile, model: str |
         yield TranscriptTextDone(text=" ".join(texts), usage=TokenUsage(
             input_tokens=audio_tokens, output_tokens=tokens, total_tokens=audio_tokens + tokens,
             input_token_details=TokenDetails(audio_tokens=audio_tokens)))
-
-    def close() -> None:
-        stop.set()
-        work.cancel()  # the guard waits for the worker thread, which stops at its next segment
 
     return EventStream(events(), close, model or "default", what="transcription")
 
