@@ -4,6 +4,7 @@ library (imports are a large part of cold start)."""
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -41,8 +42,21 @@ class FasterWhisperOptions(WhisperDecodingOptions):
     batch_min_seconds: float | None = Field(
         default=60.0, gt=0, description="audio at least this long is VAD-cut and decoded in batches; null: never")
     language: str | None = Field(default=None, description="default language; None = detect (multilingual models)")
-    threads: int | None = Field(default=None, ge=1, le=256, description="CPU threads; default: all cores")
+    threads: int | None = Field(default=None, ge=1, le=256,
+                                description="CPU threads of each worker; default: the cores shared by the workers")
+    workers: int = Field(
+        default=1, ge=1, le=16,
+        description="transcriptions run at once (CTranslate2 workers), sharing the cores; see BENCHMARKS row 18e")
     task: Literal["transcribe", "translate"] = "transcribe"
+
+    def worker_count(self) -> int:
+        # Measured on 2 cores (docs/BENCHMARKS.md row 18e): 2 workers gave 8 concurrent clients 1.13x
+        # the audio per second of one worker, but made a lone request ~1.4x slower: one worker is
+        # the default, more is for machines that serve many clients at once.
+        return self.workers
+
+    def thread_count(self) -> int:
+        return self.threads or max(1, (os.cpu_count() or 1) // self.worker_count())
 
 
 class OpenAIWhisperOptions(WhisperDecodingOptions):

@@ -27,7 +27,7 @@ from serving_core.managed_model import ModelHooks
 from serving_core.registry import Loader, ModelRegistry
 from serving_core.registry_settings import registry_from_settings
 from serving_core.settings import ServerSettings
-from serving_core.specs import ModelSpec
+from serving_core.specs import ModelSpec, parse_options
 
 Task = Literal["asr", "ocr"]
 
@@ -102,6 +102,14 @@ def weight_paths(spec: ModelSpec, model_dir: str | None) -> list[Path]:
     return [path] if path is not None else []
 
 
+def concurrency(spec: ModelSpec) -> int:
+    """Calls a model takes at once: a faster-whisper model's CTranslate2 workers (which together use
+    the cores one call would), else one."""
+    if spec.backend == "faster_whisper":
+        return parse_options(FasterWhisperOptions, spec).worker_count()
+    return 1
+
+
 def warmup(handle: AsrOcrModel) -> None:
     handle.warmup()
 
@@ -121,5 +129,6 @@ def interrupt(handle: AsrOcrModel) -> None:
 
 def build_registry(settings: ServerSettings) -> ModelRegistry[AsrOcrModel]:
     """The registry of the configured ASR/OCR models (not started)."""
-    hooks = ModelHooks(loader=make_loader(settings.model_dir), warmup=warmup, release=release, interrupt=interrupt)
+    hooks = ModelHooks(loader=make_loader(settings.model_dir), warmup=warmup, release=release, interrupt=interrupt,
+                       concurrency=concurrency)
     return registry_from_settings(settings, hooks)

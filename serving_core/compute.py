@@ -60,6 +60,11 @@ class ComputeSlots:
     def free(self) -> int:
         return self._free
 
+    @property
+    def waiting(self) -> int:
+        """Holders-to-be queued for a slot."""
+        return len(self._waiters)
+
     def acquire(self) -> None:
         with self._lock:
             if self._free > 0 and not self._waiters:

@@ -48,6 +48,8 @@ class ModelHooks(Generic[H]):
     weights: Callable[[H], Sequence[Path]] | None = None
     # What a loaded handle serves, for /health and /models (e.g. {"task": "embedding"}); none: nothing.
     describe: Callable[[H], dict[str, Any]] | None = None
+    # How many calls a spec's model takes at once (its guard's concurrency); none: one.
+    concurrency: Callable[[ModelSpec], int] | None = None
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ class ModelRegistry(Generic[H]):
             key = self.hooks.share_key(spec)
             primary = first_with_key.get(key) if self.policy.share_identical else None
             if primary is None:
-                guard = ModelGuard(spec.name, self.policy.max_waiting, self.compute)
+                concurrency = self.hooks.concurrency(spec) if self.hooks.concurrency is not None else 1
+                guard = ModelGuard(spec.name, self.policy.max_waiting, self.compute, concurrency)
                 model: ManagedModel[H] = ManagedModel(spec=spec, guard=guard)
                 first_with_key[key] = model
                 self._aliases[spec.name] = []

@@ -1,4 +1,5 @@
-"""Compute scheduling: one call at a time per model, bounded waiting, bounded CPU work across models."""
+"""Compute scheduling: calls into each model (one at a time, or the few it runs at once), bounded waiting,
+bounded CPU work across models."""
 
 from __future__ import annotations
 
@@ -63,23 +64,32 @@ async def _await_thread(fut: asyncio.Future[T]) -> T:
 
 
 class ModelGuard:
-    """Serialises calls into one model (llama.cpp, Whisper and ONNX handles are not re-entrant).
+    """Lets ``concurrency`` calls into one model at a time (one, unless the backend runs several
+    calls at once on workers of its own that together use the cores of one call: llama.cpp and ONNX
+    handles are not re-entrant; CTranslate2's Whisper has ``num_workers``).
 
-    At most ``max_waiting`` callers queue behind the running one; the next gets 429 with a
-    ``Retry-After`` estimated from the queue and the model's recent call times. While a call holds
-    the model it also holds one of the server-wide ``compute`` slots, so concurrent calls into
-    *different* models cannot oversubscribe the cores.
+    At most ``max_waiting`` callers queue behind the running ones; the next gets 429 with a
+    ``Retry-After`` estimated from the queue and the model's recent call times. While calls hold
+    the model it also holds one of the server-wide ``compute`` slots (one for all its calls at
+    once), so concurrent calls into *different* models cannot oversubscribe the cores. A call joins
+    its model's running ones only while no other model waits for a slot: the model cannot keep
+    the slot for ever by overlapping its calls.
 
     The guard also counts the worker threads that are inside the model, so that shutdown can wait
     until none is before the model is freed (freeing it under a running llama.cpp decode
     segfaults). After ``close()`` no new call gets in.
     """
 
-    def __init__(self, name: str, max_waiting: int, compute: ComputeSlots) -> None:
+    def __init__(self, name: str, max_waiting: int, compute: ComputeSlots, concurrency: int = 1) -> None:
+        if concurrency < 1:
+            raise ValueError("a model takes at least one call at a time")
         self.name = name
         self.max_waiting = max_waiting
+        self.concurrency = concurrency
         self._compute = compute
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Semaphore(concurrency)
+        self._compute_lock = asyncio.Lock()
+        self._compute_users = 0
         self.waiting = 0
         self.call_times = CallTimes()
         self._inside = 0
@@ -115,13 +125,35 @@ class ModelGuard:
         try:
             if self._closed:
                 raise ServerShuttingDown(f"the server is shutting down; model '{self.name}' takes no new requests")
-            async with self._compute.held_async():
+            await self._enter_compute()
+            try:
                 if self._closed:  # closed while this call waited for a compute slot
                     raise ServerShuttingDown(f"the server is shutting down; model '{self.name}' takes no new "
                                              "requests")
                 yield
+            finally:
+                self._leave_compute()
         finally:
             self._lock.release()
+
+    async def _enter_compute(self) -> None:
+        """Take the model's compute slot, or share the one its running calls hold (unless another
+        model is waiting for one: then wait for this model's calls to end and queue behind it)."""
+        while True:
+            async with self._compute_lock:
+                if self._compute_users == 0:
+                    await self._compute.acquire_async()
+                    self._compute_users = 1
+                    return
+                if not self._compute.waiting:
+                    self._compute_users += 1
+                    return
+            await asyncio.sleep(0.01)  # others first: retry once this model's running calls left
+
+    def _leave_compute(self) -> None:
+        self._compute_users -= 1
+        if self._compute_users == 0:
+            self._compute.release()
 
     # -- threads inside the model ------------------------------------------------------------
 

@@ -35,6 +35,57 @@ def test_one_call_at_a_time_per_model() -> None:
     assert asyncio.run(main()) == 1
 
 
+def test_a_model_with_workers_takes_that_many_calls_at_once_on_one_compute_slot() -> None:
+    """Two calls meet inside the model (a barrier only two threads at once can pass), while the
+    server's single compute slot is held once for both; a third call waits for a free worker."""
+
+    async def main() -> tuple[int, int]:
+        compute = ComputeSlots(1)
+        guard = ModelGuard("w", max_waiting=10, compute=compute, concurrency=2)
+        both_inside = threading.Barrier(2, timeout=10)
+        active = peak = 0
+        lock = threading.Lock()
+
+        def call() -> None:
+            nonlocal active, peak
+            with lock:
+                active += 1
+                peak = max(peak, active)
+            both_inside.wait()  # raises BrokenBarrierError after 10 s unless a second call is inside too
+            time.sleep(0.02)
+            with lock:
+                active -= 1
+
+        await asyncio.gather(*(guard.run(call) for _ in range(4)))
+        return peak, compute.free
+
+    assert asyncio.run(main()) == (2, 1)
+
+
+def test_a_model_does_not_keep_the_compute_slot_by_overlapping_its_calls() -> None:
+    """While another model waits for the slot, a new call does not join its model's running one."""
+
+    async def main() -> list[str]:
+        compute = ComputeSlots(1)
+        whisper = ModelGuard("whisper", max_waiting=10, compute=compute, concurrency=2)
+        ocr = ModelGuard("ocr", max_waiting=10, compute=compute)
+        order: list[str] = []
+
+        def call(name: str, seconds: float) -> None:
+            order.append(name)
+            time.sleep(seconds)
+
+        first = asyncio.ensure_future(whisper.run(call, "whisper-1", 0.3))
+        await asyncio.sleep(0.05)
+        waiting_ocr = asyncio.ensure_future(ocr.run(call, "ocr", 0.01))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(whisper.run(call, "whisper-2", 0.01))
+        await asyncio.gather(first, waiting_ocr, second)
+        return order
+
+    assert asyncio.run(main()) == ["whisper-1", "ocr", "whisper-2"]
+
+
 def test_compute_slots_bound_calls_across_models() -> None:
     async def main() -> int:
         compute = ComputeSlots(1)

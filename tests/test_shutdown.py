@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import StreamReader
+from conftest import StreamReader, write_config
 from media import speak_wav, varied_sentences
 
 # A generation that cannot end by itself before shutdown cuts it: Gemma counts greedily for all
@@ -125,8 +125,11 @@ def test_a_stream_cut_by_shutdown_ends_with_an_error_event_and_done(start_server
 def test_sigterm_during_a_transcription_frees_whisper_after_the_call(start_server, tmp_path: Path) -> None:
     # ~100 s of speech: faster-whisper can only be stopped between segments (each 30 s window ~1-8 s here).
     long_speech = speak_wav(varied_sentences(30), tmp_path / "long.wav")
-    srv = start_server("asr_ocr_model_server", env={"ASR_OCR_SHUTDOWN_GRACE_SECONDS": "0",
-                                                    "ASR_OCR_SHUTDOWN_DRAIN_SECONDS": "2"})
+    # Window by window (batched decoding would make the whole file one uninterruptible batch: OPERATIONS).
+    config = write_config(tmp_path / "asr.yaml", models=[
+        {"name": "whisper-tiny.en", "backend": "faster_whisper", "options": {"batch_min_seconds": None}}])
+    srv = start_server("asr_ocr_model_server", config=config, env={"ASR_OCR_SHUTDOWN_GRACE_SECONDS": "0",
+                                                                   "ASR_OCR_SHUTDOWN_DRAIN_SECONDS": "2"})
     srv.wait_settled(timeout=120)
     data = long_speech.read_bytes()
     url = srv.url

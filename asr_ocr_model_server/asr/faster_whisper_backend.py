@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,18 +70,16 @@ class FasterWhisperModel:
         model.model = _StoppableWhisper(model.model, self._interrupted)
         self.model = model
         self.opts = opts
-        self._batched: Any = None  # faster-whisper's BatchedInferencePipeline, made on first long file
 
     def interrupt(self) -> None:
         """Stop running transcriptions at their next CTranslate2 call (shutdown)."""
         self._interrupted.set()
 
     def _batched_pipeline(self) -> Any:
-        if self._batched is None:
-            from faster_whisper import BatchedInferencePipeline
+        # One per call: it keeps state of the file it decodes, and calls run at once (workers).
+        from faster_whisper import BatchedInferencePipeline
 
-            self._batched = BatchedInferencePipeline(model=self.model)
-        return self._batched
+        return BatchedInferencePipeline(model=self.model)
 
     def _batches(self, duration: float) -> bool:
         return self.opts.batch_min_seconds is not None and duration >= self.opts.batch_min_seconds
@@ -166,8 +163,8 @@ def load(spec: ModelSpec, model_dir: str | None) -> FasterWhisperModel:
 
     from asr_ocr_model_server.asr.faster_whisper_features import WindowedFeatureExtractor
 
-    model = WhisperModel(str(path), device="cpu", compute_type=opts.compute_type,
-                         cpu_threads=opts.threads or os.cpu_count() or 1, local_files_only=True)
+    model = WhisperModel(str(path), device="cpu", compute_type=opts.compute_type, cpu_threads=opts.thread_count(),
+                         num_workers=opts.worker_count(), local_files_only=True)
     # Its own extractor takes the STFT of the whole file at once (+1.4 GB for 29 min of audio).
     model.feature_extractor = WindowedFeatureExtractor(**model.feat_kwargs)
     return FasterWhisperModel(model, opts)
