@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -13,24 +14,31 @@ from serving_core.errors import Overloaded, ServerShuttingDown
 from serving_core.scheduling import ModelGuard
 
 
+class Overlap:
+    """A model call that records how many calls were inside at once (``peak``); ``inside`` runs in
+    the middle of each (e.g. a barrier that only several calls at once can pass)."""
+
+    def __init__(self, inside: Callable[[], object] = lambda: None) -> None:
+        self.active = self.peak = 0
+        self._lock = threading.Lock()
+        self._inside = inside
+
+    def __call__(self) -> None:
+        with self._lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        self._inside()
+        time.sleep(0.02)
+        with self._lock:
+            self.active -= 1
+
+
 def test_one_call_at_a_time_per_model() -> None:
     async def main() -> int:
         guard = ModelGuard("m", max_waiting=10, compute=ComputeSlots(4))
-        active = 0
-        peak = 0
-        lock = threading.Lock()
-
-        def call() -> None:
-            nonlocal active, peak
-            with lock:
-                active += 1
-                peak = max(peak, active)
-            time.sleep(0.02)
-            with lock:
-                active -= 1
-
+        call = Overlap()
         await asyncio.gather(*(guard.run(call) for _ in range(5)))
-        return peak
+        return call.peak
 
     assert asyncio.run(main()) == 1
 
@@ -42,22 +50,10 @@ def test_a_model_with_workers_takes_that_many_calls_at_once_on_one_compute_slot(
     async def main() -> tuple[int, int]:
         compute = ComputeSlots(1)
         guard = ModelGuard("w", max_waiting=10, compute=compute, concurrency=2)
-        both_inside = threading.Barrier(2, timeout=10)
-        active = peak = 0
-        lock = threading.Lock()
-
-        def call() -> None:
-            nonlocal active, peak
-            with lock:
-                active += 1
-                peak = max(peak, active)
-            both_inside.wait()  # raises BrokenBarrierError after 10 s unless a second call is inside too
-            time.sleep(0.02)
-            with lock:
-                active -= 1
-
+        # BrokenBarrierError after 10 s unless a second call is inside too.
+        call = Overlap(threading.Barrier(2, timeout=10).wait)
         await asyncio.gather(*(guard.run(call) for _ in range(4)))
-        return peak, compute.free
+        return call.peak, compute.free
 
     assert asyncio.run(main()) == (2, 1)
 
