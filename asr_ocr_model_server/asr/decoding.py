@@ -9,7 +9,9 @@ noise it looks wrong every time: 1 s of silence to Whisper base took 80-99 s (si
   (fast speech is ~4 words, ~6 tokens per second);
 * temperatures: a short fallback schedule (Whisper's has six steps);
 * silence: voice activity detection (Silero, bundled in faster-whisper) cuts audio longer than one
-  window to its speech, so minutes of silence decode nothing at all.
+  window to its speech, so minutes of silence decode nothing at all; a shorter clip is decoded
+  whole, unless VAD hears no speech in it at all (bounded, Whisper still answered 1 s of silence
+  with "I'm sorry, I'm sorry, I'm sorry," on Whisper base).
 """
 
 from __future__ import annotations
@@ -44,3 +46,9 @@ def use_vad(duration: float, opts: WhisperDecodingOptions) -> bool:
     """Cut the audio to its speech first: by default for audio longer than one window (a short clip is
     one window whatever VAD finds, and VAD can clip the first syllable)."""
     return opts.vad_filter if opts.vad_filter is not None else duration > WINDOW_SECONDS
+
+
+def gate_with_vad(opts: WhisperDecodingOptions) -> bool:
+    """Skip audio in which VAD hears no speech at all, whatever its length (the default; an explicit
+    ``vad_filter: false`` decodes everything it is given)."""
+    return opts.vad_filter is None

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from asr_ocr_model_server.asr.decoding import new_token_bound, temperatures, use_vad
+from asr_ocr_model_server.asr.decoding import gate_with_vad, new_token_bound, temperatures, use_vad
 from asr_ocr_model_server.asr.transcript import (
     SAMPLE_RATE,
     Segment,
@@ -99,6 +99,8 @@ class FasterWhisperModel:
             clips = speech_clips(audio, max_clip_seconds=opts.batch_clip_seconds)
         elif use_vad(duration, opts):
             clips = speech_clips(audio, first_clip_seconds=FIRST_STREAMED_CLIP_SECONDS if request.streamed else None)
+        elif gate_with_vad(opts) and speech_clips(audio) == []:
+            clips = []
         if clips == []:  # nothing but silence and noise: nothing to decode
             release_samples(audio)
             return SegmentStream(language=kwargs["language"] or ("en" if not self.multilingual else None),

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from asr_ocr_model_server.asr.decoding import new_token_bound, temperatures, use_vad
+from asr_ocr_model_server.asr.decoding import gate_with_vad, new_token_bound, temperatures, use_vad
 from asr_ocr_model_server.asr.transcript import (
     SAMPLE_RATE,
     Segment,
@@ -75,11 +75,11 @@ class OpenAIWhisperModel:
         lang = request.language or opts.language
         if not self.model.is_multilingual:
             lang = lang or "en"
-        if use_vad(duration, opts):
+        if use_vad(duration, opts) or gate_with_vad(opts):
             clips = speech_clips(audio)
             if clips == []:  # nothing but silence and noise: nothing to decode
                 return Transcript(text="", language=lang, duration=duration, segments=[])
-            if clips is not None:
+            if clips is not None and use_vad(duration, opts):
                 kwargs["clip_timestamps"] = [t for clip in clips for t in clip]
         result = whisper.transcribe(self.model, audio, language=lang, initial_prompt=request.prompt, **kwargs)
         segs = [Segment(start=float(s["start"]), end=float(s["end"]), text=str(s["text"]).strip(),
