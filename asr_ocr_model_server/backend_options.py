@@ -16,7 +16,8 @@ class WhisperDecodingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     vad_filter: bool | None = Field(
-        default=None, description="cut audio to its speech first (Silero VAD); default: for audio longer than 30 s")
+        default=None, description="cut audio to its speech first (Silero VAD); default: for audio longer than 30 s, "
+                                   "and audio with no speech at all is not decoded")
     max_tokens_per_second: float = Field(
         default=12.0, ge=1.0, le=50.0, description="most tokens decoded per second of a clip shorter than 30 s")
     temperature_fallback: tuple[float, ...] = Field(
