@@ -70,6 +70,20 @@ def story(n: int) -> str:
                      for i in range(n))
 
 
+def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
+    """A mono 16-bit PCM WAV of ``samples`` (floats in [-1, 1], clipped) at ``rate`` Hz, in memory."""
+    import io
+    import wave
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return out.getvalue()
+
+
 def read_wav_float32(path: Path) -> np.ndarray:
     """Read a mono WAV as float32 in [-1, 1] (what whisper / faster-whisper accept as an array)."""
     import soundfile as sf

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import time
-import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import assert_error
-from media import speak_wav, varied_sentences
+from media import speak_wav, varied_sentences, wav_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -23,13 +22,7 @@ MB = 1024 * 1024
 
 
 def _wav(rate: int, seconds: float) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(np.zeros(int(rate * seconds), np.int16).tobytes())
-    return buf.getvalue()
+    return wav_bytes(np.zeros(int(rate * seconds)), rate)
 
 
 def _png(image: Image.Image) -> bytes:

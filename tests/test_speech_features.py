@@ -5,8 +5,6 @@ the embedded model where the property is the decoder's work."""
 
 from __future__ import annotations
 
-import io
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import openai
 import pytest
 
 from conftest import assert_error, write_config
-from media import read_wav_float32, speak_wav, story, varied_sentences, word_error_rate
+from media import read_wav_float32, speak_wav, story, varied_sentences, wav_bytes, word_error_rate
 from server_process import REPO
 from tiny_asr_ocr_models import TINY_WHISPER_TEXT, write_tiny_openai_whisper
 
@@ -25,16 +23,6 @@ pytestmark = pytest.mark.slow
 SPEECH_WAV = REPO / "examples" / "speech.wav"
 SPOKEN = "Please send the report to the office before noon on Friday."
 EPS = 0.02  # seconds: word and segment times are rounded
-
-
-def wav_bytes(samples: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16_000)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +236,20 @@ def test_long_audio_is_decoded_in_batches_as_accurately_as_in_sequence(tiny_en, 
     assert word_error_rate(text, batched.text) <= word_error_rate(text, sequential.text) + 0.01
     starts = [s.start for s in batched.segments]
     assert starts == sorted(starts) and batched.segments[-1].end <= len(audio) / 16_000 + 0.5
+
+
+def test_a_streamed_request_is_decoded_window_by_window_from_a_short_first_clip(tiny_en, tmp_path: Path) -> None:
+    """Never in batches (their segments all end together), and the first clip short: early words."""
+    from asr_ocr_model_server.asr.transcript import TranscriptionRequest
+
+    audio = read_wav_float32(speak_wav(story(30), tmp_path / "s.wav"))
+    assert len(audio) / 16_000 >= tiny_en.opts.batch_min_seconds
+    with CountingGenerate(tiny_en) as calls:
+        stream = tiny_en.stream(audio, TranscriptionRequest(streamed=True))
+        # What the first decode gave: the segments that came before a second one ran.
+        first_window = [s for s in stream.segments if len(calls.budgets) == 1]
+    assert set(calls.batches) == {1} and len(calls.budgets) > 2
+    assert first_window and max(s.end for s in first_window) <= 10.5
 
 
 def test_http_client_reads_the_stream_incrementally(server, tmp_path) -> None:
