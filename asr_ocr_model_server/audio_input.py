@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import mmap
+from collections.abc import Callable
 from typing import BinaryIO
 
 import numpy as np
 
-from asr_ocr_model_server.asr.transcript import SAMPLE_RATE
+from asr_ocr_model_server.asr.transcript import SAMPLE_RATE, WINDOW_SECONDS
 from asr_ocr_model_server.upload_sniffing import identify
 from serving_core.errors import PayloadTooLarge, UnprocessableInput
 
@@ -115,7 +116,8 @@ def check_audio(file: BinaryIO, filename: str | None = None) -> None:
     identify(file, sniff_audio, "audio", ACCEPTED, filename)
 
 
-def decode_audio(file: BinaryIO, filename: str | None = None, max_seconds: float = 1800.0) -> np.ndarray:
+def decode_audio(file: BinaryIO, filename: str | None = None, max_seconds: float = 1800.0,
+                 on_long: Callable[[], None] | None = None, long_seconds: float = WINDOW_SECONDS) -> np.ndarray:
     """Decode any accepted format in-process with PyAV (no ffmpeg binary needed) to 16 kHz mono.
 
     The length is checked against ``max_seconds`` from the container's header and again as the
@@ -125,6 +127,11 @@ def decode_audio(file: BinaryIO, filename: str | None = None, max_seconds: float
     The samples are decoded into one buffer (no list of chunks joined at the end) that the model
     may hand back to the OS once it has its features (``release_samples``): read them before the
     model call, not after.
+
+    ``on_long`` is called once, before more than ``long_seconds`` of samples exist, as soon as the
+    audio is known to be longer: by its header, for want of a header duration, or by its frames
+    (a header can understate). It may block (a long file waits for its turn before its samples
+    take memory).
     """
     kind = identify(file, sniff_audio, "audio", ACCEPTED, filename)
     import av
@@ -138,6 +145,9 @@ def decode_audio(file: BinaryIO, filename: str | None = None, max_seconds: float
             if container.duration is not None and container.duration / av.time_base > max_seconds:
                 raise _too_long(container.duration / av.time_base, max_seconds)
             declared = container.duration / av.time_base if container.duration is not None else None
+            long = on_long is not None and (declared is None or declared > long_seconds)
+            if long and on_long is not None:
+                on_long()
             samples = _Samples(max_seconds, declared)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
             seconds = 0.0
@@ -146,6 +156,9 @@ def decode_audio(file: BinaryIO, filename: str | None = None, max_seconds: float
                 seconds += frame.samples / frame.sample_rate
                 if seconds > max_seconds:
                     raise _too_long(seconds, max_seconds)
+                if not long and on_long is not None and seconds > long_seconds:
+                    long = True
+                    on_long()
                 for out in resampler.resample(frame):
                     samples.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):

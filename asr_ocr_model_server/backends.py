@@ -103,10 +103,11 @@ def weight_paths(spec: ModelSpec, model_dir: str | None) -> list[Path]:
 
 
 def concurrency(spec: ModelSpec) -> int:
-    """Calls a model takes at once: a faster-whisper model's CTranslate2 workers (which together use
-    the cores one call would), else one."""
+    """Calls a model takes at once: a faster-whisper model takes as many as its batches hold on each
+    of its CTranslate2 workers (concurrent calls share batched encodes and generates, which together
+    use the cores one call would), other models one."""
     if spec.backend == "faster_whisper":
-        return parse_options(FasterWhisperOptions, spec).worker_count()
+        return parse_options(FasterWhisperOptions, spec).calls_at_once()
     return 1
 
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,6 +25,13 @@ from serving_core.settings import ServerSettings
 from serving_core.startup import StartupTimeline
 
 log = logging.getLogger("serving_core.app")
+
+# Threads of the event loop's default executor, where model calls run (``ModelGuard``) beside short
+# blocking checks. asyncio's own default, cores + 4, is 6 on two cores: fewer than the calls one
+# faster-whisper model takes at once (its batch, ``batch_size`` x ``workers``), so the eighth of
+# eight concurrent requests waited outside the batch. Idle threads cost only address space; the
+# guards, not the pool, bound the work.
+EXECUTOR_THREADS = 64
 
 BuildServings = Callable[[ModelRegistry[Any], ServerMetrics, ServerSettings], Any]
 """Builds a server's serving objects (the typed objects its routes call) from the shared state."""
@@ -53,6 +61,8 @@ def create_model_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="model-call"))
         init_state()
         if not registry.started:
             registry.start_loading()  # returns at once: HTTP is served while models load

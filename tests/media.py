@@ -57,9 +57,9 @@ def varied_sentences(n: int) -> str:
     return " ".join(f"On day {i + 1}, the {colors[i % 4]} {animals[i % 5]} walked to the market." for i in range(n))
 
 
-def story(n: int) -> str:
+def story(n: int, start: int = 0) -> str:
     """``n`` varied everyday sentences (~2.5 s of speech each; no two alike), for long held-out-style
-    audio: who did what to what, where, in changing combinations."""
+    audio: who did what to what, where, in changing combinations (``start``: another story)."""
     names = ["Anna", "Brian", "Clara", "David", "Emma", "Frank", "Grace", "Henry", "Irene"]
     verbs = ["bought", "painted", "found", "lost", "repaired", "carried", "borrowed", "cleaned"]
     things = ["an old bicycle", "a wooden chair", "the red umbrella", "a small lamp", "two heavy boxes",
@@ -67,7 +67,7 @@ def story(n: int) -> str:
     places = ["near the station", "in the garden", "after lunch", "on Monday morning", "before the storm",
               "at the market", "behind the library", "during the holidays", "with her brother", "last week"]
     return " ".join(f"{names[i % 9]} {verbs[(i * 3) % 8]} {things[(i * 5) % 11]} {places[(i * 7) % 10]}."
-                     for i in range(n))
+                     for i in range(start, start + n))
 
 
 def wav_bytes(samples: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:

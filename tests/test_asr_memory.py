@@ -161,6 +161,22 @@ def test_decoded_samples_can_be_handed_back_while_the_array_stays_valid() -> Non
     assert release_samples(np.ones(10, np.float32)) is False  # not ours: left alone
 
 
+def test_a_long_file_is_announced_before_its_samples_are_decoded() -> None:
+    """``on_long`` (a model's one-long-file-at-a-time turn) runs before more than one window of
+    samples exists, and only for audio longer than that."""
+    from asr_ocr_model_server.audio_input import decode_audio
+
+    seen: list[int] = []
+
+    def decoded_so_far() -> None:
+        seen.append(0)
+
+    assert decode_audio(io.BytesIO(_silent_flac(5)), "short.flac", on_long=decoded_so_far).size == 5 * 16_000
+    assert seen == []
+    audio = decode_audio(io.BytesIO(_silent_flac(40)), "long.flac", on_long=decoded_so_far)
+    assert seen == [0] and audio.size == 40 * 16_000
+
+
 def test_decoded_audio_outgrows_a_header_that_understates_it() -> None:
     from asr_ocr_model_server.audio_input import _Samples
 
@@ -236,6 +252,25 @@ def test_a_29_minute_upload_stays_within_300_mb_of_idle(asr_server) -> None:
     assert r.json()["duration"] == pytest.approx(LONG_AUDIO_SECONDS, abs=1)
     growth = _status(pid, "VmHWM") - idle
     print(f"29 min of audio: peak RSS +{growth / MiB:.0f} MiB over idle ({idle / MiB:.0f} MiB)")
+    assert growth <= PEAK_GROWTH_LIMIT, f"peak RSS +{growth / MiB:.0f} MiB over idle"
+
+
+@pytest.mark.slow
+def test_concurrent_long_uploads_take_turns_and_stay_within_300_mb_of_idle(asr_server) -> None:
+    """A faster-whisper model takes several requests at once (their windows share batched calls), but
+    one long file at a time: four 29-min files at once held ~4x one's memory before."""
+    flac = _silent_flac(LONG_AUDIO_SECONDS)
+    pid = asr_server.pid
+    idle = _status(pid, "VmRSS")
+    _reset_peak(pid)
+
+    def post(_: int) -> int:
+        return httpx.post(f"{asr_server.url}/asr", files={"audio": ("silence.flac", flac)}, timeout=900).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(post, range(4))) == [200] * 4
+    growth = _status(pid, "VmHWM") - idle
+    print(f"four 29-min files at once: peak RSS +{growth / MiB:.0f} MiB over idle ({idle / MiB:.0f} MiB)")
     assert growth <= PEAK_GROWTH_LIMIT, f"peak RSS +{growth / MiB:.0f} MiB over idle"
 
 

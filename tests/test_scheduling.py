@@ -167,3 +167,32 @@ def test_closed_guard_refuses_new_calls_and_waits_for_running_ones() -> None:
 
     busy, idle, result, none_inside = asyncio.run(main())
     assert busy and idle and result == "done" and none_inside
+
+
+def test_a_server_runs_more_blocking_calls_at_once_than_asyncio_defaults_to() -> None:
+    """Model calls run in the loop's default executor; asyncio's own (cores + 4 threads, 6 here) held the
+    seventh of eight requests a batching Whisper model takes at once outside the batch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi import APIRouter
+    from fastapi.testclient import TestClient
+    from inprocess_app import FakeSettings
+
+    from serving_core.app import EXECUTOR_THREADS, create_model_app
+    from serving_core.registry_settings import registry_from_settings
+
+    n = 12
+    assert n <= EXECUTOR_THREADS
+    barrier = threading.Barrier(n, timeout=30)  # passed only by n calls in threads at once
+    router = APIRouter()
+
+    @router.post("/v1/together")
+    async def together() -> dict[str, int]:
+        return {"arrived": await asyncio.to_thread(barrier.wait)}
+
+    cfg = FakeSettings()
+    app = create_model_app(cfg, registry_from_settings(cfg, lambda spec: object()), title="t", routers=[router])
+    with TestClient(app, base_url="http://127.0.0.1") as c, ThreadPoolExecutor(n) as pool:
+        answers = list(pool.map(lambda _: c.post("/v1/together"), range(n)))
+    assert [r.status_code for r in answers] == [200] * n
+    assert sorted(r.json()["arrived"] for r in answers) == list(range(n))

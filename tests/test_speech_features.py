@@ -5,6 +5,8 @@ the embedded model where the property is the decoder's work."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +252,50 @@ def test_a_streamed_request_is_decoded_window_by_window_from_a_short_first_clip(
         first_window = [s for s in stream.segments if len(calls.budgets) == 1]
     assert set(calls.batches) == {1} and len(calls.budgets) > 2
     assert first_window and max(s.end for s in first_window) <= 10.5
+
+
+def test_concurrent_requests_share_batched_calls_and_get_their_own_transcripts(tiny_en, tmp_path: Path) -> None:
+    """Each transcription runs its own decoding; only the CTranslate2 calls are shared (a batch row per
+    request), so each gets exactly the text it gets alone."""
+    from asr_ocr_model_server.asr.transcript import TranscriptionRequest
+
+    clips = [read_wav_float32(speak_wav(varied_sentences(2) + f" Number {i}.", tmp_path / f"c{i}.wav"))
+             for i in range(4)]
+    alone = [tiny_en.transcribe(c.copy(), TranscriptionRequest()).text for c in clips]
+    shared = tiny_en.model.model  # the wrapper faster-whisper calls; its _model is CTranslate2's
+
+    class Whisper:
+        """CTranslate2's model, recording the batch of each generate; its first encode waits until the
+        other three requests queue behind it (as they do whenever requests overlap: a test cannot
+        count on timing)."""
+
+        def __init__(self, model: Any) -> None:
+            self.model, self.held, self.generated = model, False, []
+
+        def encode(self, *args: Any, **kwargs: Any) -> Any:
+            if not self.held:
+                self.held = True
+                deadline = time.monotonic() + 60
+                while len(shared.calls._pending) < 3 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            return self.model.encode(*args, **kwargs)
+
+        def generate(self, features: Any, prompts: list[list[int]], **kwargs: Any) -> Any:
+            self.generated.append(len(prompts))
+            return self.model.generate(features, prompts, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.model, name)
+
+    recording = shared._model = Whisper(shared._model)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(lambda c: tiny_en.transcribe(c.copy(), TranscriptionRequest()).text, clips))
+    finally:
+        shared._model = recording.model
+    assert together == alone and all(alone)
+    assert max(recording.generated) > 1, "windows of different requests were generated in one call"
+    assert len(recording.generated) < len(clips)
 
 
 def test_http_client_reads_the_stream_incrementally(server, tmp_path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import TypeVar
 
 from pydantic import WithJsonSchema
@@ -66,10 +67,12 @@ class UploadServing:
         return name
 
     async def run(self, name: str | None, task: Task, check: Callable[[AsrOcrModel], None],
-                  decode: Callable[[], T], call: Callable[[AsrOcrModel, T], R]) -> tuple[str, R]:
+                  decode: Callable[[AsrOcrModel, ExitStack], T], call: Callable[[AsrOcrModel, T], R]) -> tuple[str, R]:
         """Pick the model and ``check`` the upload and the request against it (cheap: a wrong or
         oversized file is refused at once, not after queueing), then decode it and run
-        ``call(handle, decoded)`` in one worker thread under the model's guard.
+        ``call(handle, decoded)`` in one worker thread under the model's guard. ``decode(handle,
+        held)`` may enter contexts on ``held`` that last until the call ends (a long file's
+        exclusive turn in a model that takes several calls at once).
 
         Decoding inside the guard bounds memory: a decoded upload (up to ~120 MB for a legal image,
         ~115 MB for 30 min of audio) exists only while its model call runs, never for every request
@@ -81,14 +84,15 @@ class UploadServing:
             await asyncio.to_thread(check, handle)
 
             def decode_and_call() -> R:
-                data = decode()
-                large = approx_nbytes(data) >= TRIM_AFTER_BYTES
-                try:
-                    return call(handle, data)
-                finally:
-                    del data
-                    if large:
-                        release_freed_memory()
+                with ExitStack() as held:
+                    data = decode(handle, held)
+                    large = approx_nbytes(data) >= TRIM_AFTER_BYTES
+                    try:
+                        return call(handle, data)
+                    finally:
+                        del data
+                        if large:
+                            release_freed_memory()
 
             return lease.name, await guard.run(decode_and_call)
 

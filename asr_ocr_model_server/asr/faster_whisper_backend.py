@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from asr_ocr_model_server.asr.decoding import gate_with_vad, new_token_bound, temperatures, use_vad
+from asr_ocr_model_server.asr.shared_calls import SharedCalls
 from asr_ocr_model_server.asr.transcript import (
     SAMPLE_RATE,
     Segment,
@@ -38,27 +41,91 @@ def default_model_path() -> Path:
 FIRST_STREAMED_CLIP_SECONDS = 10.0
 
 
-class _StoppableWhisper:
-    """The CTranslate2 Whisper model faster-whisper calls, checking for a shutdown before each
-    encode or generate: one 30 s window is an encode and up to six generates (its temperature
-    fallbacks), and on a loaded machine a window takes tens of seconds, so stopping only between
-    segments let a shutdown outlast its bound."""
+def _hashable(value: Any) -> Hashable:
+    return tuple(value) if isinstance(value, list) else value
 
-    def __init__(self, model: Any, interrupted: threading.Event) -> None:
+
+def _stack(views: list[Any]) -> Any:
+    """One CTranslate2 storage of several batches (CPU storages read as numpy without a copy)."""
+    import ctranslate2
+
+    return ctranslate2.StorageView.from_array(np.concatenate([np.asarray(v) for v in views]))
+
+
+def _split(view: Any, sizes: list[int]) -> list[Any]:
+    """A batched storage cut back into the callers' batches (views of it: no copy)."""
+    import ctranslate2
+
+    whole = np.asarray(view)
+    return [ctranslate2.StorageView.from_array(whole[a:b]) for a, b in _spans(sizes)]
+
+
+def _spans(sizes: list[int]) -> list[tuple[int, int]]:
+    """(start, end) of consecutive runs of ``sizes`` items."""
+    return list(itertools.pairwise(itertools.accumulate(sizes, initial=0)))
+
+
+class _SharedWhisper:
+    """The CTranslate2 Whisper model faster-whisper calls, as concurrent transcriptions share it.
+
+    Encodes of concurrent transcriptions, and their generates with the same settings and prompt
+    length, run as one batched call (``shared_calls``). A batch decodes up to its longest member's
+    token bound: a window that would have been cut at its own shorter bound (a runaway decode)
+    may get a few tokens more. Every call also checks for a shutdown first: one 30 s window is an
+    encode and up to three generates (its temperature fallbacks), and on a loaded machine a window
+    takes tens of seconds, so stopping only between segments let a shutdown outlast its bound."""
+
+    def __init__(self, model: Any, interrupted: threading.Event, max_items: int, slots: int) -> None:
         self._model = model
         self._interrupted = interrupted
+        self.calls: SharedCalls[tuple[Any, ...], Any] = SharedCalls(self._run, max_items=max_items, slots=slots)
 
     def _check(self) -> None:
         if self._interrupted.is_set():
             raise ServerShuttingDown("the server is shutting down; the transcription was stopped")
 
-    def encode(self, *args: Any, **kwargs: Any) -> Any:
+    def encode(self, features: Any, to_cpu: bool = False) -> Any:
         self._check()
-        return self._model.encode(*args, **kwargs)
+        return self.calls.call(("encode", tuple(features.shape[1:]), to_cpu), (features, to_cpu),
+                               items=features.shape[0])
 
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
+    def generate(self, encoder_output: Any, prompts: list[list[int]], **kwargs: Any) -> Any:
         self._check()
-        return self._model.generate(*args, **kwargs)
+        max_length = kwargs.pop("max_length", None)
+        key: tuple[Hashable, ...] = (
+            "generate", tuple(encoder_output.shape[1:]), len(prompts[0]) if prompts else 0, max_length is None,
+            tuple(sorted((k, _hashable(v)) for k, v in kwargs.items())))
+        if len({len(p) for p in prompts}) > 1:  # CTranslate2 wants one prompt length per batch: run alone
+            key = ("generate", object())
+        return self.calls.call(key, (encoder_output, prompts, max_length, kwargs), items=len(prompts))
+
+    def detect_language(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return self.calls.call(("call", object()), (self._model.detect_language, args, kwargs))
+
+    def align(self, *args: Any, **kwargs: Any) -> Any:
+        self._check()
+        return self.calls.call(("call", object()), (self._model.align, args, kwargs))
+
+    def _run(self, key: Hashable, payloads: list[tuple[Any, ...]]) -> list[Any]:
+        self._check()  # the batch may have waited through a shutdown
+        kind = key[0]  # type: ignore[index]  # every key is a tuple that starts with its kind
+        if kind == "encode":
+            features, to_cpu = [p[0] for p in payloads], payloads[0][1]
+            if len(features) == 1:
+                return [self._model.encode(features[0], to_cpu=to_cpu)]
+            return _split(self._model.encode(_stack(features), to_cpu=to_cpu), [f.shape[0] for f in features])
+        if kind == "generate":
+            outputs, prompts = [p[0] for p in payloads], [p[1] for p in payloads]
+            lengths = [p[2] for p in payloads]
+            kwargs = dict(payloads[0][3])
+            if lengths[0] is not None:
+                kwargs["max_length"] = max(lengths)
+            encoder_output = outputs[0] if len(outputs) == 1 else _stack(outputs)
+            results = self._model.generate(encoder_output, [q for group in prompts for q in group], **kwargs)
+            return [results[a:b] for a, b in _spans([len(group) for group in prompts])]
+        (method, args, kwargs), = payloads
+        return [method(*args, **kwargs)]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
@@ -67,9 +134,23 @@ class _StoppableWhisper:
 class FasterWhisperModel:
     def __init__(self, model: Any, opts: FasterWhisperOptions) -> None:
         self._interrupted = threading.Event()
-        model.model = _StoppableWhisper(model.model, self._interrupted)
+        self._long_audio = threading.Lock()
+        model.model = _SharedWhisper(model.model, self._interrupted,
+                                     max_items=opts.batch_size if opts.batch_requests else 1,
+                                     slots=opts.worker_count())
         self.model = model
         self.opts = opts
+
+    @contextmanager
+    def long_audio_turn(self) -> Iterator[None]:
+        """Held by a request for audio longer than one window, from before its samples are decoded
+        until it is transcribed: the model takes ``calls_at_once`` requests, but one long file at a
+        time (each holds ~4 MB of samples and features per minute; eight 29-min files at once would
+        hold 1.3 GB). Short requests, a window's worth of memory each, share the model freely."""
+        with self._long_audio:
+            if self._interrupted.is_set():  # waited through a shutdown: decode nothing more
+                raise ServerShuttingDown("the server is shutting down; the transcription was stopped")
+            yield
 
     def interrupt(self) -> None:
         """Stop running transcriptions at their next CTranslate2 call (shutdown)."""

@@ -28,7 +28,8 @@ async def read_upload(serving: UploadServing, image: UploadFile, model: str | No
             check_image(image.file, limits, image.filename)
             parse_pages(pages, 1)  # a lone image is page 1
 
-        name, lines = await serving.run(model, "ocr", check, lambda: decode_image(image.file, limits, image.filename),
+        name, lines = await serving.run(model, "ocr", check,
+                                        lambda _, __: decode_image(image.file, limits, image.filename),
                                         lambda handle, img: as_ocr(handle).read(img))
         serving.count("images", "images (and document pages) read (OCR)", name)
         return OcrResponse(model=name, extracted_text="\n".join(line.text for line in lines), lines=_lines(lines))
@@ -46,7 +47,7 @@ async def read_upload(serving: UploadServing, image: UploadFile, model: str | No
             document.close()
 
     name, read = await serving.run(model, "ocr", check_document,
-                                   lambda: Document(image.file, kind, document_limits, pages), read_pages)
+                                   lambda _, __: Document(image.file, kind, document_limits, pages), read_pages)
     serving.count("images", "images (and document pages) read (OCR)", name, len(read))
     page_out = [PageOut(page=number, extracted_text="\n".join(line.text for line in lines), lines=_lines(lines))
                 for number, lines in read]

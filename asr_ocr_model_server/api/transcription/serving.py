@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, ExitStack
 from typing import Any, Literal
 
 from fastapi import UploadFile
@@ -53,8 +54,14 @@ async def _run(serving: UploadServing, upload: UploadFile, model: str | None, re
         check_request(as_asr(handle), request)
         check_audio(upload.file, upload.filename)
 
-    return await serving.run(model, "asr", check, lambda: decode_audio(upload.file, upload.filename, max_seconds),
-                             call)
+    def decode(handle: AsrOcrModel, held: ExitStack) -> Any:
+        # A model that takes several requests at once lets only one long file in at a time: the
+        # decoded audio of a 29-min file is ~115 MB (docs/OPERATIONS.md, memory).
+        long_turn: Callable[[], AbstractContextManager[None]] | None = getattr(handle, "long_audio_turn", None)
+        return decode_audio(upload.file, upload.filename, max_seconds,
+                            on_long=None if long_turn is None else lambda: held.enter_context(long_turn()))
+
+    return await serving.run(model, "asr", check, decode, call)
 
 
 def _count(serving: UploadServing, name: str, seconds: float) -> None:
