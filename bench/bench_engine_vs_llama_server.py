@@ -39,18 +39,19 @@ def llama_server_binary() -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def peer_cmd(binary: str, threads: int, parallel: int, n_ctx: int) -> Callable[[int], list[str]]:
+def peer_cmd(binary: str, threads: int, parallel: int, n_ctx: int,
+             n_gpu_layers: int = 0) -> Callable[[int], list[str]]:
     def build(port: int) -> list[str]:
         return [binary, "-m", str(common.GEMMA), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
-                "-tb", str(threads), "-np", str(parallel), "-c", str(n_ctx * parallel)]
+                "-tb", str(threads), "-np", str(parallel), "-c", str(n_ctx * parallel), "-ngl", str(n_gpu_layers)]
     return build
 
 
-def our_config(directory: Path, threads: int, parallel: int, n_ctx: int) -> Path:
+def our_config(directory: Path, threads: int, parallel: int, n_ctx: int, n_gpu_layers: int = 0) -> Path:
     path = directory / "engine.yaml"
     path.write_text(json.dumps({"models": [{"name": "gemma-3-270m", "backend": "llama_cpp", "path": str(common.GEMMA),
-                                            "options": {"n_ctx": n_ctx, "parallel": parallel,
-                                                        "n_threads": threads}}]}))
+                                            "options": {"n_ctx": n_ctx, "parallel": parallel, "n_threads": threads,
+                                                        "n_gpu_layers": n_gpu_layers}}]}))
     return path
 
 
@@ -160,16 +161,18 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=4)
     p.add_argument("--n-ctx", type=int, default=2048, help="per sequence")
     p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--n-gpu-layers", type=int, default=0,
+                   help="layers offloaded to the GPU on both sides (-1 all; a GPU build: scripts/gpu_check.sh)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--skip-ready", action="store_true", help="skip the spawn → ready comparison")
     which.add_argument("--ready-only", action="store_true", help="only the spawn → ready comparison")
     args = p.parse_args()
     binary = llama_server_binary()
-    peer = peer_cmd(binary, args.threads, args.parallel, args.n_ctx)
+    peer = peer_cmd(binary, args.threads, args.parallel, args.n_ctx, args.n_gpu_layers)
     comparisons: list[common.Comparison] = []
     errors = 0
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
-        ours = common.gguf_cmd(our_config(Path(tmp), args.threads, args.parallel, args.n_ctx))
+        ours = common.gguf_cmd(our_config(Path(tmp), args.threads, args.parallel, args.n_ctx, args.n_gpu_layers))
         python_share: dict[str, float] = {}
         if not args.ready_only:
             res = serving_rounds(args, peer, ours)
@@ -186,7 +189,8 @@ def main() -> None:
     common.report("bench_engine_vs_llama_server", args, comparisons,
                   extra={"errors (non-200, all rounds)": errors, "llama-server": binary,
                          "ours: engine time outside llama_decode ÷ wall (median)": python_share,
-                         "threads": args.threads, "parallel": args.parallel, "n_ctx_per_sequence": args.n_ctx})
+                         "threads": args.threads, "parallel": args.parallel, "n_ctx_per_sequence": args.n_ctx,
+                         "n_gpu_layers": args.n_gpu_layers})
 
 
 if __name__ == "__main__":

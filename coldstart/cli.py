@@ -80,31 +80,56 @@ def build_targets(args: argparse.Namespace) -> list[ServerTarget]:
 
 
 class Progress:
-    """Live progress: one rewritten line on a terminal, a line per change otherwise."""
+    """Live progress: on a terminal, a bar per model (from each server's /health/events) under a
+    status line, redrawn in place; otherwise a line per change."""
+
+    BAR = 24
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stdout.isatty()
         self.last = ""
+        self.drawn = 0  # lines of the last drawing, redrawn over
 
     def __call__(self, elapsed: float, results: list[ServerResult]) -> None:
         if self.quiet:
+            return
+        if self.tty:
+            self._draw(elapsed, results)
             return
         parts = []
         for r in results:
             models = ", ".join(f"{n}: {m.get('state')}" for n, m in r.models.items())
             parts.append(f"{r.server} [{r.mode}] {r.status}" + (f" ({models})" if models else ""))
         line = " | ".join(parts)
-        if self.tty:
-            sys.stdout.write(f"\r\x1b[K[{elapsed:6.2f}s] {line}")
-            sys.stdout.flush()
-        elif line != self.last:
+        if line != self.last:
             print(f"[{elapsed:6.2f}s] {line}", flush=True)
         self.last = line
+
+    def _draw(self, elapsed: float, results: list[ServerResult]) -> None:
+        lines = [f"[{elapsed:6.2f}s] " + " | ".join(f"{r.server} [{r.mode}] {r.status}" for r in results)]
+        for r in results:
+            for name, m in (r.live or r.models).items():
+                lines.append("  " + model_bar(f"{r.server}/{name}", m, self.BAR))
+        up = f"\x1b[{self.drawn - 1}F" if self.drawn > 1 else "\r"
+        sys.stdout.write(up + "\n".join(f"\x1b[2K{line}" for line in lines))
+        sys.stdout.flush()
+        self.drawn = len(lines)
 
     def done(self) -> None:
         if self.tty and not self.quiet:
             print()
+
+
+def model_bar(label: str, model: dict[str, Any], width: int) -> str:
+    """One model's load as a bar: ``label [#####-----]  50% loading weights`` (state when not loading)."""
+    state = model.get("state", "?")
+    progress = model.get("progress")
+    if progress is None:
+        progress = 1.0 if state == "ready" else 0.0
+    filled = round(progress * width)
+    what = model.get("phase") or state if state == "loading" else state
+    return f"{label:<36} [{'#' * filled}{'-' * (width - filled)}] {progress * 100:3.0f}% {what}"
 
 
 def main(argv: list[str] | None = None) -> int:

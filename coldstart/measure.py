@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,8 @@ class ServerResult:
     status: str = "starting"
     error: str | None = None
     log_path: str | None = None
+    # Each model's latest ``model`` event from /health/events (state, progress, phase): the live bars.
+    live: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,9 +111,28 @@ def _model_bytes(target: ServerTarget) -> dict[str, int]:
         return {}
 
 
+def _watch_events(r: ServerResult) -> None:
+    """Follow the server's /health/events (load progress as it happens) into ``r.live`` until the
+    stream ends (every model settled); the readiness figures come from polling /health, not from it."""
+    with suppress(httpx.HTTPError), httpx.stream("GET", f"{r.url}/health/events",
+                                                 timeout=httpx.Timeout(None, connect=2.0)) as resp:
+        if resp.status_code != 200:
+            return
+        for line in resp.iter_lines():
+            if line.startswith("data: "):
+                with suppress(ValueError):
+                    event = json.loads(line[6:])
+                    if "model" in event:
+                        r.live[event["model"]] = event
+
+
 def _follow(r: ServerResult, server: ServerProcess | None, target: ServerTarget, t0: float, timeout: float) -> None:
     with httpx.Client(base_url=r.url, timeout=httpx.Timeout(timeout, connect=1.0)) as client:
+        watching = False
         while r.status in ("starting", "loading", "first requests"):
+            if r.live_s is not None and not watching:
+                watching = True
+                threading.Thread(target=_watch_events, args=(r,), name=f"events-{r.server}", daemon=True).start()
             if server is not None and server.proc.poll() is not None:
                 r.status = "died"
                 r.error = f"server exited with code {server.proc.returncode}:\n{_tail(Path(r.log_path or ''))}"

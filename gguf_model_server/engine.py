@@ -292,6 +292,13 @@ class Engine:
                              f"{self.n_ctx - n_prompt}",
                              param="max_tokens")
 
+    def kv_cache_cells(self) -> tuple[int, int]:
+        """(cells held by sequences serving a request, all cells). An idle sequence's cached prompt is
+        not counted: the next request may reuse it or overwrite it, so it is no pressure. Read
+        without the loop's lock: a scrape may see a step half done, never a wrong order of magnitude."""
+        used = sum(len(slot.cache) for slot in self._slots if slot.job is not None)
+        return used, self.shape.n_ctx_seq * self.shape.n_seq
+
     def retry_after(self) -> float:
         waves = (self.waiting // max(1, len(self._slots))) + 1
         return self.request_times.retry_after(waves)

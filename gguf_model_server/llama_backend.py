@@ -13,15 +13,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gguf_model_server.chat_template import CHATML, ChatPart, ChatTemplate, Tools
 from gguf_model_server.embedding_jobs import POOLING_NAMES, POOLING_TYPES
 from gguf_model_server.engine import Engine, GenerationRequest, JobKind
 from gguf_model_server.llama_native import (
+    KV_CACHE_TYPES,
     ContextShape,
+    GpuPlacement,
     NativeModel,
     SpecialTokens,
+    gpu_offload_supported,
     llama,
     longest_piece_bytes,
     special_tokens,
@@ -38,6 +41,8 @@ log = logging.getLogger("gguf_model_server.llama")
 LLAMA_BACKEND_NAMES = ("llama_cpp", "llama-cpp", "gguf")
 _TRUNCATE_HINT = ", or let the server drop the oldest turns (options.context_overflow: truncate_middle)"
 _CHEAP_BYTES_PER_TOKEN = 8
+
+KvCacheType = Literal[KV_CACHE_TYPES]  # type: ignore[valid-type]  # the tuple's names, for the schema
 
 
 class LlamaOptions(BaseModel):
@@ -78,6 +83,38 @@ class LlamaOptions(BaseModel):
     pooling: Literal["model", "mean", "cls", "last"] = Field(
         default="model", description="with embeddings: how a sequence's token vectors become one; 'model': the "
                                      "GGUF's own (a model that names none must be given one)")
+    n_gpu_layers: int = Field(
+        default=0, ge=-1, le=100_000,
+        description="layers offloaded to the GPU (llama-server's -ngl): 0 = none, -1 = all; needs a GPU build of "
+                    "llama.cpp (docs/OPERATIONS.md, 'GPUs'); on a CPU-only build it has no effect (logged)")
+    main_gpu: int = Field(default=0, ge=0, le=255,
+                          description="the GPU for a model on one GPU, and for scratch buffers")
+    tensor_split: list[float] | None = Field(
+        default=None, min_length=1, max_length=16,
+        description="share of the model per GPU, in device order (e.g. [3, 1]); default: llama.cpp's split")
+    flash_attn: Literal["auto", "on", "off"] = Field(
+        default="auto", description="flash attention: 'auto' lets llama.cpp decide per backend")
+    cache_type_k: KvCacheType = Field(default="f16", description="KV cache element type of keys (q8_0 halves it)")
+    cache_type_v: KvCacheType = Field(
+        default="f16", description="KV cache element type of values; a quantized type needs flash attention")
+
+    @field_validator("tensor_split")
+    @classmethod
+    def _shares(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (any(v < 0 for v in value) or sum(value) <= 0):
+            raise ValueError("tensor_split shares must be >= 0 with a positive sum, e.g. [3, 1]")
+        return value
+
+    @model_validator(mode="after")
+    def _quantized_values_need_flash_attention(self) -> LlamaOptions:
+        if self.cache_type_v not in ("f32", "f16", "bf16") and self.flash_attn == "off":
+            raise ValueError(f"cache_type_v {self.cache_type_v} needs flash attention: set flash_attn to 'auto' or "
+                             "'on', or cache_type_v to f16")
+        return self
+
+    def gpu(self) -> GpuPlacement:
+        return GpuPlacement(n_gpu_layers=self.n_gpu_layers, main_gpu=self.main_gpu,
+                            tensor_split=tuple(self.tensor_split or ()))
 
 
 class LlamaModel:
@@ -357,6 +394,19 @@ class LlamaModel:
         """(sequences generating, requests waiting for a sequence), for /metrics."""
         return self.engine.active, self.engine.waiting
 
+    def placement(self) -> dict[str, object]:
+        """Where the model's layers live, for /health: llama.cpp offloads ``n_gpu_layers`` of its
+        ``n_layer`` + 1 (the output layer counts) when the build has a GPU backend."""
+        layers = self.native.n_layer + 1
+        requested = self.options.n_gpu_layers
+        on_gpu = 0 if not gpu_offload_supported() else layers if requested < 0 else min(requested, layers)
+        return {"layers": layers, "gpu_layers": on_gpu, "gpu_build": gpu_offload_supported(),
+                "kv_cache": f"{self.options.cache_type_k}/{self.options.cache_type_v}"}
+
+    def kv_cache_cells(self) -> tuple[int, int]:
+        """(KV cells held by sequences serving requests, all cells), for /metrics."""
+        return self.engine.kv_cache_cells()
+
     def interrupt(self) -> None:
         """Shutdown: running and waiting generations end with 503 at the next step."""
         self.engine.interrupt()
@@ -444,10 +494,16 @@ def make_loader(model_dir: str | None, compute: ComputeSlots, max_waiting: int) 
         import_llama()
         with llama_errors() as errors:
             try:
-                native = NativeModel(path, use_mmap=opts.use_mmap, use_mlock=opts.use_mlock, repack=opts.repack)
+                if opts.n_gpu_layers and not gpu_offload_supported():
+                    log.warning("model '%s': n_gpu_layers=%d has no effect: this llama.cpp build has no GPU backend "
+                                "(build one: docs/OPERATIONS.md, 'GPUs'); every layer runs on the CPU",
+                                spec.name, opts.n_gpu_layers)
+                native = NativeModel(path, use_mmap=opts.use_mmap, use_mlock=opts.use_mlock, repack=opts.repack,
+                                     gpu=opts.gpu())
                 shape = ContextShape(n_ctx_seq=opts.n_ctx, n_seq=opts.parallel, n_batch=opts.n_batch,
                                      n_threads=opts.n_threads or os.cpu_count() or 1, embeddings=opts.embeddings,
-                                     pooling=POOLING_TYPES.get(opts.pooling, -1))
+                                     pooling=POOLING_TYPES.get(opts.pooling, -1), flash_attn=opts.flash_attn,
+                                     cache_type_k=opts.cache_type_k, cache_type_v=opts.cache_type_v)
                 holder: list[LlamaModel] = []
                 try:
                     engine = Engine(spec.name, native, shape, compute, max_waiting,

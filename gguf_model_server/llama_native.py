@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from gguf_model_server.generation_params import GrammarTrigger, SamplingConfig
+from serving_core import load_progress
 from serving_core.errors import BadRequest
 
 _init_lock = threading.Lock()
@@ -43,13 +44,46 @@ def llama() -> Any:
     return llama_cpp
 
 
+# KV-cache element types a context may store (llama.cpp's --cache-type-k/-v choices).
+KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+FLASH_ATTN = {"auto": "LLAMA_FLASH_ATTN_TYPE_AUTO", "on": "LLAMA_FLASH_ATTN_TYPE_ENABLED",
+              "off": "LLAMA_FLASH_ATTN_TYPE_DISABLED"}
+
+
+@dataclass(frozen=True)
+class GpuPlacement:
+    """Where a model's layers go: ``n_gpu_layers`` of them on GPUs (-1: all), ``main_gpu`` for a
+    single-GPU model and the scratch buffers, ``tensor_split`` shares across GPUs (empty: llama.cpp's
+    own split). Nothing moves on a build without a GPU backend."""
+
+    n_gpu_layers: int = 0
+    main_gpu: int = 0
+    tensor_split: tuple[float, ...] = ()
+
+
+def _report_load_progress(fraction: float, _user_data: Any) -> bool:
+    load_progress.report(fraction, "loading weights")
+    return True
+
+
+def gpu_offload_supported() -> bool:
+    """Whether this llama.cpp build has a GPU backend (CUDA, Metal, Vulkan, …) that layers can go to."""
+    return bool(llama().llama_supports_gpu_offload())
+
+
 class NativeModel:
     """A loaded GGUF model (weights and vocabulary); shared by its contexts, freed by ``close``."""
 
-    def __init__(self, path: Path, *, use_mmap: bool, use_mlock: bool, repack: bool = True) -> None:
+    def __init__(self, path: Path, *, use_mmap: bool, use_mlock: bool, repack: bool = True,
+                 gpu: GpuPlacement = GpuPlacement()) -> None:
         lib = llama()
         params = lib.llama_model_default_params()
-        params.n_gpu_layers = 0
+        params.n_gpu_layers = gpu.n_gpu_layers
+        params.main_gpu = gpu.main_gpu
+        # llama.cpp reads one float per possible device, while it loads: kept referenced until then.
+        split = (ctypes.c_float * max(1, int(lib.llama_max_devices())))(*gpu.tensor_split)
+        if gpu.tensor_split:
+            params.tensor_split = split
         # llama.cpp's "extra buffer types": weights re-laid out for the CPU's SIMD kernels at load.
         params.use_extra_bufts = repack
         if use_mmap and use_mlock:
@@ -60,8 +94,13 @@ class NativeModel:
             params.load_mode = lib.LLAMA_LOAD_MODE_MMAP
         else:
             params.load_mode = lib.LLAMA_LOAD_MODE_NONE
+        # llama.cpp reports how much of the file it has loaded (into the load's progress, /health);
+        # the callback must stay referenced while it may be called, and return true to go on.
+        progress = lib.llama_progress_callback(_report_load_progress)
+        params.progress_callback = progress
         self._lib = lib
         self.ptr = lib.llama_model_load_from_file(str(path).encode(), params)
+        del progress
         if not self.ptr:
             raise RuntimeError(f"llama.cpp could not load the model file {path}")
         self.vocab = lib.llama_model_get_vocab(self.ptr)
@@ -69,6 +108,7 @@ class NativeModel:
         self.n_ctx_train: int = lib.llama_model_n_ctx_train(self.ptr)
         self.add_bos: bool = lib.llama_vocab_get_add_bos(self.vocab)
         self.add_eos: bool = lib.llama_vocab_get_add_eos(self.vocab)
+        self.n_layer: int = int(lib.llama_model_n_layer(self.ptr))
         self._piece_buf = ctypes.create_string_buffer(256)
 
     # -- vocabulary ---------------------------------------------------------------------------
@@ -151,6 +191,9 @@ class ContextShape:
     n_threads: int
     embeddings: bool = False  # compute pooled embeddings (not logits): an embedding model's context
     pooling: int = -1  # llama_pooling_type with embeddings; -1: the GGUF's own
+    flash_attn: str = "auto"  # a key of FLASH_ATTN
+    cache_type_k: str = "f16"  # one of KV_CACHE_TYPES
+    cache_type_v: str = "f16"
 
 
 class SequenceState:
@@ -196,6 +239,9 @@ class NativeContext:
             params.kv_unified = True
         params.n_threads = shape.n_threads
         params.n_threads_batch = shape.n_threads
+        params.flash_attn_type = getattr(lib, FLASH_ATTN[shape.flash_attn])
+        params.type_k = getattr(lib, f"GGML_TYPE_{shape.cache_type_k.upper()}")
+        params.type_v = getattr(lib, f"GGML_TYPE_{shape.cache_type_v.upper()}")
         params.no_perf = True
         self._lib = lib
         self.ptr = lib.llama_init_from_model(model.ptr, params)

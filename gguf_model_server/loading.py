@@ -23,6 +23,7 @@ def build_registry(settings: ServerSettings) -> ModelRegistry[LlamaModel]:
         # Only a mapped model's memory is the file's page cache (use_mmap: false copies it).
         weights=lambda model: [model.path] if model.options.use_mmap else [],
         # Clients (and the cold-start tool's first request) learn which routes a model serves.
-        describe=lambda model: {"task": "embedding" if model.engine.kind is JobKind.EMBED else "generation"},
+        describe=lambda model: {"task": "embedding" if model.engine.kind is JobKind.EMBED else "generation",
+                                "placement": model.placement()},
     )
     return registry_from_settings(settings, hooks, compute)

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from serving_core.registry import ManagedModel, ModelRegistry, ModelState
+from serving_core.registry_events import RegistryEvent
 from serving_core.startup import StartupTimeline
+
+
+class ModelPlacement(BaseModel):
+    layers: int = Field(description="the model's layers, its output layer counted")
+    gpu_layers: int = Field(description="of those, offloaded to a GPU (0 on a build without a GPU backend)")
+    gpu_build: bool = Field(description="whether this llama.cpp build has a GPU backend")
+    kv_cache: str = Field(description="element types of the KV cache, keys/values (e.g. f16/f16)")
 
 
 class ModelHealth(BaseModel):
@@ -20,8 +31,14 @@ class ModelHealth(BaseModel):
     error: str | None
     since: float
     shares_with: str | None = None
+    progress: float | None = Field(
+        default=None, description="how far the model's load has got (0-1): 1 once ready; null before any load")
+    phase: str | None = Field(default=None, description="what a loading model is doing, where its backend says "
+                              "(e.g. 'reading weights')")
     task: str | None = Field(default=None, description="what a loaded model serves, where its server says: "
                              "'generation' or 'embedding' (the GGUF server)")
+    placement: ModelPlacement | None = Field(
+        default=None, description="where a loaded model's layers live (the GGUF server): GPU offload, KV cache types")
     weights_resident: float | None = Field(
         default=None, description="share (0-1) of a ready model's memory-mapped weight files in the page cache; "
         "pages outside it are read from disk by the request that first touches them")
@@ -72,6 +89,64 @@ class OpenAIModel(BaseModel):
 class OpenAIModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[OpenAIModel] = Field(description="ready models first")
+
+
+class ModelEvent(BaseModel):
+    """One ``model`` event of ``GET /health/events``: a model's state or load progress changed."""
+
+    model: str
+    state: Literal["pending", "loading", "ready", "failed", "unloaded"]
+    progress: float | None
+    phase: str | None
+    load_seconds: float | None
+    error: str | None
+    status: str = Field(description="the server's overall status after this change (as on /health)")
+
+
+# What a watcher of /health/events hears about; request-side events (looked_up, leased) are not news.
+_WATCHED = frozenset({"queued", "loading", "progress", "ready", "failed", "unloaded"})
+# A comment line this often keeps proxies from closing a quiet stream (a load can take minutes).
+_KEEPALIVE_SECONDS = 15.0
+
+
+def _settled(registry: ModelRegistry[Any]) -> bool:
+    """No start-up load outstanding and no load running: nothing more to report for now."""
+    return overall_status(registry)[0] != "loading" and not any(
+        m.state is ModelState.LOADING for m in registry.models.values())
+
+
+def _model_event(registry: ModelRegistry[Any], name: str) -> str:
+    snap = registry.models[name].snapshot(registry.show_paths)
+    event = ModelEvent(model=name, state=snap["state"], progress=snap["progress"], phase=snap["phase"],
+                       load_seconds=snap["load_seconds"], error=snap["error"], status=overall_status(registry)[0])
+    return f"event: model\ndata: {event.model_dump_json()}\n\n"
+
+
+async def _registry_events(registry: ModelRegistry[Any]) -> AsyncIterator[str]:
+    """Every model's state now, then one event per change (state or a percent of progress) until every
+    model is settled, then ``settled`` with the overall status."""
+    loop = asyncio.get_running_loop()
+    changed: asyncio.Queue[str] = asyncio.Queue()
+
+    def listener(event: RegistryEvent) -> None:  # called in loader threads
+        if event.kind in _WATCHED:
+            loop.call_soon_threadsafe(changed.put_nowait, event.model.name)
+
+    registry.listeners.append(listener)
+    try:
+        for name in registry.models:
+            yield _model_event(registry, name)
+        while not _settled(registry) or not changed.empty():
+            try:
+                name = await asyncio.wait_for(changed.get(), _KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            yield _model_event(registry, name)
+        status, message = overall_status(registry)
+        yield f"event: settled\ndata: {json.dumps({'status': status, 'message': message})}\n\n"
+    finally:
+        registry.listeners.remove(listener)
 
 
 class ModelsResponse(BaseModel):
@@ -149,6 +224,17 @@ def health_router() -> APIRouter:
         return StartupResponse(process_start=timeline.process_start,
                                marks={k: timeline.since_start(v) for k, v in timeline.marks.items()},
                                models=models, ready=since(registry.loads.finished_wall))
+
+    @router.get("/health/events", response_class=StreamingResponse,
+                 responses={200: {"content": {"text/event-stream": {}},
+                                  "description": "server-sent events: `model` (ModelEvent JSON) per change, "
+                                                 "then `settled`"}})
+    async def health_events(request: Request) -> StreamingResponse:
+        """Load progress as it happens: every model's state, then an event per state change or percent
+        of load progress, until every model is settled (ready, failed or unloaded), then a `settled`
+        event and the end of the stream (what `python test_cold_start.py` draws its bars from)."""
+        return StreamingResponse(_registry_events(request.app.state.registry), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @router.get("/health/live")
     async def live() -> dict[str, str]:

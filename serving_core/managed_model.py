@@ -84,6 +84,8 @@ class ManagedModel(Generic[H]):
     last_used: float = field(default_factory=time.monotonic)
     on_demand: bool = False  # this load was started by a request or an admin call: requests wait for it
     keep_alive_override: float | None = None  # set by a request (Ollama's keep_alive): replaces the spec's
+    progress: float | None = None  # of the running (or last) load, 0-1, as the backend reports it
+    phase: str | None = None  # what the running load is doing ("reading weights", ...), if the backend says
 
     @property
     def keep_alive(self) -> float:
@@ -113,6 +115,26 @@ class ManagedModel(Generic[H]):
                 setattr(self, key, value)
             self.state = state
             self.transitions[state.value] = time.time()
+            if state is ModelState.LOADING:
+                self.progress, self.phase = 0.0, None
+            elif state is ModelState.READY:
+                self.progress, self.phase = 1.0, None
+            else:
+                self.phase = None
+
+    def set_progress(self, fraction: float, phase: str | None) -> bool:
+        """Record a loading model's progress; True if it moved by a percent or more, or changed phase
+        (what is worth an event). Ignored once the load is over."""
+        with self._lock:
+            if self.state is not ModelState.LOADING:
+                return False
+            moved = self.progress is None or abs(fraction - self.progress) >= 0.01 or (
+                phase is not None and phase != self.phase)
+            if moved:
+                self.progress = fraction
+                if phase is not None:
+                    self.phase = phase
+            return moved
 
     def public_error(self, show_paths: bool = False) -> str | None:
         """The error as clients see it: file-system paths cut to the file name unless ``show_paths``."""
@@ -130,4 +152,6 @@ class ManagedModel(Generic[H]):
                 "error": self.public_error(show_paths),
                 "since": self.transitions[self.state.value],
                 "shares_with": self.shares_with,
+                "progress": None if self.progress is None else round(self.progress, 3),
+                "phase": self.phase,
             }

@@ -36,6 +36,15 @@ class ReportsBusy(Protocol):
         ...
 
 
+@runtime_checkable
+class ReportsKvCache(Protocol):
+    """A loaded handle with a KV cache (the GGUF engine)."""
+
+    def kv_cache_cells(self) -> tuple[int, int]:
+        """(cells held by the sequences serving requests, all cells)."""
+        ...
+
+
 class ServerMetrics:
     """The metrics of one server app."""
 
@@ -85,6 +94,9 @@ class _ModelCollector(Collector):
         attempts = GaugeMetricFamily(f"{p}_model_load_attempts", "load attempts so far", labels=["model"])
         in_flight = GaugeMetricFamily(f"{p}_model_in_flight", "requests being served", labels=["model"])
         waiting = GaugeMetricFamily(f"{p}_model_queue_depth", "requests waiting for the model", labels=["model"])
+        kv = GaugeMetricFamily(f"{p}_model_kv_cache_utilization",
+                               "KV-cache cells held by running requests ÷ all cells (0-1)", labels=["model"])
+        total_running = total_waiting = kv_used = kv_cells = 0
         for name, model in self._registry.models.items():
             for s in ModelState:
                 state.add_metric([name, s.value], 1.0 if model.state is s else 0.0)
@@ -94,7 +106,25 @@ class _ModelCollector(Collector):
             running, queued = _busy(model)
             in_flight.add_metric([name], running)
             waiting.add_metric([name], queued)
-        yield from (state, load, attempts, in_flight, waiting)
+            total_running += running
+            total_waiting += queued
+            if isinstance(model.handle, ReportsKvCache):
+                used, cells = model.handle.kv_cache_cells()
+                kv.add_metric([name], used / cells if cells else 0.0)
+                kv_used, kv_cells = kv_used + used, kv_cells + cells
+        yield from (state, load, attempts, in_flight, waiting, kv)
+        # Server-wide, unlabelled: what a router or an autoscaler reads per pod (the Gateway API
+        # Inference Extension's model-server protocol; docs/OPERATIONS.md, "Scaling out").
+        running_total = GaugeMetricFamily(f"{p}_requests_running", "requests being served, all models")
+        running_total.add_metric([], total_running)
+        waiting_total = GaugeMetricFamily(f"{p}_requests_waiting", "requests waiting for a model, all models")
+        waiting_total.add_metric([], total_waiting)
+        yield from (running_total, waiting_total)
+        if kv_cells:
+            kv_total = GaugeMetricFamily(f"{p}_kv_cache_utilization",
+                                         "KV-cache cells held by running requests ÷ all cells, all models (0-1)")
+            kv_total.add_metric([], kv_used / kv_cells)
+            yield kv_total
 
 
 class _ConnectionCollector(Collector):

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, Protocol
 
 from serving_core.errors import PermanentLoadError, ServerShuttingDown
+from serving_core.load_progress import reporting_to
 from serving_core.managed_model import H, ManagedModel, ModelHooks, ModelState, RegistryPolicy
 from serving_core.specs import ModelSpec
 
@@ -28,15 +29,20 @@ class SetState(Protocol):
     def __call__(self, model: ManagedModel[Any], state: ModelState, **changes: Any) -> None: ...
 
 
+class SetProgress(Protocol):
+    def __call__(self, model: ManagedModel[Any], fraction: float, phase: str | None) -> None: ...
+
+
 class LoadRunner(Generic[H]):
     """Loads models in a pool of ``policy.workers`` threads, each load in its own thread bounded by the
     spec's ``load_timeout``; concurrent requests for one model's load share it."""
 
     def __init__(self, hooks: ModelHooks[H], policy: RegistryPolicy, n_models: int, set_state: SetState,
-                 lock: threading.RLock) -> None:
+                 lock: threading.RLock, set_progress: SetProgress | None = None) -> None:
         self._hooks = hooks
         self._policy = policy
         self._set = set_state
+        self._progress = set_progress
         self._lock = lock  # the registry's decision lock (a load never starts beside an unload)
         self.workers = policy.workers or max(1, n_models)
         self._executor: ThreadPoolExecutor | None = None
@@ -127,7 +133,7 @@ class LoadRunner(Generic[H]):
             self._set(model, ModelState.LOADING, attempts=attempt)
             log.info("Loading model '%s' (%s), attempt %d/%d", spec.name, spec.backend, attempt, max_attempts)
             try:
-                handle = self._within_timeout(spec, lambda: self._hooks.loader(spec))
+                handle = self._within_timeout(spec, lambda: self._load_reporting(model))
                 if handle is None:
                     raise RuntimeError("backend returned no model handle")
                 if warm and self._hooks.warmup is not None:
@@ -153,6 +159,14 @@ class LoadRunner(Generic[H]):
             log.info("Model '%s' ready%s. Loading time: %.2f seconds", spec.name,
                      " (warmed up)" if warm else "", seconds)
             return
+
+    def _load_reporting(self, model: ManagedModel[H]) -> H:
+        """The backend's loader, its ``load_progress.report`` calls going to this model."""
+        progress = self._progress
+        if progress is None:
+            return self._hooks.loader(model.spec)
+        with reporting_to(lambda fraction, phase: progress(model, fraction, phase)):
+            return self._hooks.loader(model.spec)
 
     def _within_timeout(self, spec: ModelSpec, load: Callable[[], H]) -> H | None:
         """Run ``load`` in its own thread, waiting at most ``spec.load_timeout`` (and not past shutdown).

@@ -76,7 +76,7 @@ class ModelRegistry(Generic[H]):
         self.residency = WeightResidency(self.hooks.weights)
         self.leases = LeaseBook()
         self.loads: LoadRunner[H] = LoadRunner(self.hooks, self.policy, len(self._aliases), self._set,
-                                               self.leases.lock)
+                                               self.leases.lock, self._set_progress)
 
     @property
     def show_paths(self) -> bool:
@@ -84,7 +84,7 @@ class ModelRegistry(Generic[H]):
 
     def _emit(self, kind: EventKind, model: ManagedModel[H], load_wait_seconds: float = 0.0) -> None:
         event = RegistryEvent(kind, model, load_wait_seconds)
-        for listener in self.listeners:
+        for listener in tuple(self.listeners):  # a watcher may come or go meanwhile (/health/events)
             listener(event)
 
     def _set(self, model: ManagedModel[H], state: ModelState, **changes: Any) -> None:
@@ -94,6 +94,12 @@ class ModelRegistry(Generic[H]):
             kind = _EVENT_OF.get(state)
             if kind is not None:
                 self._emit(kind, m)
+
+    def _set_progress(self, model: ManagedModel[H], fraction: float, phase: str | None) -> None:
+        """A loading model's progress, for it and every name sharing it; an event when it moved."""
+        for m in (model, *self._aliases.get(model.name, ())):
+            if m.set_progress(fraction, phase):
+                self._emit("progress", m)
 
     def primaries(self) -> list[ManagedModel[H]]:
         """The models that own a handle (every name but the aliases)."""

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 from serving_core import request_context
 from serving_core.managed_model import ManagedModel
 
-EventKind = Literal["queued", "loading", "ready", "failed", "unloaded", "looked_up", "waited", "leased"]
+EventKind = Literal["queued", "loading", "progress", "ready", "failed", "unloaded", "looked_up", "waited", "leased"]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from serving_core.errors import error_body, json_messages
 from serving_core.settings import ServerSettings
 
 # Always public: probes must work without credentials, and the API description is not a secret.
-PUBLIC_PATHS = frozenset({"/", "/health", "/health/live", "/health/ready", "/health/startup", "/docs",
+PUBLIC_PATHS = frozenset({"/", "/health", "/health/live", "/health/ready", "/health/startup", "/health/events", "/docs",
                           "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 

@@ -102,7 +102,14 @@ def test_loading_starts_before_the_web_stack_is_imported(start_server, model_fil
     ("models:\n  - {name: a, backend: llama_cpp, options: {n_ctx: big}}\n", {},
      "models[0].options.n_ctx: Input should be a valid integer"),
     ("models:\n  - {name: a, backend: llama_cp}\n", {}, "(did you mean 'llama_cpp'?)"),
-], ids=["broken-yaml", "log-level", "env-blamed", "option-typo", "option-type", "backend-typo"])
+    ("models:\n  - {name: a, backend: llama_cpp, options: {cache_type_v: q8_0, flash_attn: 'off'}}\n", {},
+     "cache_type_v q8_0 needs flash attention"),
+    ("models:\n  - {name: a, backend: llama_cpp, options: {tensor_split: [-1, 2]}}\n", {},
+     "tensor_split shares must be >= 0"),
+    ("models:\n  - {name: a, backend: llama_cpp, options: {cache_type_k: q3}}\n", {},
+     "models[0].options.cache_type_k: Input should be 'f32', 'f16'"),
+], ids=["broken-yaml", "log-level", "env-blamed", "option-typo", "option-type", "backend-typo", "kv-type-needs-fa",
+        "tensor-split", "kv-type-unknown"])
 def test_configuration_errors_exit_2_with_one_clear_line(tmp_path, content, env, expected) -> None:
     import os
 

@@ -56,3 +56,38 @@ def test_two_apps_in_one_process_do_not_share_counters() -> None:
         key = ("model_server_requests_total", (("model", "fake"), ("route", "/v1/echo"), ("status", "200")))
         assert scrape(a)[key] == 1
         assert key not in scrape(b)
+
+
+class LoadedHandle:
+    """A handle that reports its own load, as the GGUF engine does."""
+
+    def __init__(self, running: int, waiting: int, kv_used: int, kv_cells: int) -> None:
+        self._busy, self._kv = (running, waiting), (kv_used, kv_cells)
+
+    def busy(self) -> tuple[int, int]:
+        return self._busy
+
+    def kv_cache_cells(self) -> tuple[int, int]:
+        return self._kv
+
+
+def test_server_wide_load_gauges_sum_the_models() -> None:
+    """What a router or an autoscaler reads per pod: requests running and waiting over all models, and
+    the KV cells in use over all cells (not the mean of the models' fractions)."""
+    handles = {"a": LoadedHandle(2, 3, 100, 400), "b": LoadedHandle(1, 0, 300, 400)}
+    # Different options: identical specs would be loaded once and share a handle.
+    models = [{"name": n, "backend": "fake", "options": {"n": i}} for i, n in enumerate("ab")]
+    with client(lambda spec: handles[spec.name], models=models) as c:
+        m = scrape(c)
+    assert m[("model_server_requests_running", ())] == 3
+    assert m[("model_server_requests_waiting", ())] == 3
+    assert m[("model_server_model_kv_cache_utilization", (("model", "a"),))] == 0.25
+    assert m[("model_server_model_kv_cache_utilization", (("model", "b"),))] == 0.75
+    assert m[("model_server_kv_cache_utilization", ())] == 0.5
+
+
+def test_a_server_without_kv_caches_exports_no_kv_utilization() -> None:
+    with client() as c:
+        m = scrape(c)
+    assert m[("model_server_requests_running", ())] == 0
+    assert not any(name.endswith("kv_cache_utilization") for name, _ in m)

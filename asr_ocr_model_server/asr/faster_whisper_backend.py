@@ -26,6 +26,7 @@ from asr_ocr_model_server.asr.transcript import (
 from asr_ocr_model_server.asr.vad import speech_clips
 from asr_ocr_model_server.audio_input import release_samples
 from asr_ocr_model_server.backend_options import FasterWhisperOptions
+from serving_core import load_progress
 from serving_core.errors import PermanentLoadError, ServerShuttingDown
 from serving_core.specs import ModelSpec, parse_options, require_path
 
@@ -242,10 +243,12 @@ def load(spec: ModelSpec, model_dir: str | None) -> FasterWhisperModel:
     if not (path / "model.bin").exists():
         raise PermanentLoadError(f"no CTranslate2 Whisper model (model.bin) in directory: {path}")
     require_path(path / "model.bin", "CTranslate2 Whisper model file")
+    load_progress.report(0.0, "importing faster-whisper")
     from faster_whisper import WhisperModel
 
     from asr_ocr_model_server.asr.faster_whisper_features import WindowedFeatureExtractor
 
+    load_progress.report(0.5, "reading weights")
     model = WhisperModel(str(path), device="cpu", compute_type=opts.compute_type, cpu_threads=opts.thread_count(),
                          num_workers=opts.worker_count(), local_files_only=True)
     # Its own extractor takes the STFT of the whole file at once (+1.4 GB for 29 min of audio).
