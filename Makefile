@@ -3,7 +3,7 @@
 # other) installs into that interpreter instead.
 PYTHON ?= .venv/bin/python
 
-.PHONY: install run test test-fast lint docker-smoke
+.PHONY: install run test test-fast lint docker-smoke failover
 
 install:
 	PYTHON=$(PYTHON) bash scripts/install.sh
@@ -32,3 +32,9 @@ lint:
 docker-smoke: install
 	bash scripts/install-test-deps.sh
 	$(PYTHON) scripts/docker_smoke.py
+
+# Two GGUF replicas behind HAProxy, 16 clients streaming, SIGTERM to one mid-load, then it starts
+# again: requests, failures and p99 across the event (scripts/replica_failover.py; the tests run it too).
+failover: install
+	bash scripts/install-test-deps.sh
+	$(PYTHON) scripts/replica_failover.py --json failover.json

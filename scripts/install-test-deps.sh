@@ -3,6 +3,7 @@
 # skipped when already present):
 #   espeak-ng, sox, DejaVu fonts   the test media (speech resampled to 16 kHz, text images)
 #   docker-compose (Compose v1)    `docker-compose config -q` on the Compose files
+#   haproxy                        the load balancer of the replica failover test (scripts/replica_failover.py)
 #   dclint (npm)                   the Compose linter, installed under ~/.cache/model-servers/npm
 set -euo pipefail
 SUDO=""
@@ -13,6 +14,7 @@ command -v sox >/dev/null || APT+=(sox)
 [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || APT+=(fonts-dejavu-core)
 command -v docker-compose >/dev/null || APT+=(docker-compose)
 command -v npm >/dev/null || APT+=(npm)
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || APT+=(haproxy)
 if (( ${#APT[@]} )); then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT[@]}"
