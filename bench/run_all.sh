@@ -18,7 +18,8 @@ for name in \
     bench_engine_vs_llama_server \
     bench_engine_tasks \
     bench_api_families \
-    bench_speech_documents; do
+    bench_speech_documents \
+    bench_sleep_wake; do
     echo "### $name $*"
     python "$name.py" "$@"
 done

@@ -419,8 +419,9 @@ class Engine:
             self._cv.notify_all()
         self.ctx.abort_decodes()
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Stop the loop thread, then free the context and model (never under a running decode)."""
+    def close(self, timeout: float = 30.0, free_model: bool = True) -> None:
+        """Stop the loop thread, then free the context and (unless ``free_model`` is off: a model put
+        to sleep keeps its weights) the model, never under a running decode."""
         self.interrupt()
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -429,7 +430,8 @@ class Engine:
             return
         self._batch.close()
         self.ctx.close()
-        self.model.close()
+        if free_model:
+            self.model.close()
 
     # -- engine thread -------------------------------------------------------------------------
 

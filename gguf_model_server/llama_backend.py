@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -120,8 +120,10 @@ class LlamaOptions(BaseModel):
 class LlamaModel:
     """A loaded GGUF model: its engine, tokenizer and chat template."""
 
-    def __init__(self, name: str, path: Path, native: NativeModel, engine: Engine, options: LlamaOptions) -> None:
+    def __init__(self, name: str, path: Path, native: NativeModel, engine: Engine, options: LlamaOptions,
+                 reopen: tuple[Callable[[], NativeModel], Callable[[NativeModel], Engine]] | None = None) -> None:
         self.name = name
+        self._reopen = reopen  # how to open the file again, and build an engine on it (waking up)
         self.path = path
         self.native = native
         self.engine = engine
@@ -429,6 +431,32 @@ class LlamaModel:
 
     def close(self) -> None:
         self.engine.close()
+        self.native.close()  # already freed by the engine, unless asleep
+
+    def sleep(self, level: int) -> None:
+        """Free the engine (its context: the KV cache, the compute buffers, the RAM prompt cache)
+        and at level 2 the weights too; ``wake`` builds them again. Only on an idle model (the
+        registry sees to it)."""
+        self.engine.close(free_model=False)
+        if level >= 2:
+            self.native.close()  # the file's pages stay in the page cache: waking maps them again
+
+    def wake(self) -> LlamaModel:
+        """A model put to sleep made whole again: the file mapped again if its weights were freed,
+        a new context and engine on them."""
+        if self._reopen is None:
+            raise RuntimeError(f"model '{self.name}' cannot wake: it was not built by this loader")
+        open_native, new_engine = self._reopen
+        with llama_errors() as errors:
+            try:
+                if not self.native.ptr:
+                    self.native = open_native()
+                self.engine = new_engine(self.native)
+            except RuntimeError as exc:
+                detail = "; ".join(errors)
+                raise RuntimeError(f"{exc} ({detail})" if detail else str(exc)) from None
+        self.engine.start()
+        return self
 
 
 _GGML_LOG_ERROR = 4  # ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5
@@ -498,20 +526,27 @@ def make_loader(model_dir: str | None, compute: ComputeSlots, max_waiting: int) 
                     log.warning("model '%s': n_gpu_layers=%d has no effect: this llama.cpp build has no GPU backend "
                                 "(build one: docs/OPERATIONS.md, 'GPUs'); every layer runs on the CPU",
                                 spec.name, opts.n_gpu_layers)
-                native = NativeModel(path, use_mmap=opts.use_mmap, use_mlock=opts.use_mlock, repack=opts.repack,
-                                     gpu=opts.gpu())
                 shape = ContextShape(n_ctx_seq=opts.n_ctx, n_seq=opts.parallel, n_batch=opts.n_batch,
                                      n_threads=opts.n_threads or os.cpu_count() or 1, embeddings=opts.embeddings,
                                      pooling=POOLING_TYPES.get(opts.pooling, -1), flash_attn=opts.flash_attn,
                                      cache_type_k=opts.cache_type_k, cache_type_v=opts.cache_type_v)
                 holder: list[LlamaModel] = []
+
+                def open_native() -> NativeModel:
+                    return NativeModel(path, use_mmap=opts.use_mmap, use_mlock=opts.use_mlock, repack=opts.repack,
+                                       gpu=opts.gpu())
+
+                def new_engine(native: NativeModel) -> Engine:
+                    return Engine(spec.name, native, shape, compute, max_waiting,
+                                  banned=lambda: holder[0].banned_tokens(), cache_ram_bytes=opts.cache_ram_mib << 20)
+
+                native = open_native()
                 try:
-                    engine = Engine(spec.name, native, shape, compute, max_waiting,
-                                    banned=lambda: holder[0].banned_tokens(), cache_ram_bytes=opts.cache_ram_mib << 20)
+                    engine = new_engine(native)
                 except Exception:
                     native.close()
                     raise
-                model = LlamaModel(spec.name, path, native, engine, opts)
+                model = LlamaModel(spec.name, path, native, engine, opts, reopen=(open_native, new_engine))
                 holder.append(model)
                 if opts.embeddings:
                     pooling = POOLING_NAMES.get(engine.ctx.pooling)

@@ -306,6 +306,8 @@ class NativeContext:
         Installed only when needed: ggml calls it between graph nodes (hundreds of Python calls per
         token). The CPU backend reads it when a decode starts, so the running decode completes.
         """
+        if not self.ptr:  # freed already (a model put to sleep, then shut down)
+            return
         self._abort_callback = self._lib.ggml_abort_callback(lambda _data: True)
         self._lib.llama_set_abort_callback(self.ptr, self._abort_callback, None)
 

@@ -18,6 +18,7 @@ def build_registry(settings: ServerSettings) -> ModelRegistry[LlamaModel]:
     hooks = ModelHooks(
         loader=make_loader(settings.model_dir, compute, settings.max_waiting_per_model),
         warmup=LlamaModel.warmup, release=LlamaModel.close, interrupt=LlamaModel.interrupt,
+        sleep=LlamaModel.sleep, wake=LlamaModel.wake,
         # Two path-less specs share a model only if they mean the same embedded file.
         share_key=lambda spec: spec.load_key(model_file(spec, settings.model_dir)),
         # Only a mapped model's memory is the file's page cache (use_mmap: false copies it).

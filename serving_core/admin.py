@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from serving_core.dependencies import RegistryDep
 from serving_core.errors import ModelInUse, error_responses
@@ -38,6 +38,13 @@ def _unload(registry: ModelRegistry[Any], name: str) -> ModelInfo:
     return _info(registry, name)
 
 
+def _sleep(registry: ModelRegistry[Any], name: str, level: int) -> ModelInfo:
+    model = registry.lookup(name)
+    if not registry.sleep(model.name, level):
+        raise ModelInUse(f"model '{name}' is serving requests; put it to sleep when they are done")
+    return _info(registry, name)
+
+
 def admin_router() -> APIRouter:
     router = APIRouter(prefix="/models", tags=["lifecycle"])
     errors = error_responses({404: "unknown model", 409: "model in use, or loading (unload)"})
@@ -52,11 +59,26 @@ def admin_router() -> APIRouter:
         """Free the model's memory; it loads again on its next request. 409 while it serves one or loads."""
         return await asyncio.to_thread(_unload, registry, name)
 
+    @router.post("/{name}/sleep", response_model=ModelInfo,
+                 responses={**errors, **error_responses({400: "the model's backend cannot sleep"})})
+    async def sleep(name: ModelName, registry: RegistryDep,
+                    level: Annotated[int, Query(ge=1, le=2, description="1: free the KV cache and working "
+                                                "memory, keep the weights; 2: free the weights too")] = 1,
+                    ) -> ModelInfo:
+        """Free a model's memory but keep what makes it quick to serve again: it wakes on its next
+        request (or POST /models/{name}/wake). 409 while it serves one or loads."""
+        return await asyncio.to_thread(_sleep, registry, name, level)
+
+    @router.post("/{name}/wake", response_model=ModelInfo, responses=errors)
+    async def wake(name: ModelName, registry: RegistryDep) -> ModelInfo:
+        """Wake a sleeping model (loads one that is unloaded); answers when it is ready or failed."""
+        return await _load(registry, name)
+
     @router.post("/{name}/reload", response_model=ModelInfo, responses=errors)
     async def reload(name: ModelName, registry: RegistryDep) -> ModelInfo:
         """Read the model's file again (after fixing a failed model's file, say): unload, then load."""
         model = registry.lookup(name)
-        if registry.primary(model).state is ModelState.READY:
+        if registry.primary(model).state in (ModelState.READY, ModelState.SLEEPING):
             await asyncio.to_thread(_unload, registry, name)
         return await _load(registry, name)
 

@@ -24,7 +24,7 @@ class ModelPlacement(BaseModel):
 
 
 class ModelHealth(BaseModel):
-    state: Literal["pending", "loading", "ready", "failed", "unloaded"]
+    state: Literal["pending", "loading", "ready", "failed", "unloaded", "sleeping"]
     backend: str
     load_seconds: float | None
     attempts: int
@@ -35,6 +35,8 @@ class ModelHealth(BaseModel):
         default=None, description="how far the model's load has got (0-1): 1 once ready; null before any load")
     phase: str | None = Field(default=None, description="what a loading model is doing, where its backend says "
                               "(e.g. 'reading weights')")
+    sleep_level: int | None = Field(default=None, description="a sleeping model's level: 1 freed its working "
+                                    "memory (KV cache), 2 its weights too; it wakes on its next request")
     task: str | None = Field(default=None, description="what a loaded model serves, where its server says: "
                              "'generation' or 'embedding' (the GGUF server)")
     placement: ModelPlacement | None = Field(
@@ -82,7 +84,7 @@ class OpenAIModel(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
-    state: Literal["pending", "loading", "ready", "failed", "unloaded"]
+    state: Literal["pending", "loading", "ready", "failed", "unloaded", "sleeping"]
     error: str | None = None
 
 
@@ -95,7 +97,7 @@ class ModelEvent(BaseModel):
     """One ``model`` event of ``GET /health/events``: a model's state or load progress changed."""
 
     model: str
-    state: Literal["pending", "loading", "ready", "failed", "unloaded"]
+    state: Literal["pending", "loading", "ready", "failed", "unloaded", "sleeping"]
     progress: float | None
     phase: str | None
     load_seconds: float | None
@@ -178,7 +180,7 @@ def overall_status(registry: ModelRegistry[Any]) -> tuple[str, str]:
 
 def _by_policy(model: ManagedModel[Any]) -> bool:
     """Not loaded now, but it loads on its next request (unloaded without an error, or loading on demand)."""
-    return (model.state is ModelState.UNLOADED and model.error is None) or (
+    return (model.state in (ModelState.UNLOADED, ModelState.SLEEPING) and model.error is None) or (
         model.on_demand and model.state in (ModelState.PENDING, ModelState.LOADING))
 
 

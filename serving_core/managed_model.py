@@ -21,6 +21,7 @@ class ModelState(str, enum.Enum):
     READY = "ready"
     FAILED = "failed"
     UNLOADED = "unloaded"
+    SLEEPING = "sleeping"  # its handle kept, part of its memory freed (``ModelHooks.sleep``); wakes on use
 
 
 H = TypeVar("H")
@@ -50,6 +51,10 @@ class ModelHooks(Generic[H]):
     describe: Callable[[H], dict[str, Any]] | None = None
     # How many calls a spec's model takes at once (its guard's concurrency); none: one.
     concurrency: Callable[[ModelSpec], int] | None = None
+    # Free part of an idle handle's memory, keeping what makes waking fast (level 1: its working
+    # memory; 2: its weights too); ``wake`` makes it whole again (a load's work). None: cannot sleep.
+    sleep: Callable[[H, int], None] | None = None
+    wake: Callable[[H], H] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class ManagedModel(Generic[H]):
     last_used: float = field(default_factory=time.monotonic)
     on_demand: bool = False  # this load was started by a request or an admin call: requests wait for it
     keep_alive_override: float | None = None  # set by a request (Ollama's keep_alive): replaces the spec's
+    asleep: H | None = None  # the handle while the model sleeps (``handle`` is None then: nothing serves)
+    sleep_level: int | None = None
     progress: float | None = None  # of the running (or last) load, 0-1, as the backend reports it
     phase: str | None = None  # what the running load is doing ("reading weights", ...), if the backend says
 
@@ -154,4 +161,5 @@ class ManagedModel(Generic[H]):
                 "shares_with": self.shares_with,
                 "progress": None if self.progress is None else round(self.progress, 3),
                 "phase": self.phase,
+                "sleep_level": self.sleep_level if self.state is ModelState.SLEEPING else None,
             }

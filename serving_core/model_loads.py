@@ -122,6 +122,10 @@ class LoadRunner(Generic[H]):
             return future
 
     def _load(self, model: ManagedModel[H]) -> None:
+        asleep = model.asleep if model.state is ModelState.SLEEPING else None
+        if asleep is not None and self._hooks.wake is not None:
+            self._wake(model, asleep, self._hooks.wake)
+            return
         spec = model.spec
         warm = spec.warmup if spec.warmup is not None else self._policy.warmup_default
         max_attempts = 1 + self._policy.retries
@@ -133,7 +137,7 @@ class LoadRunner(Generic[H]):
             self._set(model, ModelState.LOADING, attempts=attempt)
             log.info("Loading model '%s' (%s), attempt %d/%d", spec.name, spec.backend, attempt, max_attempts)
             try:
-                handle = self._within_timeout(spec, lambda: self._load_reporting(model))
+                handle = self._within_timeout(spec, lambda: self._reporting(model, lambda: self._hooks.loader(spec)))
                 if handle is None:
                     raise RuntimeError("backend returned no model handle")
                 if warm and self._hooks.warmup is not None:
@@ -160,13 +164,35 @@ class LoadRunner(Generic[H]):
                      " (warmed up)" if warm else "", seconds)
             return
 
-    def _load_reporting(self, model: ManagedModel[H]) -> H:
-        """The backend's loader, its ``load_progress.report`` calls going to this model."""
+    def _wake(self, model: ManagedModel[H], asleep: H, wake: Callable[[H], H]) -> None:
+        """A sleeping model made whole again: its backend's ``wake`` instead of a load (no retries: a
+        model that cannot wake has lost what it kept, and fails like a load)."""
+        t0 = time.perf_counter()
+        self._set(model, ModelState.LOADING, attempts=model.attempts)
+        log.info("Waking model '%s' (asleep at level %s)", model.name, model.sleep_level)
+        try:
+            handle = self._within_timeout(model.spec, lambda: self._reporting(model, lambda: wake(asleep)))
+        except _Stopped:
+            return  # shutdown: it stays as it is, freed with the others
+        except Exception as exc:  # noqa: BLE001 - reported like a failed load
+            self._set(model, ModelState.LOADING, asleep=None)
+            if self._hooks.release is not None:
+                self._hooks.release(asleep)
+            self._fail(model, t0, f"could not wake: {type(exc).__name__}: {exc}")
+            return
+        seconds = time.perf_counter() - t0
+        self._set(model, ModelState.READY, handle=handle, asleep=None, sleep_level=None, error=None,
+                  last_used=time.monotonic())
+        log.info("Model '%s' awake. Waking time: %.3f seconds", model.name, seconds)
+
+    def _reporting(self, model: ManagedModel[H], load: Callable[[], H]) -> H:
+        """``load()`` (the backend's loader, or its wake), its ``load_progress.report`` calls going to
+        this model."""
         progress = self._progress
         if progress is None:
-            return self._hooks.loader(model.spec)
+            return load()
         with reporting_to(lambda fraction, phase: progress(model, fraction, phase)):
-            return self._hooks.loader(model.spec)
+            return load()
 
     def _within_timeout(self, spec: ModelSpec, load: Callable[[], H]) -> H | None:
         """Run ``load`` in its own thread, waiting at most ``spec.load_timeout`` (and not past shutdown).

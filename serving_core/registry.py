@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Generic
 
 from serving_core.compute import ComputeSlots
-from serving_core.errors import LoadInProgress, ModelFailed, ModelLoading, ModelNotFound, echo
+from serving_core.errors import BadRequest, LoadInProgress, ModelFailed, ModelLoading, ModelNotFound, echo
 from serving_core.leases import Lease, LeaseBook
 from serving_core.managed_model import (
     H,
@@ -157,7 +157,8 @@ class ModelRegistry(Generic[H]):
         concurrent requests wait on the same load."""
         model = self.lookup(name)
         waited = 0.0
-        if model.state is ModelState.UNLOADED or (model.on_demand and model.state is ModelState.LOADING):
+        if model.state in (ModelState.UNLOADED, ModelState.SLEEPING) or (
+                model.on_demand and model.state is ModelState.LOADING):
             t0 = time.monotonic()
             future = self.request_load(model.name)
             try:
@@ -192,18 +193,52 @@ class ModelRegistry(Generic[H]):
             if model.state in (ModelState.PENDING, ModelState.LOADING):
                 raise LoadInProgress(f"model '{name}' is loading; unload it once the load has ended "
                                      f"(POST /models/{name}/load waits for that)")
-            if model.state is not ModelState.READY:
+            if model.state is ModelState.SLEEPING:  # what it kept goes too
+                handle = model.asleep
+            elif model.state is not ModelState.READY:
                 return True
-            if model.refs > 0 or model.guard.threads_inside:
+            elif model.refs > 0 or model.guard.threads_inside:
                 return False
-            handle = model.handle
-            self._set(model, ModelState.UNLOADED, handle=None, error=None)
+            else:
+                handle = model.handle
+            self._set(model, ModelState.UNLOADED, handle=None, asleep=None, sleep_level=None, error=None)
         # No lease holds it and new requests see "unloaded" (and load it again): safe to free.
         self._release(model, handle)
         # memory: drop our last reference, then hand the freed model's heap back to the OS
         handle = None
         release_model_memory()
         log.info("Model '%s' unloaded", model.name)
+        return True
+
+    def sleep(self, name: str, level: int) -> bool:
+        """Put a ready model to sleep (``ModelHooks.sleep``): it keeps its handle, frees memory, and
+        wakes on its next request (or ``request_load``). False while a lease or a call holds it;
+        ``BadRequest`` for a backend that cannot sleep; a sleeping model can go deeper; nothing to do
+        for a model that is not loaded."""
+        if self.hooks.sleep is None:
+            raise BadRequest(f"model '{name}' ({self.models[name].spec.backend}) cannot sleep; unload it instead "
+                             f"(POST /models/{name}/unload)")
+        model = self.primary(self.models[name])
+        with self.leases.lock:
+            if model.state in (ModelState.PENDING, ModelState.LOADING):
+                raise LoadInProgress(f"model '{name}' is loading; put it to sleep once the load has ended")
+            if model.state is ModelState.SLEEPING:
+                if (model.sleep_level or 0) >= level:
+                    return True
+                handle = model.asleep
+            elif model.state is ModelState.READY:
+                if model.refs > 0 or model.guard.threads_inside:
+                    return False
+                handle = model.handle
+            else:
+                return True  # unloaded or failed: nothing held
+            # From here no request sees it ready: it wakes (a load) on the next one, which waits for
+            # this lock, so never beside the sleep itself.
+            self._set(model, ModelState.SLEEPING, handle=None, asleep=handle, sleep_level=level, error=None)
+            if handle is not None:
+                self.hooks.sleep(handle, level)
+        release_model_memory()
+        log.info("Model '%s' asleep (level %d)", model.name, level)
         return True
 
     def _release(self, model: ManagedModel[H], handle: H | None) -> None:
@@ -214,11 +249,16 @@ class ModelRegistry(Generic[H]):
                 log.exception("error freeing model '%s'", model.name)
 
     def unload_idle(self) -> list[str]:
-        """Unload every ready model with a ``keep_alive`` that has had no request for that long."""
-        unloaded = [name for name in self.leases.idle(self.primaries()) if self.unload(name)]
-        for name in unloaded:
-            log.info("Model '%s' was idle for %g s (keep_alive): unloaded", name, self.models[name].keep_alive)
-        return unloaded
+        """Unload (or, with ``on_idle: sleep``, put to sleep) every ready model with a ``keep_alive``
+        that has had no request for that long."""
+        done = []
+        for name in self.leases.idle(self.primaries()):
+            asleep = self.models[name].spec.on_idle == "sleep" and self.hooks.sleep is not None
+            if self.sleep(name, 1) if asleep else self.unload(name):
+                done.append(name)
+                log.info("Model '%s' was idle for %g s (keep_alive): %s", name, self.models[name].keep_alive,
+                         "asleep" if asleep else "unloaded")
+        return done
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -261,6 +301,8 @@ class ModelRegistry(Generic[H]):
             raise ModelLoading(f"model '{model.name}' is still loading; retry shortly", retry_after=1)
         if state is ModelState.UNLOADED and model.error is None:
             raise ModelLoading(f"model '{model.name}' is not loaded; it loads on its next request", retry_after=1)
+        if state is ModelState.SLEEPING:
+            raise ModelLoading(f"model '{model.name}' is asleep; it wakes on its next request", retry_after=1)
         reason = model.public_error(self.show_paths) or state.value
         raise ModelFailed(f"model '{model.name}' is unavailable: {reason}")
 
@@ -308,6 +350,6 @@ class ModelRegistry(Generic[H]):
                 log.warning("model '%s' is still running a call after %.0f s; not freeing it (the process exit "
                             "will)", m.name, drain_seconds)
                 continue
-            self._release(m, m.handle)
+            self._release(m, m.handle if m.handle is not None else m.asleep)
             if m.state is ModelState.READY:
                 self._set(m, ModelState.UNLOADED, handle=None)

@@ -37,6 +37,9 @@ class ModelSpec(BaseModel):
         description="seconds a model stays loaded without requests before it is unloaded; -1 = forever "
         "(Ollama's meaning); it loads again on its next request",
     )
+    on_idle: Literal["unload", "sleep"] = Field(
+        default="unload", description="what keep_alive does to an idle model: unload it, or put it to sleep "
+        "(level 1: its KV cache freed, its weights kept; a backend that cannot sleep unloads)")
     load_timeout: float = Field(
         default=300, gt=0, le=86_400, description="a load still running after this many seconds fails"
     )
@@ -55,7 +58,7 @@ class ModelSpec(BaseModel):
         import json
 
         return json.dumps([self.backend, str(path or self.path), self.options, self.warmup, self.load,
-                           self.keep_alive, self.load_timeout], sort_keys=True, default=str)
+                           self.keep_alive, self.on_idle, self.load_timeout], sort_keys=True, default=str)
 
     def resolved_path(self, model_dir: str | None) -> Path | None:
         """The weights path, absolute: ``~`` expanded, relative paths anchored at ``model_dir`` (or,

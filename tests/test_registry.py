@@ -13,7 +13,7 @@ from serving_core.errors import ModelFailed, ModelLoading, ModelNotFound, Perman
 from serving_core.registry import ModelHooks, ModelRegistry, ModelState, RegistryPolicy
 from serving_core.specs import ModelSpec
 
-_HOOKS = {"warmup", "release", "interrupt", "share_key", "weights"}
+_HOOKS = {"warmup", "release", "interrupt", "share_key", "weights", "sleep", "wake"}
 
 
 def specs(*names: str) -> list[ModelSpec]:
@@ -433,3 +433,75 @@ def test_the_closing_loading_line_counts_every_name_sharing_a_load(caplog) -> No
     assert reg.wait(10)
     assert "All models processed: 2/2 ready." in caplog.text
     reg.close()
+
+
+class Sleeper:
+    """A handle that records what sleep and wake did to it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def sleep(self, level: int) -> None:
+        self.calls.append(f"sleep {level}")
+
+    def wake(self) -> Sleeper:
+        self.calls.append("wake")
+        return self
+
+
+def sleeping_registry() -> tuple[ModelRegistry[Any], Sleeper]:
+    handle = Sleeper()
+    reg = registry(specs("m"), lambda spec: handle, sleep=Sleeper.sleep, wake=Sleeper.wake)
+    reg.start_loading()
+    assert reg.wait(10)
+    return reg, handle
+
+
+def test_a_sleeping_model_keeps_its_handle_and_wakes_on_its_next_lease() -> None:
+    import asyncio
+
+    reg, handle = sleeping_registry()
+    assert reg.sleep("m", 1) and reg.models["m"].state is ModelState.SLEEPING
+    assert reg.models["m"].handle is None and reg.models["m"].asleep is handle
+    assert reg.model_snapshot("m")["sleep_level"] == 1
+    assert reg.sleep("m", 2)  # deeper: the backend is asked again
+    assert reg.sleep("m", 1)  # shallower than it is: nothing to do
+    assert handle.calls == ["sleep 1", "sleep 2"]
+
+    async def lease() -> object:
+        async with reg.using("m") as held:
+            return held.handle
+
+    assert asyncio.run(lease()) is handle  # the same handle, woken: not a new load
+    assert handle.calls[-1] == "wake" and reg.models["m"].state is ModelState.READY
+    assert reg.models["m"].sleep_level is None and reg.models["m"].asleep is None
+
+
+def test_a_held_model_does_not_sleep_and_a_backend_without_sleep_says_so() -> None:
+    import asyncio
+
+    from serving_core.errors import BadRequest
+
+    reg, handle = sleeping_registry()
+
+    async def held() -> bool:
+        async with reg.using("m"):
+            return reg.sleep("m", 1)
+
+    assert asyncio.run(held()) is False and handle.calls == []
+    plain = registry(specs("p"), lambda spec: object())
+    plain.start_loading()
+    assert plain.wait(10)
+    with pytest.raises(BadRequest, match="cannot sleep; unload it instead"):
+        plain.sleep("p", 1)
+
+
+def test_idle_models_go_to_sleep_when_asked_to() -> None:
+    handle = Sleeper()
+    spec = ModelSpec(name="m", backend="test", path="/models/m", keep_alive=0, on_idle="sleep")
+    reg = registry([spec], lambda s: handle, sleep=Sleeper.sleep, wake=Sleeper.wake)
+    reg.start_loading()
+    assert reg.wait(10)
+    assert reg.unload_idle() == ["m"]
+    assert reg.models["m"].state is ModelState.SLEEPING and handle.calls == ["sleep 1"]
+    assert reg.unload("m") and reg.models["m"].state is ModelState.UNLOADED  # what it kept goes too
