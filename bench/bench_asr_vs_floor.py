@@ -19,11 +19,11 @@ IMPORTS = ["fastapi", "uvicorn", "faster_whisper", "rapidocr", "asr_ocr_model_se
 
 def model_files() -> list[Path]:
     """The default models' weight files (for --cold)."""
-    from coldstart import page_cache
     from coldstart.targets import ServerTarget
     from coldstart.targets import model_files as weights_of
+    from serving_core import read_ahead
 
-    return list(page_cache.files_in(weights_of(ServerTarget(common.ASR_OCR))))
+    return list(read_ahead.files_in(weights_of(ServerTarget(common.ASR_OCR))))
 
 
 def main() -> None:

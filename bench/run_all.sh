@@ -19,7 +19,8 @@ for name in \
     bench_engine_tasks \
     bench_api_families \
     bench_speech_documents \
-    bench_sleep_wake; do
+    bench_sleep_wake \
+    bench_read_ahead; do
     echo "### $name $*"
     python "$name.py" "$@"
 done

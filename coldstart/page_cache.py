@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-
-
-def files_in(paths: Iterable[Path]) -> Iterator[Path]:
-    """Each path that is a file, and every file inside each path that is a directory."""
-    for p in paths:
-        if p.is_dir():
-            yield from (f for f in p.rglob("*") if f.is_file())
-        elif p.is_file():
-            yield p
 
 
 def evict(paths: Iterable[Path], drop_all: bool = True) -> str:
@@ -28,14 +19,8 @@ def evict(paths: Iterable[Path], drop_all: bool = True) -> str:
             return "drop_caches"
         except OSError:
             pass
-    for f in files_in(paths):
-        try:
-            fd = os.open(f, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    from serving_core.read_ahead import advise  # not at import: the tool imports no server package
+
+    advise(paths, os.POSIX_FADV_DONTNEED)
     return "fadvise"
 

@@ -52,7 +52,7 @@ def model_files(target: ServerTarget) -> list[Path]:
 
 def size_of(paths: list[Path]) -> int:
     """Bytes of these files (directories: every file inside)."""
-    from coldstart.page_cache import files_in
+    from serving_core.read_ahead import files_in
 
     return sum(f.stat().st_size for f in files_in(paths))
 

@@ -39,6 +39,19 @@ class GGUFServerSettings(ServerSettings):
         description="base directory for relative model paths",
     )
 
+    def weight_files(self) -> list[Path]:
+        from gguf_model_server.model_files import model_file
+
+        files = []
+        for spec in self.models:
+            if spec.load != "eager":
+                continue
+            try:
+                files.append(model_file(spec, self.model_dir))
+            except Exception:  # noqa: BLE001 - the model's load reports it, with its reason
+                continue
+        return files
+
     def default_models(self) -> list[ModelSpec]:
         """Every embedded model, the default (Gemma) first: it serves requests that name no model. The
         embedding model gets an embedding context: its training length, many short inputs per decode."""

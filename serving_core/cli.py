@@ -89,6 +89,10 @@ def run_server(
             return 3
     if signals.stopping:
         return signals.exit_code()
+    if settings.read_ahead:
+        from serving_core import read_ahead
+
+        read_ahead.start(settings.weight_files())
     registry = build_registry(settings)
     timeline.mark("configured")
     code = _serve(settings, registry, app_factory, signals, t0, timeline)

@@ -83,6 +83,11 @@ class ServerSettings(BaseSettings):
         default=True,
         description="start loading models before importing the web stack, so imports overlap with loading",
     )
+    read_ahead: bool = Field(
+        default=True,
+        description="ask the kernel to read the eager models' weight files into the page cache as soon as the "
+                    "configuration is read, in the background, so the disk works while Python imports",
+    )
     compute_slots: int | None = Field(
         default=None, ge=1, le=256, description="model calls running at once across all models; default from cores"
     )
@@ -227,6 +232,11 @@ class ServerSettings(BaseSettings):
     def cli_overrides(cls, args: argparse.Namespace) -> dict[str, Any]:
         """Settings the server-specific flags set (they win over the file and the environment)."""
         return {}
+
+    def weight_files(self) -> list[Path]:
+        """The files (or directories) the eager models' loads will read, for ``read_ahead``; found
+        without importing a model library (none, where that is not possible)."""
+        return []
 
     def effective_compute_slots(self) -> int:
         """Default: one model call per two cores, at least one, so decodes don't fight for cores."""
