@@ -90,9 +90,11 @@ def test_events_are_public_like_the_other_health_routes() -> None:
 
 
 @pytest.mark.slow
-def test_llama_cpp_reports_its_load_from_zero_to_one(model_files) -> None:
+def test_llama_cpp_reports_its_load_from_zero_to_one(model_files, monkeypatch) -> None:
+    from gguf_model_server import llama_native
     from gguf_model_server.llama_native import NativeModel
 
+    monkeypatch.setattr(llama_native, "PROGRESS_MIN_BYTES", 0)  # the tiny file reports as a large one does
     seen: list[tuple[float, str | None]] = []
     with load_progress.reporting_to(lambda fraction, phase: seen.append((fraction, phase))):
         model = NativeModel(Path(model_files["a"]), use_mmap=True, use_mlock=False)
@@ -101,6 +103,17 @@ def test_llama_cpp_reports_its_load_from_zero_to_one(model_files) -> None:
     assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
     assert {p for _, p in seen} == {"loading weights"}
     load_progress.report(0.5)  # outside a load: nothing to report to, nothing happens
+
+
+@pytest.mark.slow
+def test_a_small_file_reports_only_its_phase(model_files) -> None:
+    """Per-tensor callbacks cost a small load more than they tell (each takes the GIL)."""
+    from gguf_model_server.llama_native import NativeModel
+
+    seen: list[tuple[float, str | None]] = []
+    with load_progress.reporting_to(lambda fraction, phase: seen.append((fraction, phase))):
+        NativeModel(Path(model_files["a"]), use_mmap=True, use_mlock=False).close()
+    assert seen == [(0.0, "loading weights")]
 
 
 @pytest.mark.slow
