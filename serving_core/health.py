@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from serving_core.errors import Overloaded
 from serving_core.registry import ManagedModel, ModelRegistry, ModelState
 from serving_core.registry_events import RegistryEvent
 from serving_core.startup import StartupTimeline
@@ -109,6 +110,9 @@ class ModelEvent(BaseModel):
 _WATCHED = frozenset({"queued", "loading", "progress", "ready", "failed", "unloaded"})
 # A comment line this often keeps proxies from closing a quiet stream (a load can take minutes).
 _KEEPALIVE_SECONDS = 15.0
+# Streams of /health/events open at once, per server: each holds a registry listener and a task for
+# as long as a load lasts (it is public); the next watcher gets 429 + Retry-After.
+MAX_EVENT_WATCHERS = 64
 
 
 def _settled(registry: ModelRegistry[Any]) -> bool:
@@ -124,9 +128,10 @@ def _model_event(registry: ModelRegistry[Any], name: str) -> str:
     return f"event: model\ndata: {event.model_dump_json()}\n\n"
 
 
-async def _registry_events(registry: ModelRegistry[Any]) -> AsyncIterator[str]:
+async def _registry_events(registry: ModelRegistry[Any], watchers: list[int]) -> AsyncIterator[str]:
     """Every model's state now, then one event per change (state or a percent of progress) until every
-    model is settled, then ``settled`` with the overall status."""
+    model is settled, then ``settled`` with the overall status. Counted in ``watchers[0]`` while it
+    runs (from its first event: a stream never started, its client gone, holds nothing)."""
     loop = asyncio.get_running_loop()
     changed: asyncio.Queue[str] = asyncio.Queue()
 
@@ -135,6 +140,7 @@ async def _registry_events(registry: ModelRegistry[Any]) -> AsyncIterator[str]:
             loop.call_soon_threadsafe(changed.put_nowait, event.model.name)
 
     registry.listeners.append(listener)
+    watchers[0] += 1
     try:
         for name in registry.models:
             yield _model_event(registry, name)
@@ -149,6 +155,7 @@ async def _registry_events(registry: ModelRegistry[Any]) -> AsyncIterator[str]:
         yield f"event: settled\ndata: {json.dumps({'status': status, 'message': message})}\n\n"
     finally:
         registry.listeners.remove(listener)
+        watchers[0] -= 1
 
 
 class ModelsResponse(BaseModel):
@@ -197,6 +204,7 @@ def _health_body(request: Request) -> HealthResponse:
 
 def health_router() -> APIRouter:
     router = APIRouter(tags=["health"])
+    watchers = [0]  # /health/events streams open now (this app's; only the event loop's thread counts)
 
     @router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
     async def health(request: Request) -> JSONResponse:
@@ -234,8 +242,13 @@ def health_router() -> APIRouter:
     async def health_events(request: Request) -> StreamingResponse:
         """Load progress as it happens: every model's state, then an event per state change or percent
         of load progress, until every model is settled (ready, failed or unloaded), then a `settled`
-        event and the end of the stream (what `python test_cold_start.py` draws its bars from)."""
-        return StreamingResponse(_registry_events(request.app.state.registry), media_type="text/event-stream",
+        event and the end of the stream (what `python test_cold_start.py` draws its bars from). 429 with
+        Retry-After while MAX_EVENT_WATCHERS streams are open."""
+        if watchers[0] >= MAX_EVENT_WATCHERS:
+            raise Overloaded(f"{MAX_EVENT_WATCHERS} clients are already watching /health/events; poll /health, "
+                             "or retry shortly", retry_after=5)
+        return StreamingResponse(_registry_events(request.app.state.registry, watchers),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @router.get("/health/live")

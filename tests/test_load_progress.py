@@ -132,3 +132,38 @@ def test_a_fresh_server_streams_every_model_to_ready(start_server) -> None:
         assert mine[-1]["state"] == "ready" and mine[-1]["progress"] == 1.0
         loading = [d["progress"] for d in mine if d["state"] == "loading"]
         assert loading == sorted(loading)
+
+
+def test_watchers_past_the_cap_get_429_and_a_closed_stream_frees_its_place(monkeypatch) -> None:
+    """A public stream held open for as long as a load lasts: bounded per server. Driven at the
+    route itself (the test client's streams end with their client's first read)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from serving_core import health
+    from serving_core.errors import Overloaded
+
+    monkeypatch.setattr(health, "MAX_EVENT_WATCHERS", 1)
+    loader = SteppedLoader()
+    registry = registry_from_settings(FakeSettings(), loader)
+    registry.start_loading()  # held in its first phase: nothing settles
+    endpoint = next(r.endpoint for r in health.health_router().routes if r.path == "/health/events")
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(registry=registry)))
+
+    async def watch() -> None:
+        first = await endpoint(request)
+        assert (await anext(first.body_iterator)).startswith("event: model")
+        with pytest.raises(Overloaded) as refused:
+            await endpoint(request)
+        assert refused.value.retry_after and "already watching" in str(refused.value)
+        await first.body_iterator.aclose()  # the client left
+        second = await endpoint(request)  # its place is free again
+        assert (await anext(second.body_iterator)).startswith("event: model")
+        await second.body_iterator.aclose()
+
+    try:
+        asyncio.run(watch())
+    finally:
+        for step in loader.steps:
+            step.set()
+        registry.close()
