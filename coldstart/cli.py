@@ -91,6 +91,11 @@ class Progress:
         self.last = ""
         self.drawn = 0  # lines of the last drawing, redrawn over
 
+    @property
+    def draws_bars(self) -> bool:
+        """Bars need each server's /health/events; the plain lines need only /health."""
+        return self.tty and not self.quiet
+
     def __call__(self, elapsed: float, results: list[ServerResult]) -> None:
         if self.quiet:
             return
@@ -155,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                         files = [p for t in targets for p in model_files(t)]
                         cold_method = page_cache.evict(files, drop_all=False)
                         print(f"page cache: the model files ({len(files)} paths) evicted ({cold_method})", flush=True)
-                    results = run_once(targets, mode, children, log_dir, timeout, progress)
+                    results = run_once(targets, mode, children, log_dir, timeout, progress,
+                                       watch_events=progress.draws_bars)
                     progress.done()
                     runs.append(results)
                     ports = [int(r.url.rsplit(":", 1)[1]) for r in results if r.pid]

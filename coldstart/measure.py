@@ -60,8 +60,11 @@ def run_once(
     log_dir: Path,
     timeout: float,
     progress: Callable[[float, list[ServerResult]], None],
+    watch_events: bool = False,
 ) -> list[ServerResult]:
-    """Start (or attach to) every target at once and follow them until each is done or failed."""
+    """Start (or attach to) every target at once and follow them until each is done or failed;
+    ``watch_events``: also follow each server's /health/events into ``live`` (the progress bars: one
+    more client during the start, so only when something draws them)."""
     results: list[ServerResult] = []
     servers: dict[str, ServerProcess] = {}
     # Read before anything starts: it imports settings code (~0.3 s) that must not delay a spawn.
@@ -88,7 +91,7 @@ def run_once(
     # Each spawned server's times count from its own spawn; an attached one's from now.
     origin = {r.server: servers[r.server].t_spawn if r.server in servers else t0 for r in results}
     threads = [threading.Thread(target=_follow, args=(r, servers.get(r.server), target_of[r.server], origin[r.server],
-                                                      timeout), name=f"follow-{r.server}", daemon=True)
+                                                      timeout, watch_events), name=f"follow-{r.server}", daemon=True)
                for r in results]
     for th in threads:
         th.start()
@@ -126,9 +129,10 @@ def _watch_events(r: ServerResult) -> None:
                         r.live[event["model"]] = event
 
 
-def _follow(r: ServerResult, server: ServerProcess | None, target: ServerTarget, t0: float, timeout: float) -> None:
+def _follow(r: ServerResult, server: ServerProcess | None, target: ServerTarget, t0: float, timeout: float,
+            watch_events: bool = False) -> None:
     with httpx.Client(base_url=r.url, timeout=httpx.Timeout(timeout, connect=1.0)) as client:
-        watching = False
+        watching = not watch_events
         while r.status in ("starting", "loading", "first requests"):
             if r.live_s is not None and not watching:
                 watching = True

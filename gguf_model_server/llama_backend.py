@@ -401,8 +401,9 @@ class LlamaModel:
         ``n_layer`` + 1 (the output layer counts) when the build has a GPU backend."""
         layers = self.native.n_layer + 1
         requested = self.options.n_gpu_layers
-        on_gpu = 0 if not gpu_offload_supported() else layers if requested < 0 else min(requested, layers)
-        return {"layers": layers, "gpu_layers": on_gpu, "gpu_build": gpu_offload_supported(),
+        gpu_build = gpu_offload_supported()
+        on_gpu = 0 if not gpu_build else layers if requested < 0 else min(requested, layers)
+        return {"layers": layers, "gpu_layers": on_gpu, "gpu_build": gpu_build,
                 "kv_cache": f"{self.options.cache_type_k}/{self.options.cache_type_v}"}
 
     def kv_cache_cells(self) -> tuple[int, int]:

@@ -42,15 +42,7 @@ class GGUFServerSettings(ServerSettings):
     def weight_files(self) -> list[Path]:
         from gguf_model_server.model_files import model_file
 
-        files = []
-        for spec in self.models:
-            if spec.load != "eager":
-                continue
-            try:
-                files.append(model_file(spec, self.model_dir))
-            except Exception:  # noqa: BLE001 - the model's load reports it, with its reason
-                continue
-        return files
+        return [model_file(spec, self.model_dir) for spec in self.models if spec.load == "eager"]
 
     def default_models(self) -> list[ModelSpec]:
         """Every embedded model, the default (Gemma) first: it serves requests that name no model. The
